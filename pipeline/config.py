@@ -107,7 +107,7 @@ class Hyperparameters(_Strict):
 class JobResources(_Strict):
     """Instances of a SageMaker job. ``framework_version`` picks the PyTorch container image."""
 
-    instance_type: str = Field("ml.m5.xlarge", pattern=r"^(ml\.[a-z0-9]+\.[a-z0-9]+|local)$")
+    instance_type: str = Field("ml.m5.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     instance_count: int = Field(1, ge=1)
     volume_size_gb: int = Field(30, ge=1)
     max_runtime_seconds: int = Field(86_400, ge=60)
@@ -208,7 +208,7 @@ class DeployConfig(_Strict):
     enabled: bool = True
     staging_endpoint: str = Field("dogpipe-staging", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
     production_endpoint: str = Field("dogpipe-prod", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-    instance_type: str = Field("ml.m5.large", pattern=r"^(ml\.[a-z0-9]+\.[a-z0-9]+|local)$")
+    instance_type: str = Field("ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     initial_instance_count: int = Field(1, ge=1)
     max_payload_bytes: int = Field(6 * 1024 * 1024, ge=1024)
     top_k: int = Field(3, ge=1)
