@@ -1,0 +1,311 @@
+"""The model registry: model package versions in a group, their approval status, and their metrics.
+
+Two implementations share one protocol so the CLI (`dogpipe models …`, `dogpipe deploy`) reads the same
+on SageMaker and on this machine:
+
+- ``SageMakerRegistry`` talks to the SageMaker Model Registry through boto3 (packages are created there
+  by the pipeline's Register step).
+- ``LocalRegistry`` keeps each package as ``<root>/registry/<group>/<version>.json``; the local engine's
+  RegisterModel step calls ``LocalRegistry.register``. Versions are claimed by an atomic hard link of a
+  fully written file, so two registrations at once never get the same number and a reader never sees
+  half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from pipeline.config import ApprovalStatus
+
+APPROVAL_STATUSES: tuple[str, ...] = ("PendingManualApproval", "Approved", "Rejected")
+LOCAL_ACCOUNT = "000000000000"
+
+
+class RegistryError(RuntimeError):
+    """A registry request that cannot be served: unknown group or version, bad status, unreadable file."""
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    """One version of a model in a model package group, as both registries describe it."""
+
+    group: str
+    version: int
+    arn: str
+    approval_status: str
+    created: datetime
+    model_data_url: str | None = None
+    image: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+    approval_description: str | None = None
+
+    @property
+    def accuracy(self) -> float | None:
+        return accuracy_of(self.metrics)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created"] = self.created.isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelPackage:
+        values = dict(data)
+        values["created"] = datetime.fromisoformat(values["created"])
+        return cls(**values)
+
+
+def accuracy_of(metrics: Mapping[str, Any] | None) -> float | None:
+    """The accuracy in a metrics report, wherever the usual layouts put it.
+
+    Accepts a flat ``{"accuracy": 0.9}``, SageMaker's model-quality layout
+    ``{"multiclass_classification_metrics": {"accuracy": {"value": 0.9}}}``, or ``{"metrics": {...}}``.
+    """
+    if not isinstance(metrics, Mapping):
+        return None
+    candidates: list[Any] = [metrics.get("accuracy")]
+    for section in ("multiclass_classification_metrics", "binary_classification_metrics", "metrics"):
+        inner = metrics.get(section)
+        if isinstance(inner, Mapping):
+            candidates.append(inner.get("accuracy"))
+    for value in candidates:
+        if isinstance(value, Mapping):
+            value = value.get("value")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                continue
+    return None
+
+
+def parse_version(text: str | int) -> int:
+    """A model package version as the user typed it (``3``), or a clear error."""
+    try:
+        version = int(text)
+    except (TypeError, ValueError):
+        raise RegistryError(f"model package version must be a positive integer, got {text!r}") from None
+    if version < 1:
+        raise RegistryError(f"model package version must be a positive integer, got {text!r}")
+    return version
+
+
+def check_status(status: str) -> str:
+    if status not in APPROVAL_STATUSES:
+        raise RegistryError(f"approval status must be one of {', '.join(APPROVAL_STATUSES)}; got {status!r}")
+    return status
+
+
+def version_not_found(group: str, version: int, packages: list[ModelPackage]) -> RegistryError:
+    """The error for a version the group lacks, listing the ones it has so the fix is obvious."""
+    known = ", ".join(str(package.version) for package in packages) or "none"
+    return RegistryError(f"model package version {version} not found in group {group!r} (versions: {known})")
+
+
+def latest_approved_of(packages: list[ModelPackage]) -> ModelPackage | None:
+    """The highest-numbered Approved package: what production may run."""
+    approved = [package for package in packages if package.approval_status == "Approved"]
+    return max(approved, key=lambda package: package.version, default=None)
+
+
+@runtime_checkable
+class ModelRegistry(Protocol):
+    """What the CLI needs from a registry, on SageMaker or on this machine."""
+
+    def list_packages(self, group: str) -> list[ModelPackage]:
+        """All versions of the group, oldest first; empty when the group has none."""
+        ...
+
+    def get(self, group: str, version: int) -> ModelPackage: ...
+
+    def set_approval(
+        self, group: str, version: int, status: str, note: str | None = None
+    ) -> ModelPackage: ...
+
+    def latest_approved(self, group: str) -> ModelPackage | None: ...
+
+
+class LocalRegistry:
+    """Model packages as JSON files under ``<root>/registry/<group>/<version>.json``."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def group_dir(self, group: str) -> Path:
+        return self.root / "registry" / group
+
+    def arn(self, group: str, version: int) -> str:
+        return f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:model-package/{group}/{version}"
+
+    def register(
+        self,
+        group: str,
+        model_data_url: str,
+        image: str,
+        environment: Mapping[str, str] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        approval_status: ApprovalStatus | str = "PendingManualApproval",
+        description: str | None = None,
+    ) -> ModelPackage:
+        """Add the next version of ``group``; safe when several processes register at once."""
+        check_status(approval_status)
+        directory = self.group_dir(group)
+        directory.mkdir(parents=True, exist_ok=True)
+        version = self._next_version(directory)
+        while True:
+            package = ModelPackage(
+                group=group,
+                version=version,
+                arn=self.arn(group, version),
+                approval_status=approval_status,
+                created=datetime.now(timezone.utc),
+                model_data_url=model_data_url,
+                image=image,
+                environment=dict(environment or {}),
+                metrics=dict(metrics or {}),
+                description=description,
+            )
+            if self._create_exclusively(directory / f"{version}.json", package):
+                return package
+            version += 1
+
+    def list_packages(self, group: str) -> list[ModelPackage]:
+        directory = self.group_dir(group)
+        if not directory.is_dir():
+            return []
+        versions = sorted(int(path.stem) for path in directory.glob("*.json") if path.stem.isdigit())
+        return [self._read(directory / f"{version}.json") for version in versions]
+
+    def get(self, group: str, version: int) -> ModelPackage:
+        path = self.group_dir(group) / f"{parse_version(version)}.json"
+        if not path.is_file():
+            raise version_not_found(group, version, self.list_packages(group))
+        return self._read(path)
+
+    def set_approval(self, group: str, version: int, status: str, note: str | None = None) -> ModelPackage:
+        check_status(status)
+        updated = replace(self.get(group, version), approval_status=status, approval_description=note)
+        self._replace(self.group_dir(group) / f"{updated.version}.json", updated)
+        return updated
+
+    def latest_approved(self, group: str) -> ModelPackage | None:
+        return latest_approved_of(self.list_packages(group))
+
+    @staticmethod
+    def _next_version(directory: Path) -> int:
+        versions = [int(path.stem) for path in directory.glob("*.json") if path.stem.isdigit()]
+        return max(versions, default=0) + 1
+
+    @staticmethod
+    def _write_temp(directory: Path, package: ModelPackage) -> Path:
+        handle, name = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
+        with os.fdopen(handle, "w") as stream:
+            json.dump(package.to_json(), stream, indent=2, sort_keys=True)
+            stream.write("\n")
+        return Path(name)
+
+    def _create_exclusively(self, target: Path, package: ModelPackage) -> bool:
+        """Publish a fully written file under ``target`` unless that name is taken (atomic link)."""
+        temp = self._write_temp(target.parent, package)
+        try:
+            os.link(temp, target)
+        except FileExistsError:
+            return False
+        finally:
+            temp.unlink()
+        return True
+
+    def _replace(self, target: Path, package: ModelPackage) -> None:
+        os.replace(self._write_temp(target.parent, package), target)
+
+    @staticmethod
+    def _read(path: Path) -> ModelPackage:
+        try:
+            return ModelPackage.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise RegistryError(f"unreadable model package file {path}: {error}") from None
+
+
+class SageMakerRegistry:
+    """The SageMaker Model Registry through boto3; packages are created there by the Register step."""
+
+    def __init__(self, sagemaker_client: Any, s3_client: Any | None = None) -> None:
+        self.sagemaker = sagemaker_client
+        self.s3 = s3_client
+
+    def list_packages(self, group: str) -> list[ModelPackage]:
+        summaries: list[dict[str, Any]] = []
+        paginator = self.sagemaker.get_paginator("list_model_packages")
+        for page in paginator.paginate(ModelPackageGroupName=group):
+            summaries.extend(page.get("ModelPackageSummaryList", []))
+        packages = [self._describe(summary["ModelPackageArn"]) for summary in summaries]
+        return sorted(packages, key=lambda package: package.version)
+
+    def get(self, group: str, version: int) -> ModelPackage:
+        version = parse_version(version)
+        packages = self.list_packages(group)
+        for package in packages:
+            if package.version == version:
+                return package
+        raise version_not_found(group, version, packages)
+
+    def set_approval(self, group: str, version: int, status: str, note: str | None = None) -> ModelPackage:
+        check_status(status)
+        package = self.get(group, version)
+        request: dict[str, Any] = {"ModelPackageArn": package.arn, "ModelApprovalStatus": status}
+        if note:
+            request["ApprovalDescription"] = note
+        self.sagemaker.update_model_package(**request)
+        return self._describe(package.arn)
+
+    def latest_approved(self, group: str) -> ModelPackage | None:
+        return latest_approved_of(self.list_packages(group))
+
+    def _describe(self, arn: str) -> ModelPackage:
+        response = self.sagemaker.describe_model_package(ModelPackageName=arn)
+        containers = response.get("InferenceSpecification", {}).get("Containers") or [{}]
+        container = containers[0]
+        return ModelPackage(
+            group=response.get("ModelPackageGroupName", ""),
+            version=int(response.get("ModelPackageVersion", 0)),
+            arn=response["ModelPackageArn"],
+            approval_status=response.get("ModelApprovalStatus", "PendingManualApproval"),
+            created=response.get("CreationTime") or datetime.fromtimestamp(0, timezone.utc),
+            model_data_url=container.get("ModelDataUrl"),
+            image=container.get("Image"),
+            environment=dict(container.get("Environment") or {}),
+            metrics=self._metrics(response),
+            description=response.get("ModelPackageDescription"),
+            approval_description=response.get("ApprovalDescription"),
+        )
+
+    def _metrics(self, response: Mapping[str, Any]) -> dict[str, Any]:
+        """Customer metadata first (cheap), then the model-quality statistics file when one is linked."""
+        metrics: dict[str, Any] = dict(response.get("CustomerMetadataProperties") or {})
+        if accuracy_of(metrics) is not None or self.s3 is None:
+            return metrics
+        uri = response.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri")
+        report = self._read_s3_json(uri) if uri else None
+        if isinstance(report, dict):
+            metrics.update(report)
+        return metrics
+
+    def _read_s3_json(self, uri: str) -> Any:
+        """A linked metrics file, or None: a missing or unreadable report must not hide the package."""
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return json.loads(body)
+        except Exception:  # any failure only means "no accuracy to show"
+            return None

@@ -1,0 +1,120 @@
+"""LocalRegistry: register → list → approve → latest approved, concurrent versioning, clear errors."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from pipeline.registry import LocalRegistry, ModelRegistry, RegistryError, accuracy_of, parse_version
+
+GROUP = "dog-breeds"
+
+
+def _register(root: Path, accuracy: float = 0.8, status: str = "PendingManualApproval") -> int:
+    package = LocalRegistry(root).register(
+        GROUP,
+        model_data_url=f"s3://bucket/models/{accuracy}/model.tar.gz",
+        image="pytorch-inference:2.5",
+        environment={"SAGEMAKER_PROGRAM": "inference.py"},
+        metrics={"multiclass_classification_metrics": {"accuracy": {"value": accuracy}}},
+        approval_status=status,
+        description=f"accuracy {accuracy}",
+    )
+    return package.version
+
+
+def test_register_list_approve_latest_approved(tmp_path: Path) -> None:
+    registry = LocalRegistry(tmp_path)
+    assert isinstance(registry, ModelRegistry)
+    assert registry.list_packages(GROUP) == []
+    assert registry.latest_approved(GROUP) is None
+
+    versions = [_register(tmp_path, accuracy) for accuracy in (0.7, 0.9, 0.8)]
+    assert versions == [1, 2, 3]
+    assert (tmp_path / "registry" / GROUP / "2.json").is_file()
+
+    listed = registry.list_packages(GROUP)
+    assert [package.version for package in listed] == [1, 2, 3]
+    assert [package.accuracy for package in listed] == [0.7, 0.9, 0.8]
+    assert listed[0].arn.endswith(f"model-package/{GROUP}/1")
+    assert {package.approval_status for package in listed} == {"PendingManualApproval"}
+
+    registry.set_approval(GROUP, 1, "Approved", note="first good one")
+    registry.set_approval(GROUP, 2, "Approved")
+    registry.set_approval(GROUP, 3, "Rejected", note="worse than v2")
+    latest = registry.latest_approved(GROUP)
+    assert latest is not None and latest.version == 2
+    rejected = registry.get(GROUP, 3)
+    assert (rejected.approval_status, rejected.approval_description) == ("Rejected", "worse than v2")
+    assert rejected.model_data_url == "s3://bucket/models/0.8/model.tar.gz"
+    assert rejected.environment == {"SAGEMAKER_PROGRAM": "inference.py"}
+
+    registry.set_approval(GROUP, 2, "Rejected")
+    latest = registry.latest_approved(GROUP)
+    assert latest is not None and latest.version == 1
+
+
+def test_concurrent_registrations_get_distinct_versions(tmp_path: Path) -> None:
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        versions = list(pool.map(_register, [tmp_path] * 8, [0.5 + i / 100 for i in range(8)]))
+    assert sorted(versions) == list(range(1, 9))
+    files = sorted(path.name for path in (tmp_path / "registry" / GROUP).iterdir())
+    assert files == sorted(f"{version}.json" for version in range(1, 9))
+    for version in range(1, 9):
+        assert (
+            json.loads((tmp_path / "registry" / GROUP / f"{version}.json").read_text())["version"] == version
+        )
+
+
+def test_register_skips_a_version_taken_meanwhile(tmp_path: Path) -> None:
+    registry = LocalRegistry(tmp_path)
+    _register(tmp_path)
+    # Another process claimed version 2 between our directory scan and our create.
+    registry._next_version = lambda directory: 1  # type: ignore[method-assign]
+    assert registry.register(GROUP, "s3://b/m.tar.gz", "image").version == 2
+
+
+def test_unknown_version_names_the_known_ones(tmp_path: Path) -> None:
+    registry = LocalRegistry(tmp_path)
+    _register(tmp_path)
+    _register(tmp_path)
+    with pytest.raises(RegistryError, match=r"version 7 not found in group 'dog-breeds' \(versions: 1, 2\)"):
+        registry.set_approval(GROUP, 7, "Approved")
+    with pytest.raises(RegistryError, match="positive integer, got 'v2'"):
+        parse_version("v2")
+    with pytest.raises(RegistryError, match="positive integer"):
+        registry.get(GROUP, 0)
+
+
+def test_bad_status_and_corrupt_file_are_reported_and_lose_nothing(tmp_path: Path) -> None:
+    registry = LocalRegistry(tmp_path)
+    _register(tmp_path)
+    with pytest.raises(RegistryError, match="approval status must be one of"):
+        registry.set_approval(GROUP, 1, "Maybe")
+    with pytest.raises(RegistryError, match="approval status"):
+        registry.register(GROUP, "s3://b/m.tar.gz", "image", approval_status="approved")
+    assert registry.get(GROUP, 1).approval_status == "PendingManualApproval"
+    assert [package.version for package in registry.list_packages(GROUP)] == [1]
+
+    (tmp_path / "registry" / GROUP / "2.json").write_text("{not json")
+    with pytest.raises(RegistryError, match=r"unreadable model package file .*2\.json"):
+        registry.list_packages(GROUP)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "expected"),
+    [
+        ({"accuracy": 0.5}, 0.5),
+        ({"accuracy": "0.25"}, 0.25),
+        ({"multiclass_classification_metrics": {"accuracy": {"value": 0.75}}}, 0.75),
+        ({"metrics": {"accuracy": 1}}, 1.0),
+        ({"loss": 0.3}, None),
+        ({"accuracy": True}, None),
+        (None, None),
+    ],
+)
+def test_accuracy_of_known_layouts(metrics: dict | None, expected: float | None) -> None:
+    assert accuracy_of(metrics) == expected
