@@ -59,7 +59,9 @@ def resolve_weights_path(weights_path: str) -> Path:
     candidate = root.joinpath(resource)
     if not candidate.is_file():
         present = sorted(item.name for item in root.iterdir() if item.is_file())
-        raise WeightsError(f"weights_path {weights_path!r}: {resource!r} not in package {package} ({present})")
+        raise WeightsError(
+            f"weights_path {weights_path!r}: {resource!r} not in package {package} (it has {present})"
+        )
     return Path(str(candidate))
 
 
@@ -125,7 +127,7 @@ def find_head(model: nn.Module) -> tuple[str, nn.Module]:
             last_conv = (name, module)
     found = last_linear or last_conv
     if found is None:
-        raise ValueError(f"{type(model).__name__}: no Linear or Conv2d layer to use as the classification head")
+        raise ValueError(f"{type(model).__name__}: no Linear or Conv2d layer to use as the classifier head")
     return found
 
 
