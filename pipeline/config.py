@@ -204,6 +204,35 @@ class RegistryConfig(_Strict):
     inference_instance_types: list[str] = ["ml.m5.large", "ml.c5.xlarge"]
 
 
+class DataCaptureConfig(_Strict):
+    """Endpoint data capture (requests and responses to S3), the input of model monitoring."""
+
+    enabled: bool = False
+    sampling_percentage: int = Field(100, ge=0, le=100)
+    s3_uri: str | None = Field(None, description="Defaults to {project.s3_root}/data-capture/<endpoint>.")
+
+    @field_validator("s3_uri")
+    @classmethod
+    def _is_s3(cls, value: str | None) -> str | None:
+        return None if value is None else _s3_uri(value)
+
+
+class AutoscalingConfig(_Strict):
+    """Target-tracking autoscaling of an endpoint's instance count on invocations per instance."""
+
+    min: int = Field(1, ge=1)
+    max: int = Field(2, ge=1)
+    target_invocations: float = Field(
+        100.0, gt=0, description="Invocations per instance per minute that the policy holds."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingConfig:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) exceeds max ({self.max})")
+        return self
+
+
 class DeployConfig(_Strict):
     enabled: bool = True
     staging_endpoint: str = Field("dogpipe-staging", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -212,6 +241,8 @@ class DeployConfig(_Strict):
     initial_instance_count: int = Field(1, ge=1)
     max_payload_bytes: int = Field(6 * 1024 * 1024, ge=1024)
     top_k: int = Field(3, ge=1)
+    data_capture: DataCaptureConfig = DataCaptureConfig()
+    autoscaling: AutoscalingConfig | None = Field(None, description="Off unless set (dogpipe deploy).")
 
 
 class RetryConfig(_Strict):

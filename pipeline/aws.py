@@ -1,0 +1,180 @@
+"""boto3 sessions for the AWS-facing commands, and the checks that run before anything is written.
+
+Region, bucket and role come from a flag, else ``DOGPIPE_REGION`` / ``DOGPIPE_BUCKET`` /
+``DOGPIPE_ROLE_ARN``, else the config file; nothing is hard-coded. botocore's own errors
+(``NoCredentialsError``, an expired token, a 403…) are turned into :class:`AwsError`, one sentence
+that says what to set, because a traceback from deep inside botocore does not tell a user which
+variable is missing. ``AWS_ENDPOINT_URL`` is honoured by boto3 itself (tests point it at a moto server).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    TokenRetrievalError,
+)
+
+from pipeline.config import PipelineConfig
+
+REGION_ENV = "DOGPIPE_REGION"
+BUCKET_ENV = "DOGPIPE_BUCKET"
+ROLE_ENV = "DOGPIPE_ROLE_ARN"
+ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]+$")
+CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or run `aws configure`"
+_RETRIES = BotoConfig(retries={"max_attempts": 5, "mode": "standard"})
+
+
+class AwsError(RuntimeError):
+    """An AWS request cannot be made or failed; the message says what to set or fix."""
+
+
+def with_aws_settings(
+    cfg: PipelineConfig,
+    region: str | None = None,
+    bucket: str | None = None,
+    role_arn: str | None = None,
+) -> PipelineConfig:
+    """The config with region, bucket and role taken from flags, else the environment, else the file.
+
+    Returns a new config so everything downstream (the definition, staging URIs) reads one source.
+    """
+    project = cfg.project
+    resolved = {
+        "region": region or os.environ.get(REGION_ENV) or project.region,
+        "bucket": bucket or os.environ.get(BUCKET_ENV) or project.bucket,
+        "role_arn": role_arn or os.environ.get(ROLE_ENV) or project.role_arn,
+    }
+    if not resolved["region"]:
+        raise AwsError(f"no AWS region: pass --region, set {REGION_ENV}, or set project.region")
+    if not resolved["bucket"]:
+        raise AwsError(f"no S3 bucket: pass --bucket, set {BUCKET_ENV}, or set project.bucket")
+    return cfg.model_copy(update={"project": project.model_copy(update=resolved)})
+
+
+def require_role(cfg: PipelineConfig) -> str:
+    """The execution role ARN, or a clear error naming the three places it can come from."""
+    role = cfg.project.role_arn
+    if not role:
+        raise AwsError(
+            f"no SageMaker execution role: pass --role-arn, set {ROLE_ENV}, or set project.role_arn"
+        )
+    if not ROLE_ARN_PATTERN.match(role):
+        raise AwsError(f"not an IAM role ARN (arn:aws:iam::<account>:role/<name>): {role!r}")
+    return role
+
+
+@dataclass
+class AwsClients:
+    """The boto3 clients one command needs, created from one session."""
+
+    session: boto3.Session
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def for_config(cls, cfg: PipelineConfig) -> AwsClients:
+        return cls(boto3.Session(region_name=cfg.project.region))
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            with aws_errors():
+                self._clients[service] = self.session.client(service, config=_RETRIES)
+        return self._clients[service]
+
+    @property
+    def sagemaker(self) -> Any:
+        return self.client("sagemaker")
+
+    @property
+    def s3(self) -> Any:
+        return self.client("s3")
+
+    @property
+    def autoscaling(self) -> Any:
+        return self.client("application-autoscaling")
+
+    def check_credentials(self) -> str:
+        """The caller's ARN; fails before any write when credentials are absent, partial or rejected."""
+        if self.session.get_credentials() is None:
+            raise AwsError(f"no AWS credentials found: {CREDENTIALS_HINT}")
+        with aws_errors():
+            return self.client("sts").get_caller_identity()["Arn"]
+
+    def check_bucket(self, bucket: str) -> None:
+        """The bucket exists and we may use it; a 404 and a 403 get different advice."""
+        try:
+            self.s3.head_bucket(Bucket=bucket)
+        except ClientError as error:
+            code = _error_code(error)
+            if code in {"404", "NoSuchBucket", "NotFound"}:
+                raise AwsError(
+                    f"S3 bucket {bucket!r} does not exist: create it, or pass --bucket / set {BUCKET_ENV}"
+                ) from None
+            if code in {"403", "AccessDenied", "Forbidden"}:
+                raise AwsError(f"access to S3 bucket {bucket!r} is denied for these credentials") from None
+            raise AwsError(f"cannot use S3 bucket {bucket!r}: {error}") from None
+        except (BotoCoreError, NoCredentialsError) as error:
+            raise translate(error) from None
+
+    def check_role(self, role_arn: str) -> None:
+        """The role exists. Without iam:GetRole permission we cannot tell, so that case passes."""
+        name = role_arn.rsplit("/", 1)[-1]
+        try:
+            self.client("iam").get_role(RoleName=name)
+        except ClientError as error:
+            code = _error_code(error)
+            if code == "NoSuchEntity":
+                raise AwsError(f"IAM role {role_arn!r} does not exist: pass an existing --role-arn") from None
+            if code not in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
+                raise translate(error) from None
+        except BotoCoreError as error:
+            raise translate(error) from None
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def translate(error: Exception) -> AwsError:
+    """One sentence for a botocore error, saying what to set or fix."""
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return AwsError(f"no usable AWS credentials ({error}): {CREDENTIALS_HINT}")
+    if isinstance(error, TokenRetrievalError):
+        return AwsError(f"AWS login expired ({error}): run `aws sso login` or refresh the credentials")
+    if isinstance(error, NoRegionError):
+        return AwsError(f"no AWS region: pass --region, set {REGION_ENV}, or set project.region")
+    if isinstance(error, EndpointConnectionError):
+        return AwsError(f"cannot reach AWS ({error}): check the network, region and AWS_ENDPOINT_URL")
+    if isinstance(error, ClientError):
+        code = _error_code(error)
+        message = error.response.get("Error", {}).get("Message", str(error))
+        if code in {"InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"}:
+            return AwsError(f"AWS rejected the credentials ({code}): {CREDENTIALS_HINT}")
+        if code in {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}:
+            return AwsError(f"the AWS session token has expired ({code}): refresh the credentials")
+        if code in {"AccessDenied", "AccessDeniedException"}:
+            return AwsError(f"AWS denied the request: {message}")
+        return AwsError(f"AWS error {code}: {message}")
+    return AwsError(f"AWS error: {error}")
+
+
+@contextmanager
+def aws_errors() -> Iterator[None]:
+    """Turn botocore errors raised inside the block into :class:`AwsError`."""
+    try:
+        yield
+    except (BotoCoreError, ClientError) as error:
+        raise translate(error) from None
