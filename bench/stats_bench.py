@@ -1,0 +1,65 @@
+"""Normalisation stats at 224 px: preprocess.py's pipeline vs the seed's way vs one core's limit.
+
+- dogpipe: ``dogdata.compute_stats`` (torchdata.nodes threads, decode_jpeg/draft, uint8 histograms).
+- seed: torchvision ImageFolder + DataLoader (2 workers) + PIL decode, Resize, CenterCrop, ToTensor.
+- limit: one core's decode + uint8 resize rate of the same files (no stats at all), times the cores.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from bench.harness import Report, measure
+from bench.photos import write_photos
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training_code"))
+import dogdata
+
+IMAGE_SIZE = 224
+
+
+def seed_style_stats(root: Path) -> None:
+    """The seed notebook's approach: a DataLoader over ImageFolder, full PIL decode, float tensors."""
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose(
+        [transforms.Resize(IMAGE_SIZE), transforms.CenterCrop(IMAGE_SIZE), transforms.ToTensor()]
+    )
+    loader = torch.utils.data.DataLoader(
+        datasets.ImageFolder(str(root), transform=transform), batch_size=32, num_workers=2
+    )
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    for images, _ in loader:
+        total += images.double().sum(dim=(0, 2, 3))
+        squares += images.double().pow(2).sum(dim=(0, 2, 3))
+
+
+def one_core_decode_resize(paths: list[Path]) -> None:
+    """The floor of any stats pipeline: decode + resize each file on one core, nothing else."""
+    with dogdata.single_intra_op_thread():
+        for path in paths:
+            dogdata.decode_image(path, IMAGE_SIZE)
+
+
+def run(report: Report, *, quick: bool = False) -> None:
+    images, repeats = (16, 1) if quick else (300, 3)
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        paths = write_photos(root, images)
+        ours = measure(lambda: dogdata.compute_stats(paths, IMAGE_SIZE, num_workers=cores), repeats=repeats)
+        seed = measure(lambda: seed_style_stats(root), repeats=repeats)
+        limit = measure(lambda: one_core_decode_resize(paths), repeats=repeats)
+    ours_rate = report.rate("stats", "dogpipe compute_stats (torchdata.nodes)", ours, images, "img/s")
+    seed_rate = report.rate("stats", "seed: ImageFolder+DataLoader+PIL", seed, images, "img/s")
+    core_rate = report.rate("stats", "one core decode+resize (limit / cores)", limit, images, "img/s")
+    report.ratio("stats", "dogpipe / seed-style", ours_rate / seed_rate, ">= 4")
+    report.ratio(
+        "stats", f"dogpipe / limit ({cores} cores x one core)", ours_rate / (core_rate * cores), ">= 0.7"
+    )
