@@ -4,7 +4,8 @@ Region, bucket and role come from a flag, else ``DOGPIPE_REGION`` / ``DOGPIPE_BU
 ``DOGPIPE_ROLE_ARN``, else the config file; nothing is hard-coded. botocore's own errors
 (``NoCredentialsError``, an expired token, a 403…) are turned into :class:`AwsError`, one sentence
 that says what to set, because a traceback from deep inside botocore does not tell a user which
-variable is missing. ``AWS_ENDPOINT_URL`` is honoured by boto3 itself (tests point it at a moto server).
+variable is missing. boto3 itself honours ``AWS_ENDPOINT_URL`` (tests point it at a moto server) and the
+retry settings ``AWS_RETRY_MODE`` / ``AWS_MAX_ATTEMPTS``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -35,7 +35,6 @@ BUCKET_ENV = "DOGPIPE_BUCKET"
 ROLE_ENV = "DOGPIPE_ROLE_ARN"
 ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]+$")
 CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or run `aws configure`"
-_RETRIES = BotoConfig(retries={"max_attempts": 5, "mode": "standard"})
 
 
 class AwsError(RuntimeError):
@@ -91,7 +90,7 @@ class AwsClients:
     def client(self, service: str) -> Any:
         if service not in self._clients:
             with aws_errors():
-                self._clients[service] = self.session.client(service, config=_RETRIES)
+                self._clients[service] = self.session.client(service)
         return self._clients[service]
 
     @property

@@ -80,6 +80,7 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # moto answers 500 for what it lacks: fail fast
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
     boto3.client("iam", region_name=REGION).create_role(
         RoleName=ROLE_NAME, AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}'

@@ -1,0 +1,280 @@
+"""The pipeline on SageMaker: stage the code and upsert (``dogpipe upsert``), start, and report status.
+
+Upsert checks everything it can before writing anything (credentials, bucket, role, and that the
+definition refers to the code about to be staged), then copies only the code objects S3 lacks
+(content-addressed keys: an object that exists is already right), then creates or updates the pipeline.
+Start validates parameter overrides against the *deployed* definition, since that is what will run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pipeline.aws import AwsClients, aws_errors, require_role
+from pipeline.code import CodeArchive
+from pipeline.config import PipelineConfig
+
+RUNNING_STATUSES = frozenset({"Executing", "Stopping"})
+_CODE_KEY = re.compile(r"/code/([0-9a-f]{64})/")
+
+
+class PipelineError(RuntimeError):
+    """A pipeline request that cannot be served as asked: unknown parameter, missing pipeline, timeout."""
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def check_definition_code(definition: str, archive: CodeArchive) -> None:
+    """A definition built from other sources would run code that is not being staged: refuse it."""
+    referenced = set(_CODE_KEY.findall(definition))
+    stale = referenced - {archive.sha256}
+    if stale:
+        raise PipelineError(
+            f"the definition refers to code {', '.join(sorted(h[:12] for h in stale))}… but training_code/ "
+            f"is now {archive.sha256[:12]}…: rebuild it (`dogpipe definition`) or upsert without --definition"
+        )
+
+
+def stage_code(s3: Any, archive: CodeArchive, cfg: PipelineConfig) -> list[str]:
+    """Upload each code object that S3 lacks; returns the URIs written (empty when all were there)."""
+    written: list[str] = []
+    for uri, data in archive.staging_plan(cfg).items():
+        bucket, key = _split_uri(uri)
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+            continue
+        except ClientError as error:
+            if _code(error) not in {"404", "NoSuchKey", "NotFound"}:
+                raise
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+        written.append(uri)
+    return written
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    pipeline_arn: str
+    action: str
+    staged: list[str]
+    already_staged: int
+
+
+def upsert_pipeline(
+    clients: AwsClients, cfg: PipelineConfig, definition: str, archive: CodeArchive
+) -> UpsertResult:
+    """Stage the code if absent, then create or update the pipeline; nothing is written if a check fails."""
+    role = require_role(cfg)
+    check_definition_code(definition, archive)
+    clients.check_credentials()
+    clients.check_bucket(cfg.project.bucket)
+    clients.check_role(role)
+    name = cfg.project.name
+    with aws_errors():
+        staged = stage_code(clients.s3, archive, cfg)
+        request = {"PipelineName": name, "PipelineDefinition": definition, "RoleArn": role}
+        if deployed_definition(clients.sagemaker, name) is None:
+            arn = clients.sagemaker.create_pipeline(**request, PipelineDisplayName=name)["PipelineArn"]
+            action = "created"
+        else:
+            arn = clients.sagemaker.update_pipeline(**request)["PipelineArn"]
+            action = "updated"
+    total = len(archive.staging_plan(cfg))
+    return UpsertResult(arn, action, staged, total - len(staged))
+
+
+def deployed_definition(sagemaker: Any, name: str) -> str | None:
+    """The definition SageMaker holds for ``name``, or None when no such pipeline exists."""
+    try:
+        return sagemaker.describe_pipeline(PipelineName=name)["PipelineDefinition"]
+    except ClientError as error:
+        if _code(error) in {"ValidationException", "ResourceNotFound"}:
+            return None
+        raise
+
+
+def require_deployed_definition(sagemaker: Any, name: str) -> str:
+    definition = deployed_definition(sagemaker, name)
+    if definition is None:
+        raise PipelineError(f"pipeline {name!r} does not exist on SageMaker: run `dogpipe upsert` first")
+    return definition
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    """``["Name=Value", …]`` as a mapping; a pair without ``=`` or a repeated name is an error."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise PipelineError(f"--param expects Name=Value, got {pair!r}")
+        if name.strip() in overrides:
+            raise PipelineError(f"--param {name.strip()} given twice")
+        overrides[name.strip()] = value
+    return overrides
+
+
+def _check_value(name: str, kind: str, value: str) -> None:
+    try:
+        if kind == "Integer":
+            int(value)
+        elif kind == "Float":
+            float(value)
+        elif kind == "Boolean" and value.lower() not in {"true", "false"}:
+            raise ValueError(value)
+    except ValueError:
+        raise PipelineError(f"parameter {name} is {kind}; {value!r} is not a valid {kind} value") from None
+
+
+def validate_overrides(definition: str, overrides: dict[str, str]) -> list[dict[str, str]]:
+    """The ``PipelineParameters`` request list, after checking each name and value against the definition."""
+    declared = {
+        item["Name"]: item.get("Type", "String") for item in json.loads(definition).get("Parameters", [])
+    }
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        raise PipelineError(
+            f"unknown pipeline parameter(s): {', '.join(unknown)}; "
+            f"the pipeline declares: {', '.join(sorted(declared)) or 'none'}"
+        )
+    for name, value in overrides.items():
+        _check_value(name, declared[name], value)
+    return [{"Name": name, "Value": value} for name, value in overrides.items()]
+
+
+def start_execution(clients: AwsClients, cfg: PipelineConfig, overrides: dict[str, str]) -> str:
+    """Start the deployed pipeline with validated overrides; returns the execution ARN."""
+    clients.check_credentials()
+    with aws_errors():
+        definition = require_deployed_definition(clients.sagemaker, cfg.project.name)
+        parameters = validate_overrides(definition, overrides)
+        request: dict[str, Any] = {"PipelineName": cfg.project.name}
+        if parameters:
+            request["PipelineParameters"] = parameters
+        return clients.sagemaker.start_pipeline_execution(**request)["PipelineExecutionArn"]
+
+
+def wait_for_execution(
+    sagemaker: Any,
+    arn: str,
+    timeout_s: float,
+    poll_s: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Poll until the execution leaves Executing/Stopping; returns its final status."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with aws_errors():
+            status = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)[
+                "PipelineExecutionStatus"
+            ]
+        if status not in RUNNING_STATUSES:
+            return status
+        if time.monotonic() >= deadline:
+            raise PipelineError(
+                f"execution still {status} after {timeout_s:.0f} s (it keeps running): "
+                f"`dogpipe status {arn}` to follow it"
+            )
+        sleep(poll_s)
+
+
+@dataclass(frozen=True)
+class StepState:
+    name: str
+    status: str
+    started: datetime | None = None
+    ended: datetime | None = None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionReport:
+    arn: str
+    status: str
+    created: datetime | None
+    failure_reason: str | None
+    steps: list[StepState] = field(default_factory=list)
+    steps_unavailable: str | None = None
+
+
+def latest_execution_arn(sagemaker: Any, pipeline_name: str) -> str:
+    require_deployed_definition(sagemaker, pipeline_name)
+    summaries = sagemaker.list_pipeline_executions(
+        PipelineName=pipeline_name, SortBy="CreationTime", SortOrder="Descending", MaxResults=1
+    ).get("PipelineExecutionSummaries", [])
+    if not summaries:
+        raise PipelineError(f"pipeline {pipeline_name!r} has no executions yet: `dogpipe start` one")
+    return summaries[0]["PipelineExecutionArn"]
+
+
+def _steps(sagemaker: Any, arn: str) -> tuple[list[StepState], str | None]:
+    """The execution's steps, or why the API would not list them (moto and some proxies lack the call)."""
+    steps: list[StepState] = []
+    try:
+        paginator = sagemaker.get_paginator("list_pipeline_execution_steps")
+        for page in paginator.paginate(PipelineExecutionArn=arn, SortOrder="Ascending"):
+            steps.extend(
+                StepState(
+                    name=item.get("StepName", "?"),
+                    status=item.get("StepStatus", "?"),
+                    started=item.get("StartTime"),
+                    ended=item.get("EndTime"),
+                    failure_reason=item.get("FailureReason"),
+                )
+                for item in page.get("PipelineExecutionSteps", [])
+            )
+    except ClientError as error:
+        return [], f"ListPipelineExecutionSteps failed ({_code(error) or 'error'}); step states unavailable"
+    return steps, None
+
+
+def execution_report(clients: AwsClients, cfg: PipelineConfig, arn: str | None = None) -> ExecutionReport:
+    """Status of ``arn`` (the latest execution when None) and its steps where the API gives them."""
+    clients.check_credentials()
+    sagemaker = clients.sagemaker
+    with aws_errors():
+        arn = arn or latest_execution_arn(sagemaker, cfg.project.name)
+        try:
+            described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+        except ClientError as error:
+            if _code(error) in {"ValidationException", "ResourceNotFound"}:
+                raise PipelineError(f"no pipeline execution {arn!r}") from None
+            raise
+        steps, unavailable = _steps(sagemaker, arn)
+    reason = described.get("FailureReason") or None
+    return ExecutionReport(
+        arn=arn,
+        status=described.get("PipelineExecutionStatus", "?"),
+        created=described.get("CreationTime"),
+        failure_reason=reason if reason not in {"None", ""} else None,
+        steps=steps,
+        steps_unavailable=unavailable,
+    )
+
+
+__all__ = [
+    "ExecutionReport",
+    "PipelineError",
+    "StepState",
+    "UpsertResult",
+    "execution_report",
+    "parse_overrides",
+    "stage_code",
+    "start_execution",
+    "upsert_pipeline",
+    "validate_overrides",
+    "wait_for_execution",
+]
