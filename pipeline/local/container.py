@@ -1,0 +1,169 @@
+"""What a SageMaker container gives a job, recreated in a folder: ``/opt/ml`` remapped, ``python3``
+on PATH, logs captured line by line.
+
+Every job gets its own ``<job dir>/opt/ml`` and every ``/opt/ml`` in its command line, environment
+and config files is rewritten to point there, so scripts that follow the container contract run
+unchanged and two jobs never share a folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+OPT_ML = "/opt/ml"
+# Python the container would run; the engine's own interpreter has the same packages.
+_PYTHON_NAMES = ("python3", "python")
+_LOG_TAIL_LINES = 30
+
+
+class JobFailed(RuntimeError):
+    """A job's process exited non-zero; the message carries its log tail."""
+
+
+class JobStopped(RuntimeError):
+    """A job was stopped on request (a pruned tuning trial)."""
+
+
+def job_name(step: str, suffix: str | None = None) -> str:
+    """A SageMaker-valid job name (≤ 63 chars, ``[a-zA-Z0-9-]``) derived from the step name."""
+    base = re.sub(r"[^a-zA-Z0-9-]+", "-", step).strip("-").lower()[:40] or "job"
+    return f"{base}-{suffix or secrets.token_hex(4)}"
+
+
+class Container:
+    """One job's stand-in for a container: ``opt_ml`` is what ``/opt/ml`` means inside it."""
+
+    def __init__(self, job_dir: Path) -> None:
+        self.job_dir = job_dir
+        self.opt_ml = job_dir / "opt" / "ml"
+        self.opt_ml.mkdir(parents=True, exist_ok=True)
+        self.bin_dir = job_dir / "bin"
+        self._install_python_shims()
+
+    def _install_python_shims(self) -> None:
+        """``python3``/``python`` on PATH run this interpreter, as the container's Python would."""
+        self.bin_dir.mkdir(parents=True, exist_ok=True)
+        for name in _PYTHON_NAMES:
+            link = self.bin_dir / name
+            if not link.exists():
+                link.symlink_to(sys.executable)
+
+    def path(self, container_path: str) -> Path:
+        """The local folder for an absolute container path under ``/opt/ml``."""
+        return Path(self.remap(container_path))
+
+    def remap(self, value: Any) -> Any:
+        """Rewrite every ``/opt/ml`` inside strings (recursively through lists and dicts)."""
+        if isinstance(value, str):
+            return re.sub(r"(?<![\w.])/opt/ml(?=/|$|\s|['\"])", str(self.opt_ml), value)
+        if isinstance(value, list):
+            return [self.remap(item) for item in value]
+        if isinstance(value, Mapping):
+            return {key: self.remap(inner) for key, inner in value.items()}
+        return value
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """Remapped argv; a bare ``python3``/``python`` becomes this interpreter."""
+        remapped = [self.remap(str(part)) for part in argv]
+        if remapped and remapped[0] in _PYTHON_NAMES:
+            remapped[0] = sys.executable
+        return remapped
+
+    def environment(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """This process's environment plus the job's, remapped, with the shims first on PATH."""
+        env = dict(os.environ)
+        env.update({key: self.remap(str(value)) for key, value in extra.items()})
+        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        # The job runs in its own folder; the engine's checkout must not shadow the job's code.
+        env.pop("PYTHONPATH", None)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env["DOGPIPE_OPT_ML"] = str(self.opt_ml)
+        return env
+
+
+def run_logged(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    log_path: Path,
+    on_line: Callable[[str], bool | None] | None = None,
+) -> None:
+    """Run ``argv``, copying stdout+stderr to ``log_path`` and to ``on_line`` as lines arrive.
+
+    ``on_line`` returning True stops the job (SIGTERM to its process group) and raises
+    :class:`JobStopped`. A non-zero exit raises :class:`JobFailed` with the log tail.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    stop_requested = threading.Event()
+    with log_path.open("a", buffering=1) as log:
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=dict(env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise JobFailed(f"cannot start {argv[0]!r}: {error}") from None
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                if on_line is not None and not stop_requested.is_set() and on_line(line.rstrip("\n")):
+                    stop_requested.set()
+                    _terminate(process)
+            code = process.wait()
+        except BaseException:
+            _terminate(process)
+            raise
+    if stop_requested.is_set():
+        raise JobStopped(f"stopped on request: {' '.join(argv[:2])}")
+    if code != 0:
+        raise JobFailed(f"exited with code {code}; last lines of {log_path}:\n{log_tail(log_path)}")
+
+
+def _terminate(process: subprocess.Popen[str]) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+
+def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def metric_values(line: str, definitions: Sequence[Mapping[str, str]]) -> dict[str, float]:
+    """Values of the job's MetricDefinitions (``{"Name", "Regex"}``) found in one log line."""
+    found: dict[str, float] = {}
+    for definition in definitions:
+        match = re.search(definition["Regex"], line)
+        if match:
+            try:
+                found[definition["Name"]] = float(match.group(1) if match.groups() else match.group(0))
+            except ValueError:
+                continue
+    return found

@@ -1,0 +1,54 @@
+"""What every step runner receives: its resolved arguments and the engine's shared services."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.local.store import ObjectStore
+
+LOCAL_REGION = "local"
+LOCAL_ACCOUNT = "000000000000"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Knobs of the local engine that a definition cannot carry (from ``cfg.local``)."""
+
+    root: Path
+    endpoint_host: str = "127.0.0.1"
+    endpoint_port: int = 0
+    max_parallel_trials: int | None = None
+
+    @property
+    def trial_slots(self) -> int:
+        """Parallel tuning trials this machine can take: the config's cap, never above the cores."""
+        cores = os.cpu_count() or 1
+        return max(1, min(cores, self.max_parallel_trials or cores))
+
+
+@dataclass
+class StepContext:
+    """One step execution: ``arguments`` are already resolved (no expressions left)."""
+
+    name: str
+    step_type: str
+    arguments: Mapping[str, Any]
+    definition: Mapping[str, Any]
+    work_dir: Path
+    store: ObjectStore
+    settings: EngineSettings
+    execution_id: str
+    echo: Callable[[str], None] = field(default=print)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.work_dir / "logs"
+
+
+def arn(resource: str, name: str) -> str:
+    """A local ARN shaped like SageMaker's, so ARN-parsing code behaves the same."""
+    return f"arn:aws:sagemaker:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{resource}/{name.lower()}"

@@ -1,0 +1,387 @@
+"""Walk a SageMaker pipeline definition and execute it on this machine.
+
+The engine reads only the definition JSON (what ``CreatePipeline`` receives): parameters, steps in
+dependency order (``DependsOn`` plus every step a ``Get``/``Std:JsonGet`` reads), condition branches
+(steps nested in a Condition's ``IfSteps``/``ElseSteps`` run only on the chosen side), property files,
+and each step's ``CacheConfig``. Each step's resolved arguments go to the runner of its type; its
+Describe*-shaped properties are recorded and feed later expressions.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pipeline.local.cache import StepCache, cache_enabled, cache_key
+from pipeline.local.condition import PipelineFailed, evaluate_all, fail
+from pipeline.local.context import LOCAL_ACCOUNT, LOCAL_REGION, EngineSettings, StepContext
+from pipeline.local.executions import Execution, ExecutionStore, now_iso
+from pipeline.local.expressions import ExpressionError, Scope, get_step_property, referenced_steps, resolve
+from pipeline.local.store import ObjectStore
+
+StepRunner = Callable[[StepContext], dict[str, Any]]
+
+
+class DefinitionError(ValueError):
+    """A definition SageMaker would reject: unknown step reference, cycle, bad parameter, unsupported type."""
+
+
+def _runners() -> dict[str, StepRunner]:
+    # Imported here: the tuning runner pulls in optuna, the registry the registry module.
+    from pipeline.local.endpoint import run_create_model, run_endpoint, run_endpoint_config
+    from pipeline.local.processing import run_processing
+    from pipeline.local.registry_step import run_register
+    from pipeline.local.training import run_training
+    from pipeline.local.tuning import run_tuning
+
+    return {
+        "Processing": run_processing,
+        "Training": run_training,
+        "Tuning": run_tuning,
+        "RegisterModel": run_register,
+        "Model": run_create_model,
+        "EndpointConfig": run_endpoint_config,
+        "Endpoint": run_endpoint,
+    }
+
+
+CONTROL_STEP_TYPES = frozenset({"Condition", "Fail"})
+
+
+@dataclass
+class PlannedStep:
+    """A step of the definition with what decides when it may run."""
+
+    name: str
+    definition: Mapping[str, Any]
+    depends_on: set[str]
+    branch: tuple[str, bool] | None = None  # (condition step, outcome it needs)
+
+    @property
+    def type(self) -> str:
+        return str(self.definition.get("Type"))
+
+
+def _flatten(
+    steps: list[Mapping[str, Any]], branch: tuple[str, bool] | None, out: dict[str, PlannedStep]
+) -> None:
+    for step in steps:
+        name = step.get("Name")
+        if not name:
+            raise DefinitionError(f"a step has no Name: {dict(step)!r:.200}")
+        if name in out:
+            raise DefinitionError(f"duplicate step name {name!r}")
+        arguments = step.get("Arguments") or {}
+        own = {key: value for key, value in arguments.items() if key not in ("IfSteps", "ElseSteps")}
+        depends = set(step.get("DependsOn") or []) | referenced_steps(own)
+        if branch:
+            depends.add(branch[0])
+        out[name] = PlannedStep(name, step, depends, branch)
+        if step.get("Type") == "Condition":
+            _flatten(arguments.get("IfSteps") or [], (name, True), out)
+            _flatten(arguments.get("ElseSteps") or [], (name, False), out)
+
+
+def plan(definition: Mapping[str, Any]) -> list[PlannedStep]:
+    """Steps in an order that respects every dependency; definition order breaks ties."""
+    steps: dict[str, PlannedStep] = {}
+    _flatten(list(definition.get("Steps") or []), None, steps)
+    known = set(steps)
+    runners = _runners()
+    for step in steps.values():
+        missing = step.depends_on - known
+        if missing:
+            raise DefinitionError(
+                f"step {step.name!r} refers to unknown step(s): {', '.join(sorted(missing))}"
+            )
+        if step.type not in runners and step.type not in CONTROL_STEP_TYPES:
+            raise DefinitionError(
+                f"step {step.name!r}: step type {step.type!r} is not supported by the local engine"
+            )
+    ordered: list[PlannedStep] = []
+    done: set[str] = set()
+    pending = list(steps.values())
+    while pending:
+        ready = [step for step in pending if step.depends_on <= done]
+        if not ready:
+            cycle = ", ".join(step.name for step in pending)
+            raise DefinitionError(f"dependency cycle among steps: {cycle}")
+        ordered.append(ready[0])
+        done.add(ready[0].name)
+        pending.remove(ready[0])
+    return ordered
+
+
+def coerce_parameter(spec: Mapping[str, Any], value: Any) -> Any:
+    """A parameter value of the definition's declared Type, from a CLI string or a JSON value."""
+    kind, name = spec.get("Type", "String"), spec["Name"]
+    try:
+        if kind == "Integer":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind == "Float":
+            return float(value)
+        if kind == "Boolean":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in ("true", "false"):
+                raise ValueError
+            return text == "true"
+        return str(value)
+    except (TypeError, ValueError):
+        raise DefinitionError(f"parameter {name!r} is {kind}; {value!r} is not a valid {kind}") from None
+
+
+def parameter_values(definition: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults of the definition's Parameters with ``overrides`` applied and type-checked."""
+    specs = {spec["Name"]: spec for spec in definition.get("Parameters") or []}
+    unknown = set(overrides) - set(specs)
+    if unknown:
+        raise DefinitionError(
+            f"unknown parameter(s) {', '.join(sorted(unknown))}; the pipeline defines: {', '.join(sorted(specs)) or 'none'}"
+        )
+    values = {}
+    for name, spec in specs.items():
+        if name in overrides:
+            values[name] = coerce_parameter(spec, overrides[name])
+        elif "DefaultValue" in spec:
+            values[name] = coerce_parameter(spec, spec["DefaultValue"])
+        else:
+            raise DefinitionError(f"parameter {name!r} has no default value: pass --param {name}=VALUE")
+    return values
+
+
+@dataclass
+class ExecutionResult:
+    execution: Execution
+    status: str
+    failure_reason: str | None
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class LocalEngine:
+    """Runs definitions; records every execution under ``settings.root``."""
+
+    def __init__(self, settings: EngineSettings, echo: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.echo = echo
+        self.store = ObjectStore(settings.root)
+        self.executions = ExecutionStore(settings.root)
+        self.cache = StepCache(settings.root)
+
+    def start(
+        self, definition: Mapping[str, Any], pipeline_name: str, overrides: Mapping[str, Any] | None = None
+    ) -> ExecutionResult:
+        """Validate the definition and parameters, then run a new execution."""
+        plan(definition)
+        parameters = parameter_values(definition, overrides or {})
+        execution = self.executions.create(pipeline_name, definition, parameters)
+        self.echo(f"execution {execution.id} of {pipeline_name}")
+        return self._run(execution)
+
+    def resume(self, execution_id: str) -> ExecutionResult:
+        """Run what an earlier execution left undone; its succeeded steps are kept as they are."""
+        execution = self.executions.get(execution_id)
+        record = execution.record
+        pid = record.get("pid")
+        if record.get("status") == "Executing" and pid and pid != os.getpid() and _alive(pid):
+            raise DefinitionError(f"execution {execution_id} is still running (pid {pid})")
+        if record.get("status") == "Succeeded":
+            self.echo(f"execution {execution_id} already succeeded; nothing to resume")
+        execution.update(status="Executing", pid=os.getpid(), failure_reason=None, ended_at=None)
+        self.echo(f"resuming execution {execution.id}")
+        return self._run(execution)
+
+    def _run(self, execution: Execution) -> ExecutionResult:
+        definition = execution.definition
+        record = execution.record
+        steps = plan(definition)
+        by_name = {step.name: step for step in steps}
+        states: dict[str, dict[str, Any]] = {
+            name: state
+            for name, state in execution.step_states().items()
+            if state.get("status") == "Succeeded"
+        }
+
+        def step_properties(name: str) -> Mapping[str, Any]:
+            state = states.get(name)
+            if not state or state.get("status") != "Succeeded":
+                raise ExpressionError(f"step {name!r} has not succeeded, its properties cannot be read")
+            return state["properties"]
+
+        def property_file(step: str, name: str) -> Any:
+            return self._read_property_file(by_name, step, name, step_properties(step))
+
+        scope = Scope(
+            parameters=record["parameters"],
+            execution=_execution_variables(record),
+            step_properties=step_properties,
+            property_file=property_file,
+        )
+        try:
+            for step in steps:
+                if step.name in states:
+                    self.echo(f"[{step.name}] already succeeded in this execution, kept")
+                    continue
+                if not self._should_run(step, states):
+                    state = {"name": step.name, "type": step.type, "status": "NotExecuted"}
+                    execution.write_step_state(step.name, state)
+                    states[step.name] = state
+                    continue
+                states[step.name] = self._run_step(execution, step, scope)
+        except PipelineFailed as failure:
+            return self._finish(execution, "Failed", str(failure))
+        except StepFailed as failure:
+            return self._finish(execution, "Failed", str(failure))
+        except KeyboardInterrupt:
+            self._finish(execution, "Stopped", "interrupted")
+            raise
+        return self._finish(execution, "Succeeded", None)
+
+    def _should_run(self, step: PlannedStep, states: Mapping[str, Mapping[str, Any]]) -> bool:
+        if any(states.get(dependency, {}).get("status") == "NotExecuted" for dependency in step.depends_on):
+            return False
+        if step.branch:
+            condition, needed = step.branch
+            return states[condition]["properties"]["Outcome"] is needed
+        return True
+
+    def _run_step(self, execution: Execution, step: PlannedStep, scope: Scope) -> dict[str, Any]:
+        started = time.monotonic()
+        state: dict[str, Any] = {
+            "name": step.name,
+            "type": step.type,
+            "status": "Executing",
+            "started_at": now_iso(),
+        }
+        execution.write_step_state(step.name, state)
+        self.echo(f"[{step.name}] {step.type} ...")
+        try:
+            arguments = resolve(
+                {
+                    key: value
+                    for key, value in (step.definition.get("Arguments") or {}).items()
+                    if key not in ("IfSteps", "ElseSteps")
+                },
+                scope,
+            )
+            state["arguments"] = arguments
+            if step.type == "Condition":
+                outcome = evaluate_all(arguments.get("Conditions") or [])
+                state["properties"] = {"Outcome": outcome}
+                self.echo(f"[{step.name}] outcome: {str(outcome).lower()}")
+            elif step.type == "Fail":
+                fail(arguments)
+            else:
+                state.update(self._run_job(execution, step, arguments))
+        except PipelineFailed as failure:
+            self._record_failure(execution, state, started, str(failure))
+            raise
+        except KeyboardInterrupt:
+            self._record_failure(execution, state, started, "interrupted")
+            raise
+        except Exception as error:  # noqa: BLE001 - any runner error fails the step with its message
+            message = f"{type(error).__name__}: {error}"
+            self._record_failure(execution, state, started, message)
+            raise StepFailed(f"step {step.name!r} failed: {message}") from error
+        state.update(status="Succeeded", ended_at=now_iso(), duration_s=round(time.monotonic() - started, 2))
+        execution.write_step_state(step.name, state)
+        cached = f" (cached from {state['cache_hit']})" if state.get("cache_hit") else ""
+        self.echo(f"[{step.name}] succeeded in {state['duration_s']:.1f} s{cached}")
+        return state
+
+    def _run_job(self, execution: Execution, step: PlannedStep, arguments: dict[str, Any]) -> dict[str, Any]:
+        enabled, expire_after = cache_enabled(step.definition)
+        key = cache_key(step.type, arguments, self.store) if enabled else None
+        if key:
+            hit = self.cache.lookup(step.name, key, expire_after)
+            if hit:
+                return {"properties": hit["properties"], "cache_hit": hit["execution_id"], "cache_key": key}
+        context = StepContext(
+            name=step.name,
+            step_type=step.type,
+            arguments=arguments,
+            definition=step.definition,
+            work_dir=execution.step_dir(step.name),
+            store=self.store,
+            settings=self.settings,
+            execution_id=execution.id,
+            echo=self.echo,
+        )
+        properties = _runners()[step.type](context)
+        if key:
+            self.cache.save(step.name, key, execution.id, properties)
+        return {"properties": properties, "cache_hit": None, "cache_key": key}
+
+    def _record_failure(
+        self, execution: Execution, state: dict[str, Any], started: float, message: str
+    ) -> None:
+        state.update(
+            status="Failed",
+            ended_at=now_iso(),
+            duration_s=round(time.monotonic() - started, 2),
+            failure_reason=message,
+        )
+        execution.write_step_state(state["name"], state)
+        self.echo(f"[{state['name']}] FAILED: {message}")
+
+    def _read_property_file(
+        self, steps: Mapping[str, PlannedStep], step: str, name: str, properties: Mapping[str, Any]
+    ) -> Any:
+        import json
+
+        files = {
+            item.get("PropertyFileName"): item for item in steps[step].definition.get("PropertyFiles") or []
+        }
+        if name not in files:
+            raise ExpressionError(
+                f"step {step!r} has no property file {name!r} (it has: {', '.join(map(str, files)) or 'none'})"
+            )
+        spec = files[name]
+        output = get_step_property(
+            properties, step, f"ProcessingOutputConfig.Outputs['{spec['OutputName']}'].S3Output.S3Uri"
+        )
+        uri = f"{str(output).rstrip('/')}/{spec['FilePath'].lstrip('/')}"
+        try:
+            return json.loads(self.store.read_text(uri))
+        except (OSError, ValueError) as error:
+            raise ExpressionError(
+                f"property file {name!r} of step {step!r} ({uri}) cannot be read: {error}"
+            ) from None
+
+    def _finish(self, execution: Execution, status: str, reason: str | None) -> ExecutionResult:
+        execution.update(status=status, failure_reason=reason, ended_at=now_iso())
+        return ExecutionResult(execution, status, reason, execution.step_states())
+
+
+class StepFailed(RuntimeError):
+    """A step failed; the execution stops with this message (which names the step)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _execution_variables(record: Mapping[str, Any]) -> dict[str, Any]:
+    name, execution_id = record["pipeline_name"], record["id"]
+    pipeline_arn = f"arn:aws:sagemaker:{LOCAL_REGION}:{LOCAL_ACCOUNT}:pipeline/{name.lower()}"
+    return {
+        "PipelineExecutionId": execution_id,
+        "PipelineExecutionArn": f"{pipeline_arn}/execution/{execution_id}",
+        "PipelineName": name,
+        "PipelineArn": pipeline_arn,
+        "StartDateTime": record["started_at"],
+        "CurrentDateTime": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

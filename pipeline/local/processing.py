@@ -1,0 +1,71 @@
+"""Processing steps: CreateProcessingJob run as a subprocess under the container contract.
+
+Inputs are copied from the store to their (remapped) ``LocalPath``, the container's entrypoint and
+arguments run with ``Environment``, and after success each output folder is uploaded to its S3Uri.
+A failed job uploads nothing, so outputs of earlier runs stay as they were.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.local.container import Container, job_name, run_logged
+from pipeline.local.context import StepContext, arn
+
+
+class ProcessingArgumentError(ValueError):
+    """Processing arguments SageMaker would reject (CreateProcessingJob validation)."""
+
+
+def _require(arguments: dict[str, Any], *path: str) -> Any:
+    value: Any = arguments
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            raise ProcessingArgumentError(f"processing job arguments lack {'.'.join(path)}")
+        value = value[key]
+    return value
+
+
+def run_processing(ctx: StepContext) -> dict[str, Any]:
+    """Run the job; returns the DescribeProcessingJob-shaped properties."""
+    arguments = dict(ctx.arguments)
+    app = _require(arguments, "AppSpecification")
+    entrypoint = list(app.get("ContainerEntrypoint") or [])
+    if not entrypoint:
+        raise ProcessingArgumentError("AppSpecification.ContainerEntrypoint is required by the local engine")
+    name = job_name(ctx.name)
+    container = Container(ctx.work_dir / "job")
+
+    for item in arguments.get("ProcessingInputs", []):
+        s3 = item.get("S3Input")
+        if not s3:
+            raise ProcessingArgumentError(
+                f"input {item.get('InputName')!r}: only S3Input is supported locally"
+            )
+        ctx.store.get(s3["S3Uri"], container.path(s3["LocalPath"]))
+    outputs = arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])
+    for item in outputs:
+        container.path(item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+
+    argv = container.command(entrypoint + list(app.get("ContainerArguments") or []))
+    env = container.environment(arguments.get("Environment") or {})
+    ctx.echo(f"  [{ctx.name}] {' '.join(argv[1:])}")
+    run_logged(argv, env, container.job_dir, ctx.log_dir / f"{name}.log", on_line=_echo_prefixed(ctx))
+
+    for item in outputs:
+        ctx.store.put_tree(container.path(item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])
+    return {
+        **arguments,
+        "ProcessingJobName": name,
+        "ProcessingJobArn": arn("processing-job", name),
+        "ProcessingJobStatus": "Completed",
+        "ExitMessage": "",
+    }
+
+
+def _echo_prefixed(ctx: StepContext):  # type: ignore[no-untyped-def]
+    def echo(line: str) -> None:
+        if line.startswith(("epoch=", "WARNING", "ERROR", "error")) or "quarantin" in line:
+            ctx.echo(f"  [{ctx.name}] {line}")
+
+    return echo

@@ -1,0 +1,65 @@
+"""RegisterModel steps: CreateModelPackage into the local model registry (``pipeline.registry``).
+
+The metrics attached to the package are read from the ``ModelMetrics`` reports' S3 URIs, so
+``dogpipe models list`` shows the accuracy without opening another file.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline.local.context import StepContext
+from pipeline.local.store import StoreError
+from pipeline.registry import LocalRegistry
+
+
+class RegisterArgumentError(ValueError):
+    """RegisterModel arguments SageMaker would reject."""
+
+
+def _metrics(ctx: StepContext) -> dict[str, Any]:
+    reports: dict[str, Any] = {}
+    for section, entries in (ctx.arguments.get("ModelMetrics") or {}).items():
+        for kind, report in (entries or {}).items():
+            uri = (report or {}).get("S3Uri")
+            if not uri:
+                continue
+            try:
+                reports.update(json.loads(ctx.store.read_text(uri)))
+            except (StoreError, json.JSONDecodeError) as error:
+                raise RegisterArgumentError(
+                    f"ModelMetrics.{section}.{kind}: cannot read {uri}: {error}"
+                ) from None
+    return reports
+
+
+def run_register(ctx: StepContext) -> dict[str, Any]:
+    arguments = dict(ctx.arguments)
+    group = arguments.get("ModelPackageGroupName")
+    if not group:
+        raise RegisterArgumentError("RegisterModel needs ModelPackageGroupName")
+    containers = (arguments.get("InferenceSpecification") or {}).get("Containers") or []
+    if not containers or not containers[0].get("ModelDataUrl"):
+        raise RegisterArgumentError("InferenceSpecification.Containers[0].ModelDataUrl is required")
+    container = containers[0]
+    if not ctx.store.exists(container["ModelDataUrl"]):
+        raise RegisterArgumentError(f"ModelDataUrl does not exist in the store: {container['ModelDataUrl']}")
+    package = LocalRegistry(ctx.settings.root).register(
+        group=group,
+        model_data_url=container["ModelDataUrl"],
+        image=container.get("Image", ""),
+        environment=container.get("Environment") or {},
+        metrics=_metrics(ctx),
+        approval_status=arguments.get("ModelApprovalStatus", "PendingManualApproval"),
+        description=arguments.get("ModelPackageDescription"),
+    )
+    ctx.echo(f"  [{ctx.name}] registered {group} version {package.version} ({package.approval_status})")
+    return {
+        **arguments,
+        "ModelPackageArn": package.arn,
+        "ModelPackageName": f"{group}/{package.version}",
+        "ModelPackageVersion": package.version,
+        "ModelApprovalStatus": package.approval_status,
+        "ModelPackageStatus": "Completed",
+    }
