@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,10 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 ALPHA_BACKGROUND = (255, 255, 255)
 
 Sample = tuple[str, int]
+
+# torchvision 0.29 warns on every decode_jpeg call that its decoders will move to TorchCodec; the
+# pinned torchvision keeps them, and one warning per image would bury real warnings in the logs.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
 
 class ImageDecodeError(ValueError):

@@ -1,0 +1,24 @@
+"""Shared fixtures: one tiny synthetic dog-breed data set per test session, built once and reused.
+
+Tests must not modify ``sample_dataset``; copy it first (``shutil.copytree``) when a test needs to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.sample_data import write_sample_data
+
+SAMPLE_CLASSES = 4
+SAMPLE_PER_CLASS = 16  # 16 train, 4 valid, 4 test per breed
+SAMPLE_SIDES = (48, 96)
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-breed ImageFolder (train/valid/test) of 48-96 px JPEGs, clean (no bad files)."""
+    root = tmp_path_factory.mktemp("sample_dataset")
+    write_sample_data(root, classes=SAMPLE_CLASSES, per_class=SAMPLE_PER_CLASS, seed=0, sides=SAMPLE_SIDES)
+    return root
