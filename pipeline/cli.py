@@ -52,6 +52,95 @@ def sample_data(out_dir: Path, classes: int, per_class: int, seed: int, with_bad
     click.echo(summary)
 
 
+# The AWS-facing commands live in their own module; it imports config_option/read_config from above.
+from pipeline.cli_aws import AWS_COMMANDS  # noqa: E402
+
+for _command in AWS_COMMANDS:
+    cli.add_command(_command)
+
+
+@cli.command("serve")
+@click.argument("model")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
+)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Inference threads")
+@click.option("--threads", type=click.IntRange(1, 256), help="Torch threads each (default: cores/workers).")
+@click.option("--optimize", type=click.Choice(["trace", "eager"]), default="trace", show_default=True)
+@click.option("--model-version", help="Version in replies (default: registry version or weights hash).")
+@click.option(
+    "--url-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the URL here once serving."
+)
+@config_option
+def serve(
+    model: str,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int | None,
+    optimize: str,
+    model_version: str | None,
+    url_file: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Serve MODEL (a model.tar.gz, a model dir, or a registry group/version) over the SageMaker
+    inference protocol: GET /ping, POST /invocations. Limits come from the config's `deploy` section."""
+    from pipeline.serving.model_source import ModelSourceError
+    from pipeline.serving.server import ServeOptions, serve_model
+
+    cfg = read_config(config_path, LOCAL_CONFIG)
+    options = ServeOptions(
+        host=host,
+        port=port,
+        top_k=cfg.deploy.top_k,
+        max_payload_bytes=cfg.deploy.max_payload_bytes,
+        max_batch=cfg.deploy.max_batch,
+        workers=workers,
+        threads=threads,
+        optimize=optimize,
+        model_version=model_version,
+        url_file=url_file,
+    )
+    try:
+        serve_model(model, cfg.local.root, options)
+    except (ModelSourceError, FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@cli.command("predict")
+@click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--endpoint", required=True, help="Endpoint name (a local endpoint for engine: local).")
+@config_option
+def predict(image: Path, endpoint: str, config_path: Path | None) -> None:
+    """Send IMAGE to an endpoint and print its top-k breeds (HTTP locally, InvokeEndpoint on AWS)."""
+    from pipeline.serving.client import PredictError, format_reply, invoke_http, invoke_sagemaker, read_image
+
+    cfg = read_config(config_path, LOCAL_CONFIG)
+    try:
+        data, content_type = read_image(image)
+        if cfg.engine == "local":
+            from pipeline.local.endpoints import EndpointError, read_endpoint
+
+            try:
+                url = read_endpoint(cfg.local.root, endpoint)["url"]
+            except EndpointError as error:
+                raise PredictError(str(error)) from None
+            reply = invoke_http(url, data, content_type)
+        else:
+            from pipeline.aws import AwsClients, AwsError, aws_errors
+
+            try:
+                with aws_errors():
+                    runtime = AwsClients.for_config(cfg).client("sagemaker-runtime")
+                    reply = invoke_sagemaker(runtime, endpoint, data, content_type)
+            except AwsError as error:
+                raise PredictError(str(error)) from None
+    except PredictError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(format_reply(reply))
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
