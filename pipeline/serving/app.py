@@ -1,0 +1,135 @@
+"""The SageMaker inference protocol as a Starlette application.
+
+``GET /ping`` answers 200 once the model is loaded. ``POST /invocations`` checks what it can before doing
+any work (content type → 415, ``Accept`` → 406, declared size → 413), counts the body as it streams so
+an oversized upload is refused without being held in memory, then runs ``parse_request`` + ``predict``
+from ``training_code/inference.py`` in a bounded thread pool: decoding and the forward pass release the
+GIL, so ``workers`` threads keep that many cores busy while the event loop keeps accepting requests.
+Every refusal is ``{"error": "..."}`` with a 4xx status; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from training_code import inference
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Limits and concurrency of one server; the defaults match ``DeployConfig``'s."""
+
+    max_payload_bytes: int = 6 * 1024 * 1024
+    max_batch: int = inference.DEFAULT_MAX_BATCH
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("max_payload_bytes", "max_batch", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with a 413 as soon as it is known to exceed ``limit`` bytes: first
+    from ``Content-Length``, then by counting chunks (chunked uploads declare no length)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise inference.RequestError(f"invalid Content-Length header {declared!r}") from None
+        if length > limit:
+            raise inference.PayloadTooLarge(f"payload of {length:,} bytes exceeds the {limit:,}-byte limit")
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise inference.PayloadTooLarge(f"payload exceeds the {limit:,}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class InferenceService:
+    """The loaded model, its thread pool and its limits: what the routes share."""
+
+    def __init__(self, model: inference.ServedModel, settings: ServingSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="dogpipe-infer")
+
+    def classify(self, body: bytes, content_type: str | None) -> dict[str, Any]:
+        """Runs in a worker thread: the same parse and predict the SageMaker handlers run."""
+        payloads = inference.parse_request(body, content_type, self.settings.max_batch)
+        return inference.predict(self.model, payloads)
+
+    async def ping(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "model_version": self.model.version})
+
+    async def invocations(self, request: Request) -> Response:
+        started = time.perf_counter()
+        content_type = request.headers.get("content-type")
+        accept = request.headers.get("accept")
+        try:
+            inference.check_content_type(content_type)
+            inference.check_accept(accept)
+            body = await read_body(request, self.settings.max_payload_bytes)
+            loop = asyncio.get_running_loop()
+            reply = await loop.run_in_executor(self.executor, self.classify, body, content_type)
+        except inference.RequestError as error:
+            return error_response(error.status_code, error.message)
+        except Exception:  # a bug, not the client's fault: say so without leaking a stack trace
+            log.exception("inference failed")
+            return error_response(500, "internal error while predicting; see the server log")
+        reply["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return Response(json.dumps(reply), media_type=inference.JSON_TYPE)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """404/405 and other routing errors as the same JSON shape as every other refusal."""
+    assert isinstance(error, HTTPException)
+    return error_response(error.status_code, f"{error.detail}: {request.method} {request.url.path}")
+
+
+def create_app(model: inference.ServedModel, settings: ServingSettings | None = None) -> Starlette:
+    """The ASGI application serving ``model`` (already loaded, so ``/ping`` is 200 from the start)."""
+    service = InferenceService(model, settings or ServingSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = Starlette(
+        routes=[
+            Route("/ping", service.ping, methods=["GET"]),
+            Route("/invocations", service.invocations, methods=["POST"]),
+        ],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app

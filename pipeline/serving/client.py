@@ -1,0 +1,106 @@
+"""``dogpipe predict``: send one image to an endpoint and print its top-k breeds.
+
+A local endpoint is reached over HTTP at the URL its record holds; a SageMaker endpoint through
+``sagemaker-runtime invoke_endpoint``. Both return the same JSON reply, printed by one formatter.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+JSON_TYPE = "application/json"
+REQUEST_TIMEOUT_S = 60.0
+
+
+class PredictError(RuntimeError):
+    """The image could not be sent or the endpoint refused it; the message is the endpoint's reason."""
+
+
+def image_content_type(data: bytes) -> str:
+    """``image/jpeg`` or ``image/png`` from the magic bytes, else ``application/x-image`` (the endpoint
+    decides whether it can read it and says why not)."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    return "application/x-image"
+
+
+def read_image(path: Path) -> tuple[bytes, str]:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise PredictError(f"cannot read {path}: {error.strerror}") from None
+    if not data:
+        raise PredictError(f"{path} is empty")
+    return data, image_content_type(data)
+
+
+def _reply(status: int, text: str, where: str) -> dict[str, Any]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None
+    if status >= 400:
+        reason = document.get("error") if isinstance(document, dict) else None
+        raise PredictError(f"{where} answered {status}: {reason or text.strip()[:500]}")
+    if not isinstance(document, dict) or "predictions" not in document:
+        raise PredictError(f"{where} sent an unexpected reply: {text.strip()[:500]}")
+    return document
+
+
+def invoke_http(
+    url: str, data: bytes, content_type: str, timeout: float = REQUEST_TIMEOUT_S
+) -> dict[str, Any]:
+    """POST to a local endpoint's ``/invocations``."""
+    import requests
+
+    target = url.rstrip("/") + "/invocations"
+    try:
+        response = requests.post(
+            target, data=data, headers={"Content-Type": content_type, "Accept": JSON_TYPE}, timeout=timeout
+        )
+    except requests.RequestException as error:
+        raise PredictError(f"cannot reach the endpoint at {url}: {error}") from None
+    return _reply(response.status_code, response.text, target)
+
+
+def invoke_sagemaker(runtime: Any, endpoint: str, data: bytes, content_type: str) -> dict[str, Any]:
+    """``InvokeEndpoint`` on a ``sagemaker-runtime`` client; the model's 4xx arrives as a ModelError
+    whose message is the endpoint's JSON error."""
+    from botocore.exceptions import ClientError
+
+    try:
+        response = runtime.invoke_endpoint(
+            EndpointName=endpoint, ContentType=content_type, Accept=JSON_TYPE, Body=data
+        )
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        status = int(error.response.get("OriginalStatusCode") or 400)
+        message = str(error.response.get("OriginalMessage") or details.get("Message") or error)
+        raise PredictError(
+            f"endpoint {endpoint} refused the image ({details.get('Code')}, {status}): {message}"
+        ) from None
+    body = response["Body"].read()
+    return _reply(200, body.decode("utf-8", errors="replace"), f"endpoint {endpoint}")
+
+
+def format_reply(reply: dict[str, Any]) -> str:
+    """The top-k table, one block per image, then the model version and latency."""
+    lines: list[str] = []
+    for index, prediction in enumerate(reply.get("predictions", [])):
+        if len(reply["predictions"]) > 1:
+            lines.append(f"image {index + 1}:")
+        width = max((len(item["breed"]) for item in prediction["top_k"]), default=5)
+        lines.append(f"  {'breed':<{width}}  probability")
+        lines.extend(
+            f"  {item['breed']:<{width}}  {item['probability']:>11.4f}" for item in prediction["top_k"]
+        )
+    latency = reply.get("latency_ms")
+    footer = f"model {reply.get('model_version', '?')}"
+    if latency is not None:
+        footer += f", {float(latency):.1f} ms"
+    lines.append(footer)
+    return "\n".join(lines)
