@@ -14,7 +14,8 @@ import json
 import os
 from typing import Any
 
-OPT_ML = "/opt/ml"
+# The local engine runs each job in its own folder and names it here; in a container this is unset.
+OPT_ML = os.environ.get("DOGPIPE_OPT_ML") or "/opt/ml"
 DEFAULT_MODEL_DIR = f"{OPT_ML}/model"
 DEFAULT_OUTPUT_DATA_DIR = f"{OPT_ML}/output/data"
 DEFAULT_CHANNEL_ROOT = f"{OPT_ML}/input/data"
