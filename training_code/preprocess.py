@@ -1,0 +1,414 @@
+"""Processing job: turn a raw dog-breed ImageFolder (folder or .zip) into a clean data set plus stats.
+
+    python preprocess.py [--input-dir DIR] [--output-dir DIR] [--stats-dir DIR] [--image-size 224]
+
+Input: ``train/ valid/ test/`` with one folder per breed, either as folders or inside one ``.zip``
+(the original ``dogImages.zip`` wraps them in a top-level ``dogImages/`` folder; single wrapper folders
+are looked through). The source is only ever read.
+
+Every file is verified (PIL ``verify()`` and a full decode). What cannot be used (empty, truncated,
+corrupt, not an image, outside a class folder) goes to ``quarantine.json`` with the reason. Usable RGB
+JPEG/PNG files are copied byte for byte; others (CMYK, grey, palette, alpha, other formats) are converted
+to RGB: JPEGs re-encoded as JPEG (quality 95), everything else as PNG. The three splits must have the
+same class folders, or the job fails naming the missing and extra ones before writing anything.
+
+Outputs: the clean ImageFolder in ``--output-dir`` and, in ``--stats-dir``, ``stats.json`` (exact
+per-channel mean/std of the train split at ``--image-size``), ``classes.json``, ``manifest.json`` (per
+split: counts per class, files with sha256) and ``quarantine.json``. Same input, same bytes out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import os
+import posixpath
+import sys
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torchdata.nodes as tn
+from PIL import Image
+
+if __package__:  # imported as training_code.preprocess (tests)
+    from . import contract, dogdata
+else:  # run as a script inside the processing container
+    import contract  # type: ignore[no-redef]
+    import dogdata  # type: ignore[no-redef]
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
+COPY_AS_IS = {("JPEG", "RGB"), ("PNG", "RGB")}
+REENCODE_JPEG_QUALITY = 95
+PROGRESS_EVERY = 500
+
+log = logging.getLogger("preprocess")
+
+
+class DataError(ValueError):
+    """The input data set cannot be used as a whole (layout, classes); the message says what to fix."""
+
+
+# --------------------------------------------------------------------------------------------- sources
+
+
+class FolderSource:
+    """An ImageFolder on disk; paths are POSIX, relative to the folder holding ``train/ valid/ test/``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.description = str(root)
+
+    def files(self) -> list[str]:
+        found = []
+        for folder, dirs, names in os.walk(self.root, followlinks=True):
+            dirs[:] = sorted(name for name in dirs if name not in IGNORED_NAMES)
+            relative = Path(folder).relative_to(self.root).as_posix()
+            found += [posixpath.normpath(posixpath.join(relative, name)) for name in names]
+        return sorted(found)
+
+    def read(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+
+class ZipSource:
+    """An ImageFolder inside a zip archive, read member by member without extracting the archive."""
+
+    def __init__(self, archive: zipfile.ZipFile, prefix: str, description: str) -> None:
+        self.archive = archive
+        self.prefix = prefix
+        self.description = description
+
+    def files(self) -> list[str]:
+        return sorted(
+            name[len(self.prefix) :]
+            for name in self.archive.namelist()
+            if name.startswith(self.prefix) and not name.endswith("/")
+        )
+
+    def read(self, path: str) -> bytes:
+        return self.archive.read(self.prefix + path)
+
+
+def _visible(names: list[str]) -> list[str]:
+    return sorted(name for name in names if name not in IGNORED_NAMES and not name.startswith("."))
+
+
+def _zip_prefix(archive: zipfile.ZipFile, description: str) -> str:
+    """The member prefix holding ``train/ valid/ test/``, looking through single wrapper folders."""
+    names = [name for name in archive.namelist() if not name.startswith("__MACOSX/")]
+    prefix = ""
+    while True:
+        children = _visible(
+            list({name[len(prefix) :].split("/", 1)[0] for name in names if name.startswith(prefix)})
+        )
+        folders = [child for child in children if any(name.startswith(f"{prefix}{child}/") for name in names)]
+        if set(SPLITS) <= set(folders):
+            return prefix
+        if len(folders) != 1:
+            raise DataError(
+                f"{description}: no train/, valid/ and test/ folders inside (found: {children or 'nothing'})"
+            )
+        prefix += folders[0] + "/"
+
+
+@contextmanager
+def open_source(input_dir: Path) -> Iterator[FolderSource | ZipSource]:
+    """Find the data set in ``input_dir``: split folders, a single wrapper folder, or one ``.zip``."""
+    if not input_dir.is_dir():
+        raise DataError(f"input folder not found: {input_dir}")
+    root = input_dir
+    while True:
+        entries = _visible([entry.name for entry in root.iterdir()])
+        folders = [name for name in entries if (root / name).is_dir()]
+        zips = [name for name in entries if name.lower().endswith(".zip") and (root / name).is_file()]
+        if set(SPLITS) <= set(folders):
+            yield FolderSource(root)
+            return
+        if len(zips) == 1 and not folders:
+            with zipfile.ZipFile(root / zips[0]) as archive:
+                description = str(root / zips[0])
+                yield ZipSource(archive, _zip_prefix(archive, description), description)
+            return
+        if len(folders) == 1 and not zips:
+            root = root / folders[0]
+            continue
+        raise DataError(
+            f"{input_dir}: expected train/, valid/ and test/ folders or a single .zip of them "
+            f"(found: {', '.join(entries) or 'nothing'})"
+        )
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+def is_ignored(parts: list[str]) -> bool:
+    """System clutter (``__MACOSX``, ``.DS_Store``, hidden folders) is skipped, not quarantined."""
+    return any(part in IGNORED_NAMES or (part.startswith(".") and part not in (".", "..")) for part in parts)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file of the source that would belong to a split and class if it is a usable image."""
+
+    source_path: str
+    split: str
+    class_name: str | None
+    inner_path: str  # path below the class folder
+
+
+def plan(paths: list[str]) -> tuple[list[Candidate], list[dict[str, str]]]:
+    """Sort the source's files into split/class candidates and files that cannot belong anywhere."""
+    candidates: list[Candidate] = []
+    rejected: list[dict[str, str]] = []
+    for path in paths:
+        parts = path.split("/")
+        if parts[0] not in SPLITS:
+            continue  # README, LICENSE and other files beside the splits are not part of the data
+        if is_ignored(parts):
+            continue
+        if any(part in ("", ".", "..") for part in parts):
+            rejected.append({"path": path, "reason": "unsafe path"})
+        elif len(parts) < 3:
+            rejected.append({"path": path, "reason": "not inside a class folder"})
+        elif not dogdata.is_image_file(path):
+            rejected.append(
+                {
+                    "path": path,
+                    "reason": f"not an image file extension ({posixpath.splitext(path)[1] or 'none'})",
+                }
+            )
+        else:
+            candidates.append(Candidate(path, parts[0], parts[1], "/".join(parts[2:])))
+    return candidates, rejected
+
+
+def check_classes(source_paths: list[str]) -> list[str]:
+    """The class list, if all three splits have the same class folders; otherwise a ``DataError``."""
+    per_split: dict[str, set[str]] = {split: set() for split in SPLITS}
+    for path in source_paths:
+        parts = path.split("/")
+        if len(parts) >= 3 and parts[0] in per_split and not is_ignored(parts):
+            per_split[parts[0]].add(parts[1])
+    every = set().union(*per_split.values())
+    problems = []
+    for split in SPLITS:
+        if not per_split[split]:
+            problems.append(f"{split}: no class folders")
+            continue
+        missing = sorted(every - per_split[split])
+        if missing:
+            problems.append(f"{split} lacks {', '.join(missing)}")
+    if problems:
+        raise DataError("class folders differ between splits: " + "; ".join(problems))
+    return sorted(every)
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one candidate: written to ``output_path`` (maybe converted), or a reason."""
+
+    candidate: Candidate
+    output_path: str | None = None
+    sha256: str | None = None
+    converted: bool = False
+    reason: str | None = None
+
+
+def inspect_image(data: bytes) -> tuple[Image.Image | None, str | None]:
+    """Open and fully decode ``data``; ``(image, None)`` when usable, ``(None, reason)`` when not."""
+    if not data:
+        return None, "empty file (0 bytes)"
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            probe.verify()
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Image.DecompressionBombError as error:
+        return None, f"too large: {error}"
+    except (OSError, SyntaxError, ValueError) as error:
+        reason = (
+            "not an image"
+            if isinstance(error, Image.UnidentifiedImageError)
+            else f"corrupt or truncated: {error}"
+        )
+        return None, reason
+    if image.width < 1 or image.height < 1:
+        return None, "empty image (0 pixels)"
+    return image, None
+
+
+def encode_rgb(image: Image.Image) -> tuple[bytes, str]:
+    """Re-encode as RGB: JPEG stays JPEG (photos), anything else becomes lossless PNG."""
+    rgb = dogdata.to_rgb(image)
+    buffer = io.BytesIO()
+    if image.format == "JPEG":
+        rgb.save(buffer, format="JPEG", quality=REENCODE_JPEG_QUALITY)
+        return buffer.getvalue(), ".jpg"
+    rgb.save(buffer, format="PNG")
+    return buffer.getvalue(), ".png"
+
+
+def output_name(inner_path: str, extension: str) -> str:
+    """Keep the name when its extension already fits the format; append one otherwise (``a.bmp.png``)."""
+    same = {".jpg": (".jpg", ".jpeg"), ".png": (".png",)}[extension]
+    return inner_path if inner_path.lower().endswith(same) else inner_path + extension
+
+
+def process_file(candidate: Candidate, source: FolderSource | ZipSource, output_dir: Path) -> Outcome:
+    """Verify one file and write its clean version; never raises for a bad image, it reports it."""
+    try:
+        data = source.read(candidate.source_path)
+    except OSError as error:
+        return Outcome(candidate, reason=f"unreadable: {error.strerror or error}")
+    image, reason = inspect_image(data)
+    if image is None:
+        return Outcome(candidate, reason=reason)
+    converted = (image.format, image.mode) not in COPY_AS_IS
+    if converted:
+        data, extension = encode_rgb(image)
+        name = output_name(candidate.inner_path, extension)
+    else:
+        name = candidate.inner_path
+    relative = f"{candidate.split}/{candidate.class_name}/{name}"
+    target = output_dir / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return Outcome(candidate, relative, hashlib.sha256(data).hexdigest(), converted)
+
+
+def process_all(
+    candidates: list[Candidate], source: FolderSource | ZipSource, output_dir: Path, num_workers: int
+) -> list[Outcome]:
+    """Verify and write every candidate in ``num_workers`` threads, in input order, logging progress."""
+    node = dogdata.map_node(
+        tn.IterableWrapper(candidates), lambda item: process_file(item, source, output_dir), num_workers
+    )
+    outcomes: list[Outcome] = []
+    bad = 0
+    for outcome in tn.Loader(node):
+        outcomes.append(outcome)
+        bad += outcome.reason is not None
+        if len(outcomes) % PROGRESS_EVERY == 0:
+            log.info("verified %d/%d files (%d quarantined)", len(outcomes), len(candidates), bad)
+    return outcomes
+
+
+# --------------------------------------------------------------------------------------------- reports
+
+
+def build_manifest(outcomes: list[Outcome], classes: list[str], source: str) -> dict:
+    manifest: dict = {"source": source, "splits": {}}
+    for split in SPLITS:
+        kept = [outcome for outcome in outcomes if outcome.candidate.split == split and outcome.output_path]
+        counts = {name: 0 for name in classes}
+        for outcome in kept:
+            counts[outcome.candidate.class_name] += 1
+        manifest["splits"][split] = {
+            "num_images": len(kept),
+            "counts": counts,
+            "files": [
+                {
+                    "path": outcome.output_path,
+                    "sha256": outcome.sha256,
+                    "source": outcome.candidate.source_path,
+                    "converted": outcome.converted,
+                }
+                for outcome in kept
+            ],
+        }
+    return manifest
+
+
+def write_json(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2) + "\n")
+
+
+def refuse_non_empty(output_dir: Path, stats_dir: Path) -> None:
+    """Fail rather than mix with (or delete) what an earlier run or a person left in the output folders."""
+    for folder in (output_dir, stats_dir):
+        if folder.is_dir() and any(folder.iterdir()):
+            raise DataError(f"output folder {folder} is not empty; give an empty or new folder")
+
+
+def run(input_dir: Path, output_dir: Path, stats_dir: Path, image_size: int, num_workers: int) -> dict:
+    """The whole job; returns ``stats.json``'s content. Raises ``DataError`` before writing on bad layout."""
+    refuse_non_empty(output_dir, stats_dir)
+    with open_source(input_dir) as source:
+        paths = source.files()
+        classes = check_classes(paths)
+        candidates, quarantine = plan(paths)
+        log.info("found %d files in %d classes in %s", len(candidates), len(classes), source.description)
+        outcomes = process_all(candidates, source, output_dir, num_workers)
+        source_name = Path(source.description).name
+    quarantine += [{"path": o.candidate.source_path, "reason": o.reason} for o in outcomes if o.reason]
+    quarantine.sort(key=lambda item: item["path"])
+    for item in quarantine:
+        log.warning("quarantined %s: %s", item["path"], item["reason"])
+    manifest = build_manifest(outcomes, classes, source_name)
+    empty = [name for name, count in manifest["splits"]["train"]["counts"].items() if count == 0]
+    write_json(stats_dir / "quarantine.json", quarantine)
+    write_json(stats_dir / "manifest.json", manifest)
+    if empty:
+        raise DataError(f"no usable training images for class(es): {', '.join(empty)} (see quarantine.json)")
+    train_files = [output_dir / item["path"] for item in manifest["splits"]["train"]["files"]]
+    log.info("computing mean/std of %d training images at %d px", len(train_files), image_size)
+    mean, std, num_pixels = dogdata.compute_stats(train_files, image_size, num_workers)
+    stats = {
+        "mean": mean,
+        "std": std,
+        "image_size": image_size,
+        "num_images": len(train_files),
+        "num_pixels": num_pixels,
+    }
+    write_json(stats_dir / dogdata.CLASSES_FILE, classes)
+    write_json(stats_dir / dogdata.STATS_FILE, stats)
+    counts = ", ".join(f"{split} {manifest['splits'][split]['num_images']}" for split in SPLITS)
+    converted = sum(outcome.converted for outcome in outcomes)
+    log.info(
+        "done: %d classes; kept %s; converted to RGB %d; quarantined %d; mean %s std %s",
+        len(classes),
+        counts,
+        converted,
+        len(quarantine),
+        [round(value, 4) for value in mean],
+        [round(value, 4) for value in std],
+    )
+    return stats
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input-dir", type=Path, default=Path(contract.processing_input("data")))
+    parser.add_argument("--output-dir", type=Path, default=Path(contract.processing_output("data")))
+    parser.add_argument("--stats-dir", type=Path, default=Path(contract.processing_output("stats")))
+    parser.add_argument("--image-size", type=int, default=224, help="Resolution the stats are computed at.")
+    parser.add_argument("--num-workers", type=int, default=os.cpu_count() or 1, help="Decoding threads.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout
+    )
+    args = parse_args(argv)
+    try:
+        run(args.input_dir, args.output_dir, args.stats_dir, args.image_size, args.num_workers)
+    except (DataError, zipfile.BadZipFile) as error:
+        log.error("%s", error)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
