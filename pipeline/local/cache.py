@@ -1,7 +1,7 @@
 """Step caching across executions, as SageMaker's CacheConfig promises it.
 
-A job step is reused when its resolved arguments are the same as a previous successful run of the
-same step. SageMaker compares arguments only; here the key also holds a fingerprint of every input
+A job step is reused when the arguments SageMaker compares for its type (:data:`KEY_ATTRIBUTES`)
+are the same as in a previous successful run of the same step. SageMaker compares arguments only; here the key also holds a fingerprint of every input
 object the arguments name (code archive, data prefix, model artifact), so changing a file behind an
 unchanged URI is a cache miss instead of a silently stale result. Output locations are left out of
 the fingerprints: they are written by the step itself.
@@ -70,10 +70,38 @@ def input_uris(arguments: Any) -> list[str]:
     return sorted(found)
 
 
+# The attributes SageMaker compares for each step type ("Default cache key attributes by pipeline
+# step type"); output locations and job names are not among them.
+KEY_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
+    "Training": (
+        "AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
+        "Environment", "HyperParameters", "InputDataConfig",
+    ),
+    "Tuning": ("HyperParameterTuningJobConfig", "TrainingJobDefinition", "TrainingJobDefinitions"),
+}
+_TUNING_DEFINITION_ATTRIBUTES = (
+    "AlgorithmSpecification", "HyperParameterRanges", "InputDataConfig", "StaticHyperParameters", "TuningObjective",
+)
+
+
+def key_attributes(step_type: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a step's arguments that decides a cache hit."""
+    names = KEY_ATTRIBUTES.get(step_type)
+    selected = {name: arguments[name] for name in names if name in arguments} if names else dict(arguments)
+    definition = selected.get("TrainingJobDefinition")
+    if isinstance(definition, Mapping):
+        selected["TrainingJobDefinition"] = {
+            name: definition[name] for name in _TUNING_DEFINITION_ATTRIBUTES if name in definition
+        }
+    return selected
+
+
 def cache_key(step_type: str, arguments: Mapping[str, Any], store: ObjectStore) -> str:
-    """A digest of the step type, resolved arguments, and the content fingerprints of their inputs."""
-    fingerprints = {uri: store.fingerprint(uri) for uri in input_uris(arguments)}
-    payload = json.dumps([step_type, arguments, fingerprints], sort_keys=True, default=str)
+    """A digest of the step type, its key attributes, and the content fingerprints of their inputs."""
+    selected = key_attributes(step_type, arguments)
+    fingerprints = {uri: store.fingerprint(uri) for uri in input_uris(selected)}
+    payload = json.dumps([step_type, selected, fingerprints], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -1,0 +1,235 @@
+"""The engine on hand-written definitions: order, conditions, Fail, parameters, cache, resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.local.context import EngineSettings
+from pipeline.local.engine import DefinitionError, LocalEngine
+from pipeline.local.store import ObjectStore
+from .definitions import BUCKET, definition, get, join, processing_step, stage_script
+
+MAKE = """
+    import json, os, pathlib
+    ROOT = os.environ["DOGPIPE_OPT_ML"]
+    data = pathlib.Path(ROOT + "/processing/input/data")
+    files = sorted(p.name for p in data.rglob("*") if p.is_file())
+    with open(os.environ["COUNTER"], "a") as counter:
+        counter.write("make\\n")
+    out = pathlib.Path(ROOT + "/processing/output/report")
+    (out / "report.json").write_text(json.dumps({"metrics": {"score": {"value": len(files) / 10}}, "files": files}))
+    print("made", len(files))
+"""
+USE = """
+    import json, os, pathlib, sys
+    ROOT = os.environ["DOGPIPE_OPT_ML"]
+    report = json.loads(pathlib.Path(ROOT + "/processing/input/report/report.json").read_text())
+    pathlib.Path(ROOT + "/processing/output/final/summary.txt").write_text(sys.argv[1] + ":" + str(report["files"]))
+"""
+
+
+def gated_definition(store: ObjectStore, counter: Path) -> dict[str, Any]:
+    make = processing_step(
+        "Make",
+        stage_script(store, "make.py", MAKE),
+        inputs={"data": get("Parameters.InputData")},
+        outputs={"report": join(BUCKET, "reports", get("Execution.PipelineExecutionId"))},
+        environment={"COUNTER": str(counter)},
+        cache=True,
+        property_files=[{"PropertyFileName": "Report", "OutputName": "report", "FilePath": "report.json"}],
+    )
+    use = processing_step(
+        "Use",
+        stage_script(store, "use.py", USE),
+        inputs={"report": get("Steps.Make.ProcessingOutputConfig.Outputs['report'].S3Output.S3Uri")},
+        outputs={"final": f"{BUCKET}/final"},
+        arguments=["ok"],
+    )
+    score = {"Std:JsonGet": {"PropertyFile": get("Steps.Make.PropertyFiles.Report"), "Path": "metrics.score.value"}}
+    fail = {"Name": "TooLow", "Type": "Fail",
+            "Arguments": {"ErrorMessage": join("score below ", get("Parameters.Threshold"), on="")}}
+    check = {
+        "Name": "Check",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [{"Type": "GreaterThanOrEqualTo", "LeftValue": score, "RightValue": get("Parameters.Threshold")}],
+            "IfSteps": [use],
+            "ElseSteps": [fail],
+        },
+    }
+    return definition(
+        check,  # listed first on purpose: its data dependency on Make decides the order
+        make,
+        parameters=[
+            {"Name": "InputData", "Type": "String", "DefaultValue": f"{BUCKET}/data"},
+            {"Name": "Threshold", "Type": "Float", "DefaultValue": 0.2},
+        ],
+    )
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> LocalEngine:
+    engine = LocalEngine(EngineSettings(root=tmp_path / "root"), echo=lambda line: None)
+    for name in ("a.txt", "b.txt", "c.txt"):
+        engine.store.put_bytes(f"{BUCKET}/data/{name}", name.encode())
+    return engine
+
+
+def runs(counter: Path) -> int:
+    return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+def test_condition_true_runs_the_if_branch(engine: LocalEngine, tmp_path: Path) -> None:
+    result = engine.start(gated_definition(engine.store, tmp_path / "counter"), "test")
+    assert result.status == "Succeeded", result.failure_reason
+    assert [result.steps[name]["status"] for name in ("Make", "Check", "Use", "TooLow")] == [
+        "Succeeded", "Succeeded", "Succeeded", "NotExecuted"
+    ]
+    assert result.steps["Check"]["properties"] == {"Outcome": True}
+    summary = engine.store.path_for(f"{BUCKET}/final/summary.txt").read_text()
+    assert summary == "ok:['a.txt', 'b.txt', 'c.txt']"
+    recorded = json.loads((result.execution.folder / "execution.json").read_text())
+    assert recorded["status"] == "Succeeded" and recorded["parameters"] == {"InputData": f"{BUCKET}/data", "Threshold": 0.2}
+
+
+def test_condition_false_fails_with_the_fail_step_message(engine: LocalEngine, tmp_path: Path) -> None:
+    result = engine.start(gated_definition(engine.store, tmp_path / "counter"), "test", {"Threshold": "0.5"})
+    assert result.status == "Failed"
+    assert result.failure_reason == "score below 0.5"
+    assert result.steps["Use"]["status"] == "NotExecuted"
+    assert result.steps["TooLow"]["status"] == "Failed"
+    assert not engine.store.exists(f"{BUCKET}/final")
+
+
+def test_parameters_are_type_checked(engine: LocalEngine, tmp_path: Path) -> None:
+    gated = gated_definition(engine.store, tmp_path / "counter")
+    with pytest.raises(DefinitionError, match="'Threshold' is Float; 'high' is not a valid Float"):
+        engine.start(gated, "test", {"Threshold": "high"})
+    with pytest.raises(DefinitionError, match="unknown parameter.*Treshold.*defines: InputData, Threshold"):
+        engine.start(gated, "test", {"Treshold": "1"})
+
+
+def test_unknown_property_fails_the_step_naming_it(engine: LocalEngine, tmp_path: Path) -> None:
+    gated = gated_definition(engine.store, tmp_path / "counter")
+    use = gated["Steps"][0]["Arguments"]["IfSteps"][0]
+    use["Arguments"]["ProcessingInputs"][1]["S3Input"]["S3Uri"] = get("Steps.Make.ProcessingOutputConfig.Outputs['nope'].S3Output.S3Uri")
+    result = engine.start(gated, "test")
+    assert result.status == "Failed"
+    assert "step 'Use' failed" in result.failure_reason
+    assert "step 'Make' has no property \"ProcessingOutputConfig.Outputs['nope'].S3Output.S3Uri\"" in result.failure_reason
+
+
+def test_unknown_step_and_cycles_are_rejected_before_running(engine: LocalEngine, tmp_path: Path) -> None:
+    a = processing_step("A", f"{BUCKET}/code/x.py", inputs={"i": get("Steps.B.ProcessingJobName")})
+    b = processing_step("B", f"{BUCKET}/code/x.py", depends_on=["A"])
+    with pytest.raises(DefinitionError, match="cycle among steps: A, B"):
+        engine.start(definition(a, b), "test")
+    with pytest.raises(DefinitionError, match="'A' refers to unknown step\\(s\\): B"):
+        engine.start(definition(a), "test")
+    assert engine.executions.list() == []
+
+
+def test_cache_hits_on_same_inputs_and_misses_when_data_changes(engine: LocalEngine, tmp_path: Path) -> None:
+    counter = tmp_path / "counter"
+    gated = gated_definition(engine.store, counter)
+    first = engine.start(gated, "test")
+    second = engine.start(gated, "test")
+    assert (first.steps["Make"]["cache_hit"], second.steps["Make"]["cache_hit"]) == (None, first.execution.id)
+    assert runs(counter) == 1 and second.status == "Succeeded"
+    # Output locations are not part of the key (as on SageMaker): the hit hands on the first run's outputs.
+    assert second.steps["Make"]["properties"] == first.steps["Make"]["properties"]
+    assert first.execution.id in second.steps["Use"]["arguments"]["ProcessingInputs"][1]["S3Input"]["S3Uri"]
+
+    time.sleep(0.01)
+    engine.store.put_bytes(f"{BUCKET}/data/d.txt", b"new file behind the same URI")
+    third = engine.start(gated, "test")
+    assert third.steps["Make"]["cache_hit"] is None and runs(counter) == 2
+    assert "d.txt" in engine.store.path_for(f"{BUCKET}/final/summary.txt").read_text()
+
+    changed = copy.deepcopy(gated)
+    changed["Steps"][1]["Arguments"]["Environment"]["EXTRA"] = "1"
+    fourth = engine.start(changed, "test")
+    assert fourth.steps["Make"]["cache_hit"] is None and runs(counter) == 3
+
+
+FLAKY = """
+    import os, pathlib, sys, time
+    ROOT = os.environ["DOGPIPE_OPT_ML"]
+    with open(os.environ["COUNTER"], "a") as counter:
+        counter.write("flaky\\n")
+    print("about to work", flush=True)
+    if pathlib.Path(os.environ["BLOCK"]).exists():
+        time.sleep(120)
+    if pathlib.Path(os.environ["BREAK"]).exists():
+        sys.exit("broken input, see above")
+    pathlib.Path(ROOT + "/processing/output/out/done.txt").write_text("done")
+"""
+
+
+def two_step_definition(store: ObjectStore, tmp_path: Path) -> dict[str, Any]:
+    env = {"COUNTER": str(tmp_path / "counter"), "BLOCK": str(tmp_path / "block"), "BREAK": str(tmp_path / "break")}
+    first = processing_step("First", stage_script(store, "make.py", MAKE), inputs={"data": f"{BUCKET}/data"},
+                            outputs={"report": f"{BUCKET}/first"}, environment=env)
+    second = processing_step("Second", stage_script(store, "flaky.py", FLAKY), outputs={"out": f"{BUCKET}/second"},
+                             environment=env, depends_on=["First"])
+    return definition(first, second)
+
+
+def test_failed_step_fails_execution_with_log_tail_and_resume_skips_finished_steps(
+    engine: LocalEngine, tmp_path: Path
+) -> None:
+    (tmp_path / "break").touch()
+    failed = engine.start(two_step_definition(engine.store, tmp_path), "test")
+    assert failed.status == "Failed"
+    assert "step 'Second' failed" in failed.failure_reason and "broken input, see above" in failed.failure_reason
+    assert engine.store.exists(f"{BUCKET}/first/report.json")  # finished outputs stay
+    assert not engine.store.exists(f"{BUCKET}/second")
+
+    (tmp_path / "break").unlink()
+    resumed = engine.resume(failed.execution.id)
+    assert resumed.status == "Succeeded" and resumed.execution.id == failed.execution.id
+    assert (tmp_path / "counter").read_text().splitlines() == ["make", "flaky", "flaky"]
+    assert engine.store.exists(f"{BUCKET}/second/done.txt")
+
+
+def test_resume_after_the_engine_process_is_killed(engine: LocalEngine, tmp_path: Path) -> None:
+    root = engine.settings.root
+    definition_path = tmp_path / "definition.json"
+    definition_path.write_text(json.dumps(two_step_definition(engine.store, tmp_path)))
+    (tmp_path / "block").touch()
+    program = (
+        "import json, sys; from pathlib import Path; from pipeline.local.context import EngineSettings; "
+        "from pipeline.local.engine import LocalEngine; "
+        f"LocalEngine(EngineSettings(root=Path({str(root)!r}))).start(json.loads(Path({str(definition_path)!r}).read_text()), 't')"
+    )
+    process = subprocess.Popen([sys.executable, "-c", program], cwd=Path(__file__).resolve().parents[2],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = engine.executions.latest().step_states() if engine.executions.latest() else {}
+            if states.get("Second", {}).get("status") == "Executing" and "flaky" in (tmp_path / "counter").read_text():
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the engine never reached step Second: {process.stdout.read() if process.poll() is not None else ''}")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    killed = engine.executions.latest()
+    assert killed.record["status"] == "Executing" and killed.step_state("First")["status"] == "Succeeded"
+
+    (tmp_path / "block").unlink()
+    resumed = engine.resume(killed.id)
+    assert resumed.status == "Succeeded"
+    assert (tmp_path / "counter").read_text().splitlines() == ["make", "flaky", "flaky"]
