@@ -1,0 +1,53 @@
+"""``CreateModel`` → ``EndpointConfig`` → ``Deploy``: the registered package on the staging endpoint.
+
+Production is never deployed from the pipeline; ``dogpipe deploy --stage prod`` takes only an Approved
+package. The endpoint config name carries the execution id because configs are immutable.
+"""
+
+from __future__ import annotations
+
+from sagemaker.core.workflow.execution_variables import ExecutionVariables
+from sagemaker.core.workflow.functions import Join
+from sagemaker.mlops.workflow.endpoint_step import EndpointConfigStep, EndpointStep
+from sagemaker.mlops.workflow.model_step import ModelStep
+
+from steps.common import StepContext, api_retry_policies
+from steps.register import model_step_arguments
+
+
+def build_deploy(ctx: StepContext, register: ModelStep) -> list:
+    deploy = ctx.cfg.deploy
+    session = ctx.session
+    create_args = model_step_arguments(
+        session,
+        lambda: session.create_model(
+            name=f"{deploy.staging_endpoint}-model",
+            role=ctx.role_arn,
+            container_defs=[{"ModelPackageName": register.properties.ModelPackageArn}],
+        ),
+    )
+    model = ModelStep(name="CreateModel", step_args=create_args, retry_policies=api_retry_policies(ctx.cfg))
+    config_args = session.create_endpoint_config(
+        name=Join(on="-", values=[deploy.staging_endpoint, ExecutionVariables.PIPELINE_EXECUTION_ID]),
+        production_variants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model.properties.ModelName,
+                "InitialInstanceCount": deploy.initial_instance_count,
+                "InstanceType": deploy.instance_type,
+            }
+        ],
+    )
+    endpoint_config = EndpointConfigStep(
+        name="EndpointConfig",
+        step_args=config_args,
+        retry_policies=api_retry_policies(ctx.cfg),
+    )
+    endpoint = EndpointStep(
+        name="Deploy",
+        step_args=session.create_endpoint(
+            endpoint_name=deploy.staging_endpoint,
+            config_name=endpoint_config.properties.EndpointConfigName,
+        ),
+    )
+    return [model, endpoint_config, endpoint]

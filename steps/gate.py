@@ -1,0 +1,53 @@
+"""The quality gates: ``CheckRules`` (no blocking Debugger issue), then ``CheckAccuracy``.
+
+Two condition steps rather than one, so each failure has its own ``FailStep`` whose message carries the
+offending value: ``DebugRulesFailed`` with the count, ``AccuracyTooLow`` with accuracy and threshold.
+"""
+
+from __future__ import annotations
+
+from sagemaker.core.workflow.conditions import ConditionEquals, ConditionGreaterThanOrEqualTo
+from sagemaker.core.workflow.functions import Join, JsonGet
+from sagemaker.core.workflow.properties import PropertyFile
+from sagemaker.mlops.workflow.condition_step import ConditionStep
+from sagemaker.mlops.workflow.fail_step import FailStep
+from sagemaker.mlops.workflow.steps import ProcessingStep, Step
+
+from steps.common import StepContext
+from steps.evaluate import ACCURACY_PATH
+from steps.rules import BLOCKING_ISSUES_PATH
+
+
+def build_check_accuracy(
+    ctx: StepContext, evaluate: ProcessingStep, report: PropertyFile, on_pass: list[Step]
+) -> ConditionStep:
+    accuracy = JsonGet(step_name=evaluate.name, property_file=report, json_path=ACCURACY_PATH)
+    threshold = ctx.params.accuracy_threshold
+    too_low = FailStep(
+        name="AccuracyTooLow",
+        error_message=Join(
+            on=" ", values=["Test accuracy", accuracy, "is below AccuracyThreshold", threshold]
+        ),
+    )
+    return ConditionStep(
+        name="CheckAccuracy",
+        conditions=[ConditionGreaterThanOrEqualTo(left=accuracy, right=threshold)],
+        if_steps=on_pass,
+        else_steps=[too_low],
+    )
+
+
+def build_check_rules(rules: ProcessingStep, report: PropertyFile, on_pass: list[Step]) -> ConditionStep:
+    blocking = JsonGet(step_name=rules.name, property_file=report, json_path=BLOCKING_ISSUES_PATH)
+    failed = FailStep(
+        name="DebugRulesFailed",
+        error_message=Join(
+            on=" ", values=["Debugger rules marked fail_pipeline found issues:", blocking, "(see rules.json)"]
+        ),
+    )
+    return ConditionStep(
+        name="CheckRules",
+        conditions=[ConditionEquals(left=blocking, right=0)],
+        if_steps=on_pass,
+        else_steps=[failed],
+    )

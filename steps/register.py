@@ -1,0 +1,90 @@
+"""``Register``: a model package version in the Model Package Group, with evaluation.json as metrics.
+
+``ModelBuilder.register()`` would add a RepackModel training job (and a local path in the definition) to
+inject ``inference.py``; ``train.py`` already puts ``code/inference.py`` into the model directory, so the
+CreateModelPackage request is built with the SDK's registry helper under the pipeline context instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.core.model_registry import create_model_package_from_containers
+from sagemaker.core.workflow.functions import Join
+from sagemaker.core.workflow.pipeline_context import PipelineSession
+from sagemaker.mlops.workflow.model_step import ModelStep
+from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
+
+from pipeline.config import JobResources
+from steps.common import StepContext, api_retry_policies, framework_image
+from steps.evaluate import EVALUATION_FILE, EVALUATION_OUTPUT
+from steps.processing import output_uri
+
+#: The inference toolkit loads ``code/inference.py`` from the unpacked model.tar.gz.
+SERVING_ENVIRONMENT = {
+    "SAGEMAKER_PROGRAM": "inference.py",
+    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+}
+
+
+@dataclass(frozen=True)
+class ModelStepOwner:
+    """What ModelStep requires of the object its request came from: a PipelineSession."""
+
+    sagemaker_session: PipelineSession
+
+
+def model_step_arguments(session: PipelineSession, create: Any) -> Any:
+    """Capture a CreateModel/CreateModelPackage request as ModelStep arguments.
+
+    The session's pipeline context intercepts the create call; this is what ``ModelBuilder`` does inside,
+    minus its repack and default-bucket lookups.
+    """
+    session.init_model_step_arguments(ModelStepOwner(session))
+    try:
+        create()
+        return session.context
+    finally:
+        session.context = None
+
+
+def inference_image(ctx: StepContext) -> str:
+    resources = ctx.cfg.training.resources
+    serving = JobResources(
+        instance_type=ctx.cfg.deploy.instance_type,
+        framework_version=resources.framework_version,
+        py_version=resources.py_version,
+    )
+    return framework_image(ctx.cfg, serving, "inference")
+
+
+def build_register(ctx: StepContext, train: TrainingStep, evaluate: ProcessingStep) -> ModelStep:
+    evaluation_uri = Join(on="/", values=[output_uri(evaluate, EVALUATION_OUTPUT), EVALUATION_FILE])
+    metrics = ModelMetrics(
+        model_statistics=MetricsSource(s3_uri=evaluation_uri, content_type="application/json")
+    )
+    container = {
+        "Image": inference_image(ctx),
+        "ModelDataUrl": train.properties.ModelArtifacts.S3ModelArtifacts,
+        "Environment": {**SERVING_ENVIRONMENT, "SAGEMAKER_REGION": ctx.cfg.project.region},
+    }
+    registry = ctx.cfg.registry
+    step_args = model_step_arguments(
+        ctx.session,
+        lambda: create_model_package_from_containers(
+            ctx.session,
+            containers=[container],
+            content_types=["image/jpeg", "image/png", "application/x-image"],
+            response_types=["application/json"],
+            inference_instances=list(registry.inference_instance_types),
+            transform_instances=list(registry.inference_instance_types),
+            model_package_group_name=registry.model_package_group,
+            model_metrics=metrics._to_request_dict(),
+            approval_status=ctx.params.model_approval_status,
+            customer_metadata_properties={"code_sha256": ctx.code.sha256},
+        ),
+    )
+    return ModelStep(name="Register", step_args=step_args, retry_policies=api_retry_policies(ctx.cfg))

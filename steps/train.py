@@ -1,0 +1,48 @@
+"""``Train``: retrain with the best trial's hyperparameters, under SageMaker Debugger and the profiler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep, TuningStep
+
+from steps.common import StepContext, as_hyperparameter, cache_config, job_retry_policies
+from steps.debugger import debugger_request_fields
+from steps.preprocess import DATA_OUTPUT, STATS_OUTPUT
+from steps.processing import output_uri
+from steps.trainer import channels, make_trainer, static_hyperparameters
+from steps.tune import TUNED
+
+
+def tuned_hyperparameters(ctx: StepContext, tune: TuningStep | None) -> dict[str, Any]:
+    """lr/batch_size/optimizer: the best trial's values (property references) or, untuned, the config's."""
+    if tune is not None:
+        best = tune.properties.BestTrainingJob.TunedHyperParameters
+        return {name: best[name] for name in TUNED}
+    hps = ctx.cfg.training.hyperparameters
+    return {name: as_hyperparameter(getattr(hps, name)) for name in TUNED}
+
+
+def build_train(ctx: StepContext, preprocess: ProcessingStep, tune: TuningStep | None) -> TrainingStep:
+    debugger = ctx.cfg.debugger
+    hyperparameters = static_hyperparameters(
+        ctx,
+        epochs=ctx.cfg.training.hyperparameters.epochs,
+        debug_hook=debugger.hook,
+        profiler=debugger.profiler,
+    )
+    hyperparameters.update(tuned_hyperparameters(ctx, tune))
+    trainer = make_trainer(
+        ctx, step="train", hyperparameters=hyperparameters, output_uri=ctx.execution_uri("train")
+    ).with_request_fields(debugger_request_fields(ctx.cfg))
+    step_args = trainer.train(
+        input_data_config=channels(
+            ctx, output_uri(preprocess, DATA_OUTPUT), output_uri(preprocess, STATS_OUTPUT)
+        )
+    )
+    return TrainingStep(
+        name="Train",
+        step_args=step_args,
+        cache_config=cache_config(ctx.cfg),
+        retry_policies=job_retry_policies(ctx.cfg),
+    )

@@ -1,0 +1,33 @@
+"""Rewrite ``tests/golden/definition.json`` from ``config/pipeline.yaml`` (``make golden``).
+
+The training code's SHA-256 appears in code URIs; it is replaced by ``CODE_SHA256_PLACEHOLDER`` so the
+golden file changes only when the *pipeline* changes, not on every edit of ``training_code/``. Review
+the diff of this file like code: it is exactly what SageMaker receives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+GOLDEN = Path(__file__).resolve().parent / "definition.json"
+CODE_SHA256_PLACEHOLDER = "0" * 64
+
+
+def golden_text() -> str:
+    """The definition of the shipped SageMaker config, code hash normalised."""
+    from pipeline.code import package_code
+    from pipeline.config import DEFAULT_CONFIG, load_config
+    from pipeline.definition import build_definition
+
+    code = package_code()
+    text = build_definition(load_config(DEFAULT_CONFIG), code=code)
+    return text.replace(code.sha256, CODE_SHA256_PLACEHOLDER)
+
+
+def main() -> None:
+    GOLDEN.write_text(golden_text())
+    print(f"wrote {GOLDEN}")
+
+
+if __name__ == "__main__":
+    main()
