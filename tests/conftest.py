@@ -22,3 +22,19 @@ def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sample_dataset")
     write_sample_data(root, classes=SAMPLE_CLASSES, per_class=SAMPLE_PER_CLASS, seed=0, sides=SAMPLE_SIDES)
     return root
+
+
+PREPROCESSED_IMAGE_SIZE = 32
+
+
+@pytest.fixture(scope="session")
+def preprocessed_dataset(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``sample_dataset`` after ``preprocess.py``: ``data/{train,valid,test}/`` and ``stats/`` at 32 px.
+
+    These are the ``train``/``valid``/``test`` and ``stats`` channels a training or evaluation job gets.
+    """
+    from training_code import preprocess
+
+    root = tmp_path_factory.mktemp("preprocessed_dataset")
+    preprocess.run(sample_dataset, root / "data", root / "stats", PREPROCESSED_IMAGE_SIZE, num_workers=2)
+    return root
