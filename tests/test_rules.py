@@ -1,0 +1,152 @@
+"""The Debugger rules on traces written by a real smdebug hook around a tiny torch model.
+
+Each crafted bad run must make its rule fire, and a healthy run must leave every rule quiet: one
+parametrised fire/quiet matrix. Traces are built once per module (a few dozen steps each)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+smd = pytest.importorskip("smdebug.pytorch")
+
+from smdebug.core.modes import ModeKeys  # noqa: E402
+from smdebug.trials import create_trial  # noqa: E402
+
+from training_code.dogrules import RULES, evaluate_rule  # noqa: E402
+
+nn = torch.nn
+
+
+LOSS_ONLY = {"memorize", "forgotten_step"}
+
+
+def write_trace(out_dir: Path, kind: str, epochs: int) -> Path:
+    """Train a 4-layer MLP on a linear 4-class problem with the hook saving every step.
+
+    kind: ``healthy`` (fresh batches, Kaiming init), ``tiny_init`` (weights std 1e-3),
+    ``forgotten_step`` (no ``optimizer.step()``), ``memorize`` (32 training samples with random labels,
+    so the training loss keeps falling while the validation loss rises)."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    dims = [16, 32, 32, 32, 4]
+    layers: list[nn.Module] = []
+    for index in range(4):
+        linear = nn.Linear(dims[index], dims[index + 1])
+        if kind == "tiny_init":
+            nn.init.normal_(linear.weight, std=1e-3)
+        else:
+            nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
+        nn.init.zeros_(linear.bias)
+        layers += [linear, nn.ReLU()] if index < 3 else [linear]
+    model = nn.Sequential(*layers)
+
+    # The loss-only scenarios save only losses: writing tensors is most of a test's time.
+    collections = ["losses"] if kind in LOSS_ONLY else ["losses", "gradients", "relu_output"]
+    hook = smd.Hook(
+        out_dir=str(out_dir), save_config=smd.SaveConfig(save_interval=1), include_collections=collections
+    )
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            hook.get_collection("relu_output").add_module_tensors(module, outputs=True)
+    hook.register_module(model)
+    loss_fn = nn.CrossEntropyLoss()
+    hook.register_loss(loss_fn)
+
+    true_weights = torch.randn(16, 4, generator=generator)
+
+    def batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(size, 16, generator=generator)
+        return x, (x @ true_weights).argmax(1)
+
+    memorize_x = torch.randn(32, 16, generator=generator)
+    memorize_y = torch.randint(0, 4, (32,), generator=generator)
+    valid_x, valid_y = batch(256)
+    if kind == "memorize":
+        valid_y = torch.randint(0, 4, (256,), generator=generator)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3 if kind != "tiny_init" else 1e-2)
+    for _ in range(epochs):
+        hook.set_mode(ModeKeys.TRAIN)
+        for _ in range(4):
+            x, y = (memorize_x, memorize_y) if kind == "memorize" else batch(64)
+            optimizer.zero_grad()
+            loss_fn(model(x), y).backward()
+            if kind != "forgotten_step":
+                optimizer.step()
+        hook.set_mode(ModeKeys.EVAL)
+        with torch.no_grad():
+            for start in range(0, 256, 64):
+                loss_fn(model(valid_x[start : start + 64]), valid_y[start : start + 64])
+    hook.close()
+    return out_dir
+
+
+EPOCHS = {"healthy": 6, "tiny_init": 3, "forgotten_step": 3, "memorize": 13}
+
+
+@pytest.fixture(scope="module")
+def trials(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    return {
+        kind: create_trial(str(write_trace(tmp_path_factory.mktemp(kind) / "trace", kind, epochs)))
+        for kind, epochs in EPOCHS.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def verdicts(trials: dict[str, object]) -> dict[str, dict[str, dict]]:
+    return {kind: {name: evaluate_rule(trial, name) for name in RULES} for kind, trial in trials.items()}
+
+
+@pytest.mark.parametrize(
+    ("kind", "rule", "expected"),
+    [
+        *[("healthy", rule, "NoIssuesFound") for rule in RULES],
+        ("tiny_init", "vanishing_gradient", "IssuesFound"),
+        ("tiny_init", "poor_weight_initialization", "IssuesFound"),
+        ("forgotten_step", "loss_not_decreasing", "IssuesFound"),
+        ("memorize", "overfit", "IssuesFound"),
+        ("memorize", "overtraining", "IssuesFound"),
+    ],
+)
+def test_rule_fire_quiet_matrix(verdicts: dict, kind: str, rule: str, expected: str) -> None:
+    result = verdicts[kind][rule]
+    assert result["status"] == expected, json.dumps(result, indent=1)[:2000]
+    if expected == "IssuesFound":
+        assert isinstance(result["first_step"], int)
+    json.dumps(result)  # rules.json must be able to hold it
+
+
+def test_evidence_carries_the_figures(verdicts: dict) -> None:
+    vanishing = verdicts["tiny_init"]["vanishing_gradient"]
+    assert vanishing["first_step"] == 0
+    assert all(value < 1e-7 for value in vanishing["evidence"]["vanishing_tensors"].values())
+    overtraining = verdicts["memorize"]["overtraining"]["evidence"]["evaluations"]
+    assert overtraining[-1]["evaluations_without_valid_optimum"] >= 10
+    overfit = verdicts["memorize"]["overfit"]["evidence"]["evaluations"][-1]
+    assert overfit["valid_loss"] > 1.1 * overfit["train_loss"]
+    assert verdicts["healthy"]["vanishing_gradient"]["evidence"]["smallest"]["mean_abs"] > 1e-7
+
+
+def test_parameters_override_defaults_and_change_the_verdict(trials: dict[str, object]) -> None:
+    trial = trials["healthy"]
+    strict = evaluate_rule(trial, "vanishing_gradient", {"threshold": 1e3})
+    assert strict["status"] == "IssuesFound" and strict["parameters"]["threshold"] == 1e3
+    with pytest.raises(ValueError, match=r"overfit: unknown parameter.*patiense"):
+        evaluate_rule(trial, "overfit", {"patiense": 2})
+    with pytest.raises(ValueError, match="num_steps='ten'"):
+        evaluate_rule(trial, "loss_not_decreasing", {"num_steps": "ten"})
+
+
+def test_trace_without_the_needed_tensors_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    hook = smd.Hook(out_dir=str(tmp_path / "trace"), include_collections=["losses"])
+    loss_fn = nn.MSELoss()
+    hook.register_loss(loss_fn)
+    model = nn.Linear(2, 1)
+    hook.register_module(model)
+    loss_fn(model(torch.ones(1, 2)), torch.zeros(1, 1))
+    hook.close()
+    result = evaluate_rule(create_trial(str(tmp_path / "trace")), "vanishing_gradient")
+    assert result["status"] == "Error" and "gradients" in result["evidence"]["reason"]
