@@ -75,13 +75,22 @@ def input_uris(arguments: Any) -> list[str]:
 KEY_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
     "Training": (
-        "AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
-        "Environment", "HyperParameters", "InputDataConfig",
+        "AlgorithmSpecification",
+        "CheckpointConfig",
+        "DebugHookConfig",
+        "DebugRuleConfigurations",
+        "Environment",
+        "HyperParameters",
+        "InputDataConfig",
     ),
     "Tuning": ("HyperParameterTuningJobConfig", "TrainingJobDefinition", "TrainingJobDefinitions"),
 }
 _TUNING_DEFINITION_ATTRIBUTES = (
-    "AlgorithmSpecification", "HyperParameterRanges", "InputDataConfig", "StaticHyperParameters", "TuningObjective",
+    "AlgorithmSpecification",
+    "HyperParameterRanges",
+    "InputDataConfig",
+    "StaticHyperParameters",
+    "TuningObjective",
 )
 
 

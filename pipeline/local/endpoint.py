@@ -13,8 +13,8 @@ from typing import Any
 
 from pipeline.local.container import job_name
 from pipeline.local.context import StepContext, arn
-from pipeline.local.executions import read_json, write_json
 from pipeline.local.endpoints import start_endpoint
+from pipeline.local.executions import read_json, write_json
 from pipeline.registry import LocalRegistry
 
 

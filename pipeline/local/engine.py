@@ -286,7 +286,7 @@ class LocalEngine:
         except KeyboardInterrupt:
             self._record_failure(execution, state, started, "interrupted")
             raise
-        except Exception as error:  # noqa: BLE001 - any runner error fails the step with its message
+        except Exception as error:
             message = f"{type(error).__name__}: {error}"
             self._record_failure(execution, state, started, message)
             raise StepFailed(f"step {step.name!r} failed: {message}") from error

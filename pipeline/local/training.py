@@ -126,8 +126,10 @@ class TrainingJob:
         channels = self._channels()
         for channel, uri in channels:
             self.store.get(uri, container.path(f"/opt/ml/input/data/{channel}"))
+        # The platform creates these before the script starts.
+        for folder in ("/opt/ml/model", "/opt/ml/output/data", "/opt/ml/input/config"):
+            container.path(folder).mkdir(parents=True, exist_ok=True)
         config_dir = container.path("/opt/ml/input/config")
-        config_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "hyperparameters.json").write_text(json.dumps(self.raw_hyperparameters))
         (config_dir / "inputdataconfig.json").write_text(
             json.dumps(
@@ -235,7 +237,7 @@ class TrainingJob:
                     log_dir / f"{self.name}-{self.hosts[index]}.log",
                     on_line=watch,
                 )
-            except BaseException as error:  # noqa: BLE001 - re-raised below, from the caller's thread
+            except BaseException as error:
                 errors.append(error)
 
         threads = [

@@ -60,30 +60,55 @@ def processing_step(
 ) -> dict[str, Any]:
     """A Processing step running ``script_uri`` with inputs/outputs under /opt/ml/processing."""
     processing_inputs = [
-        {"InputName": "code", "S3Input": {"S3Uri": script_uri, "LocalPath": "/opt/ml/processing/input/code",
-                                          "S3DataType": "S3Prefix", "S3InputMode": "File"}}
+        {
+            "InputName": "code",
+            "S3Input": {
+                "S3Uri": script_uri,
+                "LocalPath": "/opt/ml/processing/input/code",
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+            },
+        }
     ]
     for input_name, uri in (inputs or {}).items():
         processing_inputs.append(
-            {"InputName": input_name, "S3Input": {"S3Uri": uri, "LocalPath": f"/opt/ml/processing/input/{input_name}",
-                                                  "S3DataType": "S3Prefix", "S3InputMode": "File"}}
+            {
+                "InputName": input_name,
+                "S3Input": {
+                    "S3Uri": uri,
+                    "LocalPath": f"/opt/ml/processing/input/{input_name}",
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                },
+            }
         )
     step: dict[str, Any] = {
         "Name": name,
         "Type": "Processing",
         "Arguments": {
-            "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 30}},
+            "ProcessingResources": {
+                "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 30}
+            },
             "AppSpecification": {
                 "ImageUri": "local",
-                "ContainerEntrypoint": ["python3", f"/opt/ml/processing/input/code/{script_uri.rsplit('/', 1)[1]}"],
+                "ContainerEntrypoint": [
+                    "python3",
+                    f"/opt/ml/processing/input/code/{script_uri.rsplit('/', 1)[1]}",
+                ],
                 "ContainerArguments": arguments or [],
             },
             "RoleArn": "arn:aws:iam::000000000000:role/test",
             "ProcessingInputs": processing_inputs,
             "ProcessingOutputConfig": {
                 "Outputs": [
-                    {"OutputName": output_name, "S3Output": {"S3Uri": uri, "LocalPath": f"/opt/ml/processing/output/{output_name}",
-                                                             "S3UploadMode": "EndOfJob"}}
+                    {
+                        "OutputName": output_name,
+                        "S3Output": {
+                            "S3Uri": uri,
+                            "LocalPath": f"/opt/ml/processing/output/{output_name}",
+                            "S3UploadMode": "EndOfJob",
+                        },
+                    }
                     for output_name, uri in (outputs or {}).items()
                 ]
             },
@@ -99,9 +124,16 @@ def processing_step(
     return step
 
 
-def training_request(sourcedir_uri: str, program: str, hyperparameters: dict[str, Any], *,
-                     channels: dict[str, Any], instance_count: int = 1, metrics: dict[str, str] | None = None,
-                     debug_hook: bool = False) -> dict[str, Any]:
+def training_request(
+    sourcedir_uri: str,
+    program: str,
+    hyperparameters: dict[str, Any],
+    *,
+    channels: dict[str, Any],
+    instance_count: int = 1,
+    metrics: dict[str, str] | None = None,
+    debug_hook: bool = False,
+) -> dict[str, Any]:
     """A CreateTrainingJob request in script mode (hyperparameters JSON-encoded as the SDK does)."""
     import json
 
@@ -113,25 +145,39 @@ def training_request(sourcedir_uri: str, program: str, hyperparameters: dict[str
         },
         "OutputDataConfig": {"S3OutputPath": f"{BUCKET}/models"},
         "StoppingCondition": {"MaxRuntimeInSeconds": 600},
-        "ResourceConfig": {"VolumeSizeInGB": 30, "InstanceCount": instance_count, "InstanceType": "ml.m5.xlarge"},
+        "ResourceConfig": {
+            "VolumeSizeInGB": 30,
+            "InstanceCount": instance_count,
+            "InstanceType": "ml.m5.xlarge",
+        },
         "RoleArn": "arn:aws:iam::000000000000:role/test",
         "InputDataConfig": [
-            {"ChannelName": channel, "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
-                                                                     "S3DataDistributionType": "FullyReplicated"}}}
+            {
+                "ChannelName": channel,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
             for channel, uri in channels.items()
         ],
         "HyperParameters": {
             "sagemaker_program": json.dumps(program),
             "sagemaker_submit_directory": json.dumps(sourcedir_uri),
-            **{key: value if not isinstance(value, str) or isinstance(value, dict) else json.dumps(value)
-               for key, value in hyperparameters.items()},
+            # The SDK JSON-encodes each value: 0.01 → "0.01", "adam" → "\"adam\"", True → "true".
+            **{key: json.dumps(value) for key, value in hyperparameters.items()},
         },
     }
     if debug_hook:
         request["DebugHookConfig"] = {
             "S3OutputPath": f"{BUCKET}/debug",
             "HookParameters": {"save_interval": "5"},
-            "CollectionConfigurations": [{"CollectionName": "losses", "CollectionParameters": {"save_interval": "1"}}],
+            "CollectionConfigurations": [
+                {"CollectionName": "losses", "CollectionParameters": {"save_interval": "1"}}
+            ],
         }
     return request
 

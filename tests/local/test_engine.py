@@ -17,6 +17,7 @@ import pytest
 from pipeline.local.context import EngineSettings
 from pipeline.local.engine import DefinitionError, LocalEngine
 from pipeline.local.store import ObjectStore
+
 from .definitions import BUCKET, definition, get, join, processing_step, stage_script
 
 MAKE = """
@@ -55,14 +56,25 @@ def gated_definition(store: ObjectStore, counter: Path) -> dict[str, Any]:
         outputs={"final": f"{BUCKET}/final"},
         arguments=["ok"],
     )
-    score = {"Std:JsonGet": {"PropertyFile": get("Steps.Make.PropertyFiles.Report"), "Path": "metrics.score.value"}}
-    fail = {"Name": "TooLow", "Type": "Fail",
-            "Arguments": {"ErrorMessage": join("score below ", get("Parameters.Threshold"), on="")}}
+    score = {
+        "Std:JsonGet": {"PropertyFile": get("Steps.Make.PropertyFiles.Report"), "Path": "metrics.score.value"}
+    }
+    fail = {
+        "Name": "TooLow",
+        "Type": "Fail",
+        "Arguments": {"ErrorMessage": join("score below ", get("Parameters.Threshold"), on="")},
+    }
     check = {
         "Name": "Check",
         "Type": "Condition",
         "Arguments": {
-            "Conditions": [{"Type": "GreaterThanOrEqualTo", "LeftValue": score, "RightValue": get("Parameters.Threshold")}],
+            "Conditions": [
+                {
+                    "Type": "GreaterThanOrEqualTo",
+                    "LeftValue": score,
+                    "RightValue": get("Parameters.Threshold"),
+                }
+            ],
             "IfSteps": [use],
             "ElseSteps": [fail],
         },
@@ -93,13 +105,19 @@ def test_condition_true_runs_the_if_branch(engine: LocalEngine, tmp_path: Path) 
     result = engine.start(gated_definition(engine.store, tmp_path / "counter"), "test")
     assert result.status == "Succeeded", result.failure_reason
     assert [result.steps[name]["status"] for name in ("Make", "Check", "Use", "TooLow")] == [
-        "Succeeded", "Succeeded", "Succeeded", "NotExecuted"
+        "Succeeded",
+        "Succeeded",
+        "Succeeded",
+        "NotExecuted",
     ]
     assert result.steps["Check"]["properties"] == {"Outcome": True}
     summary = engine.store.path_for(f"{BUCKET}/final/summary.txt").read_text()
     assert summary == "ok:['a.txt', 'b.txt', 'c.txt']"
     recorded = json.loads((result.execution.folder / "execution.json").read_text())
-    assert recorded["status"] == "Succeeded" and recorded["parameters"] == {"InputData": f"{BUCKET}/data", "Threshold": 0.2}
+    assert recorded["status"] == "Succeeded" and recorded["parameters"] == {
+        "InputData": f"{BUCKET}/data",
+        "Threshold": 0.2,
+    }
 
 
 def test_condition_false_fails_with_the_fail_step_message(engine: LocalEngine, tmp_path: Path) -> None:
@@ -122,11 +140,16 @@ def test_parameters_are_type_checked(engine: LocalEngine, tmp_path: Path) -> Non
 def test_unknown_property_fails_the_step_naming_it(engine: LocalEngine, tmp_path: Path) -> None:
     gated = gated_definition(engine.store, tmp_path / "counter")
     use = gated["Steps"][0]["Arguments"]["IfSteps"][0]
-    use["Arguments"]["ProcessingInputs"][1]["S3Input"]["S3Uri"] = get("Steps.Make.ProcessingOutputConfig.Outputs['nope'].S3Output.S3Uri")
+    use["Arguments"]["ProcessingInputs"][1]["S3Input"]["S3Uri"] = get(
+        "Steps.Make.ProcessingOutputConfig.Outputs['nope'].S3Output.S3Uri"
+    )
     result = engine.start(gated, "test")
     assert result.status == "Failed"
     assert "step 'Use' failed" in result.failure_reason
-    assert "step 'Make' has no property \"ProcessingOutputConfig.Outputs['nope'].S3Output.S3Uri\"" in result.failure_reason
+    assert (
+        "step 'Make' has no property \"ProcessingOutputConfig.Outputs['nope'].S3Output.S3Uri\""
+        in result.failure_reason
+    )
 
 
 def test_unknown_step_and_cycles_are_rejected_before_running(engine: LocalEngine, tmp_path: Path) -> None:
@@ -177,11 +200,25 @@ FLAKY = """
 
 
 def two_step_definition(store: ObjectStore, tmp_path: Path) -> dict[str, Any]:
-    env = {"COUNTER": str(tmp_path / "counter"), "BLOCK": str(tmp_path / "block"), "BREAK": str(tmp_path / "break")}
-    first = processing_step("First", stage_script(store, "make.py", MAKE), inputs={"data": f"{BUCKET}/data"},
-                            outputs={"report": f"{BUCKET}/first"}, environment=env)
-    second = processing_step("Second", stage_script(store, "flaky.py", FLAKY), outputs={"out": f"{BUCKET}/second"},
-                             environment=env, depends_on=["First"])
+    env = {
+        "COUNTER": str(tmp_path / "counter"),
+        "BLOCK": str(tmp_path / "block"),
+        "BREAK": str(tmp_path / "break"),
+    }
+    first = processing_step(
+        "First",
+        stage_script(store, "make.py", MAKE),
+        inputs={"data": f"{BUCKET}/data"},
+        outputs={"report": f"{BUCKET}/first"},
+        environment=env,
+    )
+    second = processing_step(
+        "Second",
+        stage_script(store, "flaky.py", FLAKY),
+        outputs={"out": f"{BUCKET}/second"},
+        environment=env,
+        depends_on=["First"],
+    )
     return definition(first, second)
 
 
@@ -191,7 +228,9 @@ def test_failed_step_fails_execution_with_log_tail_and_resume_skips_finished_ste
     (tmp_path / "break").touch()
     failed = engine.start(two_step_definition(engine.store, tmp_path), "test")
     assert failed.status == "Failed"
-    assert "step 'Second' failed" in failed.failure_reason and "broken input, see above" in failed.failure_reason
+    assert (
+        "step 'Second' failed" in failed.failure_reason and "broken input, see above" in failed.failure_reason
+    )
     assert engine.store.exists(f"{BUCKET}/first/report.json")  # finished outputs stay
     assert not engine.store.exists(f"{BUCKET}/second")
 
@@ -212,17 +251,28 @@ def test_resume_after_the_engine_process_is_killed(engine: LocalEngine, tmp_path
         "from pipeline.local.engine import LocalEngine; "
         f"LocalEngine(EngineSettings(root=Path({str(root)!r}))).start(json.loads(Path({str(definition_path)!r}).read_text()), 't')"
     )
-    process = subprocess.Popen([sys.executable, "-c", program], cwd=Path(__file__).resolve().parents[2],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", program],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             states = engine.executions.latest().step_states() if engine.executions.latest() else {}
-            if states.get("Second", {}).get("status") == "Executing" and "flaky" in (tmp_path / "counter").read_text():
+            if (
+                states.get("Second", {}).get("status") == "Executing"
+                and "flaky" in (tmp_path / "counter").read_text()
+            ):
                 break
             time.sleep(0.1)
         else:
-            pytest.fail(f"the engine never reached step Second: {process.stdout.read() if process.poll() is not None else ''}")
+            pytest.fail(
+                f"the engine never reached step Second: {process.stdout.read() if process.poll() is not None else ''}"
+            )
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()

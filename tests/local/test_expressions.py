@@ -36,7 +36,9 @@ def scope(files: dict[tuple[str, str], Any] | None = None) -> Scope:
     def property_file(step: str, name: str) -> Any:
         return (files or {})[(step, name)]
 
-    return Scope({"Threshold": 0.7, "Bucket": "b"}, {"PipelineExecutionId": "exec-1"}, properties, property_file)
+    return Scope(
+        {"Threshold": 0.7, "Bucket": "b"}, {"PipelineExecutionId": "exec-1"}, properties, property_file
+    )
 
 
 @pytest.mark.parametrize(
@@ -58,12 +60,32 @@ def test_get_resolves_properties_parameters_and_execution_variables(reference: s
 def test_join_and_json_get_nest_inside_arguments() -> None:
     files = {("Evaluate", "Report"): {"metrics": {"accuracy": {"value": 0.9}}, "per_class": [0.5, 0.25]}}
     value = {
-        "Uri": {"Std:Join": {"On": "/", "Values": ["s3:/", {"Get": "Parameters.Bucket"}, {"Get": "Execution.PipelineExecutionId"}]}},
-        "Accuracy": {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.Report"}, "Path": "metrics.accuracy.value"}},
-        "Second": {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.Report"}, "Path": "per_class[1]"}},
+        "Uri": {
+            "Std:Join": {
+                "On": "/",
+                "Values": ["s3:/", {"Get": "Parameters.Bucket"}, {"Get": "Execution.PipelineExecutionId"}],
+            }
+        },
+        "Accuracy": {
+            "Std:JsonGet": {
+                "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.Report"},
+                "Path": "metrics.accuracy.value",
+            }
+        },
+        "Second": {
+            "Std:JsonGet": {
+                "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.Report"},
+                "Path": "per_class[1]",
+            }
+        },
         "List": [1, {"Get": "Parameters.Threshold"}],
     }
-    assert resolve(value, scope(files)) == {"Uri": "s3://b/exec-1", "Accuracy": 0.9, "Second": 0.25, "List": [1, 0.7]}
+    assert resolve(value, scope(files)) == {
+        "Uri": "s3://b/exec-1",
+        "Accuracy": 0.9,
+        "Second": 0.25,
+        "List": [1, 0.7],
+    }
 
 
 @pytest.mark.parametrize(
@@ -78,14 +100,23 @@ def test_join_and_json_get_nest_inside_arguments() -> None:
     ],
 )
 def test_unknown_references_name_the_step_and_property(reference: str, message: str) -> None:
-    with pytest.raises(ExpressionError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+    with pytest.raises(
+        ExpressionError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+    ):
         resolve({"Get": reference}, scope())
 
 
 def test_json_get_missing_path_names_the_file() -> None:
     files = {("Evaluate", "Report"): {"metrics": {}}}
-    expression = {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.Report"}, "Path": "metrics.accuracy"}}
-    with pytest.raises(ExpressionError, match="'metrics.accuracy' not found in property file 'Report' of step 'Evaluate'"):
+    expression = {
+        "Std:JsonGet": {
+            "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.Report"},
+            "Path": "metrics.accuracy",
+        }
+    }
+    with pytest.raises(
+        ExpressionError, match="'metrics.accuracy' not found in property file 'Report' of step 'Evaluate'"
+    ):
         resolve(expression, scope(files))
 
 
@@ -93,6 +124,11 @@ def test_parse_path_and_referenced_steps() -> None:
     assert parse_path("A.B['x-y'][0].C") == ["A", "B", "x-y", 0, "C"]
     with pytest.raises(ExpressionError, match="malformed"):
         parse_path("A..B[")
-    value = {"X": [{"Get": "Steps.A.P"}, {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.B.PropertyFiles.F"}, "Path": "p"}}],
-             "Y": {"Get": "Parameters.Z"}}
+    value = {
+        "X": [
+            {"Get": "Steps.A.P"},
+            {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.B.PropertyFiles.F"}, "Path": "p"}},
+        ],
+        "Y": {"Get": "Parameters.Z"},
+    }
     assert referenced_steps(value) == {"A", "B"}
