@@ -8,6 +8,7 @@ own AWS config files hidden so nothing can reach a real account. Use it from a t
 
 from __future__ import annotations
 
+import logging
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ def moto_endpoint() -> Iterator[str]:
     """``http://127.0.0.1:<port>`` of a moto server that lives for the whole test session."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

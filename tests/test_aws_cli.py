@@ -1,0 +1,327 @@
+"""The AWS side of the CLI against a real moto server: upsert → start → status → approve → deploy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from pipeline.aws import AwsClients
+from pipeline.cli import cli
+from pipeline.code import package_code
+from pipeline.config import load_config
+from pipeline.deploy import SageMakerDeployer
+from pipeline.diff import diff_definitions
+from pipeline.registry import SageMakerRegistry
+from pipeline.remote import PipelineError, wait_for_execution
+from tests.moto_server import BUCKET, REGION, ROLE_ARN, aws_env, hide_aws_config, moto_endpoint  # noqa: F401
+
+PIPELINE = "dogpipe-test"
+GROUP = "dogpipe-test-models"
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pipeline.yaml"
+    raw = {
+        "engine": "sagemaker",
+        "project": {"name": PIPELINE, "region": REGION, "bucket": BUCKET, "prefix": "dp"},
+        "data": {"s3_uri": f"s3://{BUCKET}/data/"},
+        "registry": {"model_package_group": GROUP},
+        "deploy": {"production_endpoint": "dogs-prod", "staging_endpoint": "dogs-staging"},
+    }
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def make_definition(config_file: Path, lr: str = "0.001", extra_parameter: bool = False) -> dict[str, Any]:
+    """A small definition in SageMaker's shape that refers to the code upsert will stage."""
+    cfg = load_config(config_file)
+    code = package_code()
+    parameters = [
+        {"Name": "AccuracyThreshold", "Type": "Float", "DefaultValue": 0.7},
+        {"Name": "Epochs", "Type": "Integer", "DefaultValue": 3},
+    ]
+    if extra_parameter:
+        parameters.append({"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": "Approved"})
+    train = {
+        "Name": "Train",
+        "Type": "Training",
+        "Arguments": {
+            "HyperParameters": {"lr": lr, "sagemaker_submit_directory": code.sourcedir_uri(cfg)},
+            "RoleArn": "arn:aws:iam::123456789012:role/dogpipe-test-role",
+        },
+    }
+    check = {
+        "Name": "CheckAccuracy",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [],
+            "IfSteps": [{"Name": "Register", "Type": "RegisterModel"}],
+            "ElseSteps": [],
+        },
+    }
+    return {"Version": "2020-12-01", "Parameters": parameters, "Steps": [train, check]}
+
+
+def write_definition(path: Path, definition: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(definition, sort_keys=True))
+    return path
+
+
+def dogpipe(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def register_package(accuracy: float) -> str:
+    """What the pipeline's Register step leaves in the registry."""
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    return sagemaker.create_model_package(
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [
+                {"Image": "pytorch-inference:2.5", "ModelDataUrl": f"s3://{BUCKET}/m/{accuracy}.tar.gz"}
+            ],
+            "SupportedContentTypes": ["image/jpeg"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        CustomerMetadataProperties={"accuracy": str(accuracy)},
+    )["ModelPackageArn"]
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_round_trip_upsert_start_status_approve_deploy(config_file: Path, tmp_path: Path) -> None:
+    definition = write_definition(tmp_path / "definition.json", make_definition(config_file))
+    common = ("--config", str(config_file), "--definition", str(definition))
+    s3 = boto3.client("s3", region_name=REGION)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+
+    first = dogpipe("upsert", *common, "--role-arn", ROLE_ARN)
+    assert first.exit_code == 0, first.output
+    staged = package_code().staging_plan(load_config(config_file))
+    assert f"code: {len(staged)} object(s) uploaded, 0 already in S3" in first.output
+    assert "pipeline created" in first.output
+    keys = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert keys == {uri.removeprefix(f"s3://{BUCKET}/") for uri in staged}
+
+    second = dogpipe("upsert", *common, "--role-arn", ROLE_ARN)
+    assert second.exit_code == 0, second.output
+    assert f"code: 0 object(s) uploaded, {len(staged)} already in S3" in second.output
+    assert "pipeline updated" in second.output
+    assert json.loads(sagemaker.describe_pipeline(PipelineName=PIPELINE)["PipelineDefinition"]) == json.loads(
+        definition.read_text()
+    )
+
+    started = dogpipe("start", "--config", str(config_file), "--param", "AccuracyThreshold=0.85", "--wait")
+    assert started.exit_code == 0, started.output
+    arn = started.output.splitlines()[0]
+    assert arn.startswith(f"arn:aws:sagemaker:{REGION}:") and f"pipeline/{PIPELINE}/execution/" in arn
+    assert "status: Succeeded" in started.output
+    sent = sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
+    assert sent == [{"Name": "AccuracyThreshold", "Value": "0.85"}]
+
+    unknown = dogpipe("start", "--config", str(config_file), "--param", "Accuracy=0.9")
+    assert unknown.exit_code == 1
+    assert (
+        "unknown pipeline parameter(s): Accuracy; the pipeline declares: AccuracyThreshold, Epochs"
+        in unknown.output
+    )
+    bad_value = dogpipe("start", "--config", str(config_file), "--param", "Epochs=three")
+    assert bad_value.exit_code == 1 and "parameter Epochs is Integer; 'three'" in bad_value.output
+    assert len(sagemaker.list_pipeline_executions(PipelineName=PIPELINE)["PipelineExecutionSummaries"]) == 1
+
+    status = dogpipe("status", "--config", str(config_file))
+    assert status.exit_code == 0, status.output
+    assert f"execution: {arn}" in status.output and "status:    Succeeded" in status.output
+    assert "ListPipelineExecutionSteps failed" in status.output  # moto lacks the call: reported, not fatal
+
+    sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    register_package(0.71)
+    v2 = register_package(0.93)
+    listed = dogpipe("models", "list", "--config", str(config_file))
+    assert listed.exit_code == 0, listed.output
+    rows = [line.split() for line in listed.output.splitlines()[1:]]
+    assert [(row[0], row[1], row[-1]) for row in rows] == [
+        ("1", "PendingManualApproval", "0.7100"),
+        ("2", "PendingManualApproval", "0.9300"),
+    ]
+
+    refused = dogpipe("deploy", "--stage", "prod", "--config", str(config_file), "--role-arn", ROLE_ARN)
+    assert refused.exit_code == 1
+    assert "refusing to deploy: no Approved model package" in refused.output
+    assert "v1 PendingManualApproval, v2 PendingManualApproval" in refused.output
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+
+    approved = dogpipe("models", "approve", "2", "--note", "best so far", "--config", str(config_file))
+    assert approved.exit_code == 0, approved.output
+    described = sagemaker.describe_model_package(ModelPackageName=v2)
+    assert (described["ModelApprovalStatus"], described["ApprovalDescription"]) == ("Approved", "best so far")
+    assert dogpipe("models", "reject", "1", "--config", str(config_file)).exit_code == 0
+    missing = dogpipe("models", "approve", "9", "--config", str(config_file))
+    assert (
+        missing.exit_code == 1
+        and "version 9 not found in group 'dogpipe-test-models' (versions: 1, 2)" in missing.output
+    )
+
+    deployed = dogpipe("deploy", "--stage", "prod", "--config", str(config_file), "--role-arn", ROLE_ARN)
+    assert deployed.exit_code == 0, deployed.output
+    assert "endpoint dogs-prod created: version 2" in deployed.output
+    endpoint = sagemaker.describe_endpoint(EndpointName="dogs-prod")
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    assert model["Containers"] == [{"ModelPackageName": v2}]
+    assert not config.get("DataCaptureConfig")
+
+    again = dogpipe("deploy", "--stage", "prod", "--config", str(config_file), "--role-arn", ROLE_ARN)
+    assert again.exit_code == 0 and "endpoint dogs-prod unchanged: version 2" in again.output
+
+
+class RecordingSageMaker:
+    """The moto client, plus UpdateEndpoint (which moto lacks), recorded and applied to nothing."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.updates: list[dict[str, str]] = []
+
+    def update_endpoint(self, **request: str) -> dict[str, str]:
+        self.updates.append(request)
+        return {"EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/{request['EndpointName']}"}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_new_approved_version_updates_the_endpoint_with_capture_and_scaling(config_file: Path) -> None:
+    raw = yaml.safe_load(config_file.read_text())
+    raw["deploy"]["data_capture"] = {"enabled": True, "sampling_percentage": 25}
+    raw["deploy"]["autoscaling"] = {"min": 1, "max": 4, "target_invocations": 50}
+    config_file.write_text(yaml.safe_dump(raw))
+    cfg = load_config(config_file)
+    clients = AwsClients.for_config(cfg)
+    sagemaker = RecordingSageMaker(clients.sagemaker)
+    registry = SageMakerRegistry(clients.sagemaker)
+    deployer = SageMakerDeployer(sagemaker, clients.autoscaling, wait_timeout_s=5, poll_s=0)
+    clients.sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    register_package(0.8)
+    register_package(0.9)
+
+    first = deployer.deploy(cfg, "prod", registry.set_approval(GROUP, 1, "Approved"), ROLE_ARN)
+    second = deployer.deploy(cfg, "prod", registry.set_approval(GROUP, 2, "Approved"), ROLE_ARN)
+
+    assert (first.action, second.action) == ("created", "updated")
+    assert sagemaker.updates == [
+        {"EndpointName": "dogs-prod", "EndpointConfigName": second.endpoint_config_name}
+    ]
+    capture = clients.sagemaker.describe_endpoint_config(EndpointConfigName=second.endpoint_config_name)[
+        "DataCaptureConfig"
+    ]
+    assert capture["InitialSamplingPercentage"] == 25
+    assert capture["DestinationS3Uri"] == f"s3://{BUCKET}/dp/data-capture/dogs-prod"
+    resource = "endpoint/dogs-prod/variant/AllTraffic"
+    targets = clients.autoscaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[resource]
+    )
+    assert [(t["MinCapacity"], t["MaxCapacity"]) for t in targets["ScalableTargets"]] == [(1, 4)]
+    policies = clients.autoscaling.describe_scaling_policies(
+        ServiceNamespace="sagemaker", ResourceId=resource
+    )
+    [policy] = policies["ScalingPolicies"]
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 50.0
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_missing_credentials_or_role_stop_before_anything_is_staged(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    definition = write_definition(tmp_path / "definition.json", make_definition(config_file))
+    common = ("upsert", "--config", str(config_file), "--definition", str(definition))
+
+    no_role = dogpipe(*common)
+    assert no_role.exit_code == 1
+    assert "no SageMaker execution role: pass --role-arn, set DOGPIPE_ROLE_ARN, or set project.role_arn" in (
+        no_role.output
+    )
+    wrong_role = dogpipe(*common, "--role-arn", "arn:aws:iam::123456789012:role/nobody")
+    assert (
+        wrong_role.exit_code == 1
+        and "IAM role 'arn:aws:iam::123456789012:role/nobody' does not exist" in (wrong_role.output)
+    )
+    no_bucket = dogpipe(*common, "--role-arn", ROLE_ARN, "--bucket", "no-such-bucket")
+    assert no_bucket.exit_code == 1 and "S3 bucket 'no-such-bucket' does not exist" in no_bucket.output
+
+    hide_aws_config(monkeypatch, tmp_path)
+    no_credentials = dogpipe(*common, "--role-arn", ROLE_ARN)
+    assert no_credentials.exit_code == 1
+    assert (
+        "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in no_credentials.output
+    )
+    assert "Traceback" not in no_credentials.output
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    partial = dogpipe("models", "list", "--config", str(config_file))
+    assert partial.exit_code == 1 and "AWS_SECRET_ACCESS_KEY" in partial.output
+
+    assert "Contents" not in boto3.client(
+        "s3", region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t"
+    ).list_objects_v2(Bucket=BUCKET)
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_diff_reports_changed_step_and_added_parameter(config_file: Path, tmp_path: Path) -> None:
+    deployed = write_definition(tmp_path / "deployed.json", make_definition(config_file))
+    upserted = dogpipe(
+        "upsert", "--config", str(config_file), "--definition", str(deployed), "--role-arn", ROLE_ARN
+    )
+    assert upserted.exit_code == 0, upserted.output
+    same = dogpipe("diff", "--config", str(config_file), "--definition", str(deployed))
+    assert same.exit_code == 0 and "no differences" in same.output
+
+    changed = make_definition(config_file, lr="0.01", extra_parameter=True)
+    local = write_definition(tmp_path / "local.json", changed)
+    result = dogpipe("diff", "--config", str(config_file), "--definition", str(local))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "step Train: changed",
+        "    $.Arguments.HyperParameters.lr",
+        "parameter ModelApprovalStatus: added",
+    ]
+
+
+def test_diff_matches_by_name_and_looks_inside_condition_branches() -> None:
+    register = {"Name": "Register", "Type": "RegisterModel", "Arguments": {"ModelApprovalStatus": "Pending"}}
+    fail = {"Name": "Fail", "Type": "Fail", "Arguments": {"ErrorMessage": "low"}}
+    gate = {"Name": "Gate", "Type": "Condition", "Arguments": {"IfSteps": [register], "ElseSteps": [fail]}}
+    old = {"Steps": [{"Name": "Train", "Type": "Training"}, gate], "Parameters": []}
+    reordered = {"Steps": [gate, {"Name": "Train", "Type": "Training"}], "Parameters": []}
+    assert diff_definitions(old, reordered).empty
+
+    approved = {**register, "Arguments": {"ModelApprovalStatus": "Approved"}}
+    new_gate = {**gate, "Arguments": {"IfSteps": [approved], "ElseSteps": []}}
+    new = {"Steps": [{"Name": "Train", "Type": "Training"}, new_gate], "Parameters": [], "Version": "2"}
+    lines = diff_definitions(old, new).lines()
+    assert lines == [
+        "step Fail: removed",
+        "step Gate: changed",
+        "    $.Arguments.ElseSteps[0]",
+        "step Register: changed",
+        "    $.Arguments.ModelApprovalStatus",
+        "pipeline (top level): changed",
+        "    $.Version",
+    ]
+
+
+def test_wait_gives_up_after_its_timeout_naming_the_execution() -> None:
+    class StillRunning:
+        def describe_pipeline_execution(self, PipelineExecutionArn: str) -> dict[str, str]:
+            return {"PipelineExecutionStatus": "Executing"}
+
+    polls: list[float] = []
+    with pytest.raises(PipelineError, match=r"still Executing after 0 s .*dogpipe status arn:x"):
+        wait_for_execution(StillRunning(), "arn:x", timeout_s=0, poll_s=1, sleep=polls.append)
+    assert polls == []
