@@ -23,6 +23,7 @@ def build_preprocess(ctx: StepContext) -> ProcessingStep:
             s3_output(DATA_OUTPUT, ctx.execution_uri("data"), "/opt/ml/processing/output/data"),
             s3_output(STATS_OUTPUT, ctx.execution_uri("stats"), "/opt/ml/processing/output/stats"),
         ],
+        arguments=["--image-size", str(ctx.cfg.data.image_size)],
     )
     return ProcessingStep(
         name="Preprocess",

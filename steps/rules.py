@@ -20,16 +20,33 @@ from steps.processing import run_script, s3_input, s3_output
 RULES_OUTPUT = "rules"
 RULES_FILE = "rules.json"
 BLOCKING_ISSUES_PATH = "blocking_issues"
+MAX_CONTAINER_ARGUMENT = 256
 
 
 def rules_argument(cfg: PipelineConfig) -> str:
-    """The ``--rules`` JSON: enabled rules with their parameters and whether they fail the pipeline."""
-    rules = {
-        name: {"parameters": dict(sorted(setting.parameters.items())), "fail_pipeline": setting.fail_pipeline}
-        for name, setting in cfg.debugger.rules.items()
-        if setting.enabled
-    }
-    return json.dumps(rules, sort_keys=True, separators=(",", ":"))
+    """The ``--rules`` JSON: each enabled rule with its non-default settings.
+
+    ``{"overfit":{},"vanishing_gradient":{"fail_pipeline":true,"parameters":{"threshold":1e-6}}}``: a
+    missing ``parameters`` means none and a missing ``fail_pipeline`` means false. Compact because one
+    container argument may hold at most 256 characters (CreateProcessingJob).
+    """
+    rules: dict[str, dict[str, object]] = {}
+    for name, setting in cfg.debugger.rules.items():
+        if not setting.enabled:
+            continue
+        rule: dict[str, object] = {}
+        if setting.fail_pipeline:
+            rule["fail_pipeline"] = True
+        if setting.parameters:
+            rule["parameters"] = dict(setting.parameters)
+        rules[name] = rule
+    text = json.dumps(rules, sort_keys=True, separators=(",", ":"))
+    if len(text) > MAX_CONTAINER_ARGUMENT:
+        raise ValueError(
+            f"debugger.rules: the enabled rules and their parameters need {len(text)} characters, but a "
+            f"processing job argument holds at most {MAX_CONTAINER_ARGUMENT}; shorten or drop parameters"
+        )
+    return text
 
 
 def build_debug_rules(ctx: StepContext, train: TrainingStep) -> tuple[ProcessingStep, PropertyFile]:
