@@ -55,7 +55,10 @@ def sample_data(out_dir: Path, classes: int, per_class: int, seed: int, with_bad
 # The AWS-facing commands live in their own module; it imports config_option/read_config from above.
 from pipeline.cli_aws import AWS_COMMANDS  # noqa: E402
 
-for _command in AWS_COMMANDS:
+# The local engine's commands (run, executions) live in pipeline/local/cli.py.
+from pipeline.local.cli import LOCAL_COMMANDS  # noqa: E402
+
+for _command in (*AWS_COMMANDS, *LOCAL_COMMANDS):
     cli.add_command(_command)
 
 

@@ -168,6 +168,11 @@ def status(
     """Status of an execution (the latest when none is given) and of its steps."""
     from pipeline.remote import execution_report
 
+    if read_config(config_path).engine == "local":
+        from pipeline.local.cli import local_status
+
+        local_status(read_config(config_path), execution_arn)
+        return
     cfg = aws_config(config_path, region, bucket)
     with friendly_errors():
         report = execution_report(clients_for(cfg), cfg, execution_arn)

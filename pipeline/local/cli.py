@@ -1,0 +1,115 @@
+"""The local engine's commands: ``dogpipe run``, ``dogpipe executions list`` and local ``status``.
+
+Thin: parse, call :mod:`pipeline.local.run`, print. Failures exit 1 with one clear message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.config import LOCAL_CONFIG, PipelineConfig
+
+
+def _config(config_path: Path | None) -> PipelineConfig:
+    from pipeline.cli import read_config
+
+    cfg = read_config(config_path, LOCAL_CONFIG)
+    if cfg.engine != "local":
+        raise click.ClickException(f"{config_path}: engine is {cfg.engine!r}; `dogpipe run` needs engine: local")
+    return cfg
+
+
+def _config_option(function):  # type: ignore[no-untyped-def]
+    from pipeline.cli import config_option
+
+    return config_option(function)
+
+
+@click.command("run")
+@_config_option
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Local ImageFolder (train/valid/test) to upload to data.s3_uri first.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a pipeline parameter.")
+@click.option("--resume", metavar="EXECUTION", help="Finish an interrupted or failed execution.")
+def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...], resume: str | None) -> None:
+    """Run the whole pipeline on this machine: no AWS account, no Docker (engine: local)."""
+    from pipeline.local.engine import DefinitionError
+    from pipeline.local.executions import ExecutionNotFound
+    from pipeline.local.report import highlights, steps_table
+    from pipeline.local.store import ObjectStore
+    from pipeline.local.run import RunError, find_test_image, parse_params, run_local
+
+    cfg = _config(config_path)
+    try:
+        result = run_local(cfg, data_dir=data_dir, params=parse_params(params), resume=resume, echo=click.echo)
+    except (RunError, DefinitionError, ExecutionNotFound) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo("")
+    click.echo(steps_table(result.steps))
+    for line in highlights(result.execution, ObjectStore(cfg.local.root)):
+        click.echo(line)
+    if result.status != "Succeeded":
+        click.echo(f"\nexecution {result.execution.id} {result.status}: {result.failure_reason}", err=True)
+        click.echo(f"logs: {result.execution.folder}/steps/<step>/logs; retry with: dogpipe run --resume {result.execution.id}",
+                   err=True)
+        raise click.exceptions.Exit(1)
+    _show_endpoint(cfg, result, find_test_image(cfg, data_dir))
+    click.echo(f"\nexecution {result.execution.id} Succeeded")
+
+
+def _show_endpoint(cfg: PipelineConfig, result, image: Path | None) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.local.endpoints import EndpointError, read_endpoint
+
+    for state in result.steps.values():
+        if state.get("type") != "Endpoint" or state.get("status") != "Succeeded":
+            continue
+        name = state["arguments"]["EndpointName"]
+        try:
+            url = read_endpoint(cfg.local.root, name)["url"]
+        except EndpointError as error:
+            click.echo(f"endpoint {name}: {error}")
+            continue
+        click.echo(f"endpoint: {name} at {url} (dogpipe predict IMAGE --endpoint {name} --config ...)")
+        if image is None:
+            continue
+        from pipeline.serving.client import PredictError, format_reply, invoke_http, read_image
+
+        try:
+            data, content_type = read_image(image)
+            click.echo(f"prediction for {image}:\n{format_reply(invoke_http(url, data, content_type))}")
+        except PredictError as error:
+            click.echo(f"prediction failed: {error}")
+
+
+@click.group("executions")
+def executions() -> None:
+    """Local executions recorded under local.root."""
+
+
+@executions.command("list")
+@_config_option
+def list_executions(config_path: Path | None) -> None:
+    """Executions, newest first: id, status, start time, failure."""
+    from pipeline.local.report import executions_table
+
+    click.echo(executions_table(_config(config_path).local.root))
+
+
+def local_status(cfg: PipelineConfig, execution_id: str | None) -> None:
+    """``dogpipe status`` for engine: local (the latest execution when none is given)."""
+    from pipeline.local.executions import ExecutionNotFound, ExecutionStore
+    from pipeline.local.report import status_text
+
+    store = ExecutionStore(cfg.local.root)
+    try:
+        execution = store.get(execution_id) if execution_id else store.latest()
+    except ExecutionNotFound as error:
+        raise click.ClickException(str(error)) from None
+    if execution is None:
+        raise click.ClickException(f"no executions under {store.folder}; start one with `dogpipe run`")
+    click.echo(status_text(execution))
+
+
+LOCAL_COMMANDS: tuple[click.Command, ...] = (run, executions)

@@ -1,0 +1,106 @@
+"""What ``dogpipe run``, ``dogpipe status`` and ``dogpipe executions list`` print for local executions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.local.executions import Execution, ExecutionStore
+from pipeline.local.expressions import ExpressionError, get_step_property
+from pipeline.local.store import ObjectStore, StoreError
+from pipeline.registry import accuracy_of
+
+
+def steps_table(states: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line per step in run order: name, type, status, duration, cache source."""
+    ordered = sorted(states.values(), key=lambda state: (state.get("started_at") is None, state.get("started_at") or ""))
+    lines = [f"{'step':<20} {'type':<15} {'status':<12} {'duration':>9}  note"]
+    for state in ordered:
+        duration = f"{state['duration_s']:.1f} s" if state.get("duration_s") is not None else "-"
+        note = f"cached from {state['cache_hit']}" if state.get("cache_hit") else ""
+        if state.get("failure_reason"):
+            note = state["failure_reason"].splitlines()[0][:70]
+        lines.append(f"{state['name']:<20} {state.get('type', ''):<15} {state['status']:<12} {duration:>9}  {note}")
+    return "\n".join(lines)
+
+
+def read_property_files(execution: Execution, store: ObjectStore) -> dict[str, Any]:
+    """Every property file of every succeeded step, by ``<step>.<file name>``."""
+    states = execution.step_states()
+    found: dict[str, Any] = {}
+    for step in _all_steps(execution.definition.get("Steps") or []):
+        state = states.get(step["Name"])
+        if not state or state.get("status") != "Succeeded":
+            continue
+        for spec in step.get("PropertyFiles") or []:
+            try:
+                output = get_step_property(
+                    state["properties"], step["Name"],
+                    f"ProcessingOutputConfig.Outputs['{spec['OutputName']}'].S3Output.S3Uri",
+                )
+                found[f"{step['Name']}.{spec['PropertyFileName']}"] = json.loads(
+                    store.read_text(f"{str(output).rstrip('/')}/{spec['FilePath']}")
+                )
+            except (ExpressionError, StoreError, ValueError):
+                continue
+    return found
+
+
+def _all_steps(steps: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    flat: list[Mapping[str, Any]] = []
+    for step in steps:
+        flat.append(step)
+        arguments = step.get("Arguments") or {}
+        flat += _all_steps(arguments.get("IfSteps") or []) + _all_steps(arguments.get("ElseSteps") or [])
+    return flat
+
+
+def highlights(execution: Execution, store: ObjectStore) -> list[str]:
+    """Best hyperparameters, test accuracy, registered version and endpoint of an execution."""
+    lines: list[str] = []
+    for state in execution.step_states().values():
+        properties = state.get("properties") or {}
+        if state.get("status") != "Succeeded":
+            continue
+        if state.get("type") == "Tuning":
+            best = properties["BestTrainingJob"]
+            metric = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})
+            tuned = " ".join(f"{key}={value}" for key, value in sorted(best["TunedHyperParameters"].items()))
+            lines.append(f"best hyperparameters: {tuned} ({metric.get('MetricName')}={metric.get('Value', float('nan')):.4f}, "
+                         f"trial {best['TrainingJobName']})")
+        elif state.get("type") == "RegisterModel":
+            lines.append(f"registered: {properties['ModelPackageGroupName']} version {properties['ModelPackageVersion']} "
+                         f"({properties['ModelApprovalStatus']})")
+    for name, document in read_property_files(execution, store).items():
+        accuracy = accuracy_of(document) if isinstance(document, Mapping) else None
+        if accuracy is not None:
+            lines.append(f"test accuracy: {accuracy:.4f} ({name})")
+    return lines
+
+
+def executions_table(root: Any) -> str:
+    executions = ExecutionStore(root).list()
+    if not executions:
+        return f"no executions under {ExecutionStore(root).folder}"
+    lines = [f"{'execution':<24} {'status':<11} {'started':<26} failure"]
+    for execution in reversed(executions):
+        record = execution.record
+        failure = (record.get("failure_reason") or "").splitlines()[0][:60] if record.get("failure_reason") else ""
+        lines.append(f"{execution.id:<24} {record['status']:<11} {record['started_at']:<26} {failure}")
+    return "\n".join(lines)
+
+
+def status_text(execution: Execution) -> str:
+    record = execution.record
+    lines = [
+        f"execution: {execution.id} ({record['pipeline_name']})",
+        f"status:    {record['status']}",
+        f"started:   {record['started_at']}",
+        f"ended:     {record.get('ended_at') or '-'}",
+        f"folder:    {execution.folder}",
+    ]
+    if record.get("failure_reason"):
+        lines.append(f"failure:   {record['failure_reason']}")
+    lines.append(steps_table(execution.step_states()))
+    return "\n".join(lines)
