@@ -6,6 +6,8 @@ parametrised fire/quiet matrix. Traces are built once per module (a few dozen st
 from __future__ import annotations
 
 import json
+import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ smd = pytest.importorskip("smdebug.pytorch")
 from smdebug.core.modes import ModeKeys  # noqa: E402
 from smdebug.trials import create_trial  # noqa: E402
 
+from training_code import debug_rules  # noqa: E402
 from training_code.dogrules import RULES, evaluate_rule  # noqa: E402
 
 nn = torch.nn
@@ -88,11 +91,16 @@ EPOCHS = {"healthy": 6, "tiny_init": 3, "forgotten_step": 3, "memorize": 13}
 
 
 @pytest.fixture(scope="module")
-def trials(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
-        kind: create_trial(str(write_trace(tmp_path_factory.mktemp(kind) / "trace", kind, epochs)))
+        kind: write_trace(tmp_path_factory.mktemp(kind) / "trace", kind, epochs)
         for kind, epochs in EPOCHS.items()
     }
+
+
+@pytest.fixture(scope="module")
+def trials(traces: dict[str, Path]) -> dict[str, object]:
+    return {kind: create_trial(str(path)) for kind, path in traces.items()}
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +158,97 @@ def test_trace_without_the_needed_tensors_is_an_error_not_a_pass(tmp_path: Path)
     hook.close()
     result = evaluate_rule(create_trial(str(tmp_path / "trace")), "vanishing_gradient")
     assert result["status"] == "Error" and "gradients" in result["evidence"]["reason"]
+
+
+# -- the DebugRules processing script ---------------------------------------------------------------------
+def _training_output(tmp_path: Path, trace: Path | None) -> Path:
+    """output.tar.gz as train.py's SM_OUTPUT_DATA_DIR would be tarred: history, profiler, maybe tensors."""
+    source = tmp_path / "output_data"
+    (source / "profiler").mkdir(parents=True)
+    (source / "history.json").write_text(json.dumps({"epochs": []}))
+    (source / "profiler" / "meta.json").write_text(json.dumps({"num_workers": 1, "cpu_count": 2}))
+    if trace is not None:
+        shutil.copytree(trace, source / "tensors")
+    folder = tmp_path / "training_output"
+    folder.mkdir()
+    with tarfile.open(folder / "output.tar.gz", "w:gz") as tar:
+        for child in source.iterdir():
+            tar.add(child, arcname=child.name)
+    return folder
+
+
+def test_script_reads_the_trace_inside_the_job_output_and_counts_blocking_issues(
+    traces: dict[str, Path], tmp_path: Path
+) -> None:
+    training_output = _training_output(tmp_path, traces["tiny_init"])
+    settings = {"vanishing_gradient": {"fail_pipeline": True}, "overfit": {"enabled": False}}
+    out = tmp_path / "rules"
+    argv = [
+        "--debug-dir",
+        str(tmp_path / "absent"),
+        "--training-output",
+        str(training_output),
+        "--output-dir",
+        str(out),
+        "--rules",
+        json.dumps(settings),
+    ]
+    assert debug_rules.main(argv) == 0
+    report = json.loads((out / "rules.json").read_text())
+    by_name = {rule["rule"]: rule for rule in report["rules"]}
+    assert set(by_name) == set(RULES)
+    assert (
+        by_name["vanishing_gradient"]["status"] == "IssuesFound"
+        and by_name["vanishing_gradient"]["fail_pipeline"]
+    )
+    assert by_name["poor_weight_initialization"]["status"] == "IssuesFound"  # fires, but only warns
+    assert by_name["overfit"]["status"] == "NotRun"
+    assert report["blocking_issues"] == 1
+    summary = json.loads((out / "profiler_summary.json").read_text())
+    assert {rule["rule"] for rule in summary["rules"]} >= {"Dataloader", "StepOutlier"}
+
+
+def test_script_without_a_trace_reports_errors_that_do_not_block(tmp_path: Path) -> None:
+    out = tmp_path / "rules"
+    argv = [
+        "--debug-dir",
+        str(tmp_path / "absent"),
+        "--training-output",
+        str(_training_output(tmp_path, None)),
+        "--output-dir",
+        str(out),
+        "--rules",
+        json.dumps({"vanishing_gradient": {"fail_pipeline": True}}),
+    ]
+    assert debug_rules.main(argv) == 0
+    report = json.loads((out / "rules.json").read_text())
+    assert {rule["status"] for rule in report["rules"]} == {"Error"}
+    assert "hook off" in report["rules"][0]["evidence"]["reason"]
+    assert report["blocking_issues"] == 0 and report["errors"] == len(RULES)
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ({"vanishing_gradients": {}}, "unknown rule"),
+        ({"overfit": {"fail": True}}, "unknown key"),
+        ({"overfit": {"parameters": {"patiense": 1}}}, "patiense"),
+    ],
+)
+def test_script_rejects_a_bad_rules_config_and_writes_nothing(
+    traces: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], rules: dict, message: str
+) -> None:
+    out = tmp_path / "rules"
+    argv = [
+        "--debug-dir",
+        str(traces["healthy"]),
+        "--training-output",
+        str(tmp_path / "none"),
+        "--output-dir",
+        str(out),
+        "--rules",
+        json.dumps(rules),
+    ]
+    assert debug_rules.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
