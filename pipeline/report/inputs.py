@@ -1,0 +1,29 @@
+"""What a run report is built from: local paths only, so the builder is testable on its own and both the
+local engine and ``dogpipe report EXEC`` (which downloads a SageMaker execution's artifacts) can fill it.
+Every field is optional: a section whose input is missing says so instead of failing the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ReportInputs:
+    title: str = "dogpipe run"
+    history: Path | None = None  # train.py's history.json
+    evaluation: Path | None = None  # evaluate.py's evaluation.json
+    rules: Path | None = None  # debug_rules.py's rules.json
+    profiler_summary: Path | None = None  # debug_rules.py's profiler_summary.json
+    profiler_dir: Path | None = None  # train.py's profiler/ (steps.jsonl for the step-time breakdown)
+    trace_dir: Path | None = None  # the smdebug trace (gradient norms)
+    model_archive: Path | None = None  # model.tar.gz
+    tuning_trials: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # {"name", "hyperparameters", "objective", "status"}
+    objective_metric: str = "valid_accuracy"
+    prediction: dict[str, Any] | None = (
+        None  # an endpoint answer: {"predictions": [{"label", "probability"}]}
+    )
+    prediction_image: Path | None = None  # the image that was sent
