@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from pipeline.cli import config_option, read_config
+from pipeline.code import CodeArchive
 from pipeline.config import PipelineConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,8 +77,10 @@ def clients_for(cfg: PipelineConfig) -> Any:
         return AwsClients.for_config(cfg)
 
 
-def local_definition(cfg: PipelineConfig, definition_file: Path | None) -> str:
-    """The definition to upsert or compare: a reviewed file, else built from the config."""
+def local_definition(
+    cfg: PipelineConfig, definition_file: Path | None, code: CodeArchive | None = None
+) -> str:
+    """The definition to upsert or compare: a reviewed file, else built from the config and ``code``."""
     if definition_file is not None:
         try:
             return definition_file.read_text()
@@ -85,13 +88,9 @@ def local_definition(cfg: PipelineConfig, definition_file: Path | None) -> str:
             raise click.ClickException(
                 f"cannot read definition {definition_file}: {error.strerror}"
             ) from None
-    try:
-        from pipeline.definition import build_definition
-    except ImportError as error:
-        raise click.ClickException(
-            f"cannot build the definition here ({error}); pass --definition FILE"
-        ) from None
-    return build_definition(cfg)
+    from pipeline.definition import build_definition
+
+    return build_definition(cfg, role_arn=cfg.project.role_arn, code=code)
 
 
 definition_option = click.option(
@@ -120,9 +119,10 @@ def upsert(
     from pipeline.remote import upsert_pipeline
 
     cfg = aws_config(config_path, region, bucket, role_arn)
-    definition = local_definition(cfg, definition_file)
+    code = package_code()  # packed once: the definition refers to exactly what is staged
+    definition = local_definition(cfg, definition_file, code)
     with friendly_errors():
-        result = upsert_pipeline(clients_for(cfg), cfg, definition, package_code())
+        result = upsert_pipeline(clients_for(cfg), cfg, definition, code)
     click.echo(f"code: {len(result.staged)} object(s) uploaded, {result.already_staged} already in S3")
     click.echo(f"pipeline {result.action}: {result.pipeline_arn}")
 
@@ -192,15 +192,20 @@ def status(
 @click.command("diff")
 @config_option
 @aws_options
+@role_option
 @definition_option
 def diff(
-    config_path: Path | None, region: str | None, bucket: str | None, definition_file: Path | None
+    config_path: Path | None,
+    region: str | None,
+    bucket: str | None,
+    role_arn: str | None,
+    definition_file: Path | None,
 ) -> None:
     """What `dogpipe upsert` would change: per step and parameter, with the JSON paths that differ."""
     from pipeline.diff import diff_definitions
     from pipeline.remote import require_deployed_definition
 
-    cfg = aws_config(config_path, region, bucket)
+    cfg = aws_config(config_path, region, bucket, role_arn)
     local = local_definition(cfg, definition_file)
     with friendly_errors():
         clients = clients_for(cfg)
