@@ -7,7 +7,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from pipeline.cli import cli
+from pipeline.config import LOCAL_CONFIG
 from pipeline.registry import LocalRegistry, ModelRegistry, RegistryError, accuracy_of, parse_version
 
 GROUP = "dog-breeds"
@@ -118,3 +122,45 @@ def test_bad_status_and_corrupt_file_are_reported_and_lose_nothing(tmp_path: Pat
 )
 def test_accuracy_of_known_layouts(metrics: dict | None, expected: float | None) -> None:
     assert accuracy_of(metrics) == expected
+
+
+@pytest.fixture
+def local_config(tmp_path: Path) -> Path:
+    raw = yaml.safe_load(LOCAL_CONFIG.read_text())
+    raw["local"]["root"] = str(tmp_path / "engine")
+    raw["registry"]["model_package_group"] = GROUP
+    path = tmp_path / "local.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_cli_models_and_deploy_act_on_the_local_registry(local_config: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    config = ("--config", str(local_config))
+    assert "no model packages in group dog-breeds" in runner.invoke(cli, ["models", "list", *config]).output
+
+    _register(tmp_path / "engine", 0.75)
+    _register(tmp_path / "engine", 0.5)
+    listed = runner.invoke(cli, ["models", "list", *config])
+    assert listed.exit_code == 0, listed.output
+    assert [[line.split()[0], line.split()[-1]] for line in listed.output.splitlines()[1:]] == [
+        ["1", "0.7500"],
+        ["2", "0.5000"],
+    ]
+
+    refused = runner.invoke(cli, ["deploy", "--stage", "prod", *config])
+    assert refused.exit_code == 1
+    assert "refusing to deploy: no Approved model package in group 'dog-breeds'" in refused.output
+
+    approved = runner.invoke(cli, ["models", "approve", "1", "--note", "ok", *config])
+    assert approved.exit_code == 0 and "dog-breeds version 1: Approved" in approved.output
+    assert LocalRegistry(tmp_path / "engine").get(GROUP, 1).approval_description == "ok"
+    bad = runner.invoke(cli, ["models", "reject", "two", *config])
+    assert bad.exit_code == 1 and "positive integer, got 'two'" in bad.output
+
+    # The approved package's model data was never written to the local store: a clear refusal.
+    missing = runner.invoke(cli, ["deploy", "--stage", "prod", *config])
+    assert missing.exit_code == 1
+    assert "model data of arn:aws:sagemaker:local:000000000000:model-package/dog-breeds/1 is missing" in (
+        missing.output
+    )
