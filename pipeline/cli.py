@@ -144,6 +144,27 @@ def predict(image: Path, endpoint: str, config_path: Path | None) -> None:
     click.echo(format_reply(reply))
 
 
+@cli.command("report")
+@click.argument("execution_id", required=False)
+@config_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
+              show_default=True)
+def report(execution_id: str | None, config_path: Path | None, output: Path) -> None:
+    """Write report.html for a local execution (default: the latest) from its recorded artifacts."""
+    import tempfile
+
+    from pipeline.report import build_report
+    from pipeline.report.collect import inputs_from_local_execution
+
+    cfg = read_config(config_path, LOCAL_CONFIG)
+    with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch:
+        try:
+            inputs = inputs_from_local_execution(cfg.local.root, execution_id, Path(scratch))
+        except LookupError as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(build_report(inputs, output))
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
