@@ -233,7 +233,7 @@ def profiler_section(inputs: ReportInputs) -> str:
             ax.set_xlabel("training step")
             ax.set_ylabel("seconds")
             ax.set_title("step time breakdown")
-            ax.legend()
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
             parts.append(_png(fig))
     return "".join(parts)
 
@@ -267,7 +267,7 @@ def model_section(inputs: ReportInputs) -> str:
         "classes": len(info.get("classes", [])) or None,
         "layers with parameters": len(layers),
         "parameters": f"{total:,}",
-        "model.tar.gz": f"{size / 2**20:.2f} MiB",
+        "model.tar.gz": f"{size / 2**20:.2f} MiB" if size >= 2**20 else f"{size / 1024:.1f} KiB",
     }
     rows = [{**e, "shapes": ", ".join(e["shapes"])} for e in layers.values()]
     return _table([head]) + "<details><summary>layers</summary>" + _table(rows) + "</details>"
