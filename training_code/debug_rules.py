@@ -36,9 +36,11 @@ from typing import Any
 
 try:  # package layout (tests, local engine) or side by side in the container
     from . import profiler_rules
+    from .contract import processing_input, processing_output
     from .dogrules import ERROR, ISSUES_FOUND, NOT_RUN, RULES, evaluate_rule
 except ImportError:  # pragma: no cover - container layout
     import profiler_rules  # type: ignore[no-redef]
+    from contract import processing_input, processing_output  # type: ignore[no-redef]
     from dogrules import ERROR, ISSUES_FOUND, NOT_RUN, RULES, evaluate_rule  # type: ignore[no-redef]
 
 log = logging.getLogger("debug_rules")
@@ -195,11 +197,11 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--debug-dir", type=Path, default=Path("/opt/ml/processing/input/debug"))
+    parser.add_argument("--debug-dir", type=Path, default=Path(processing_input("debug")))
     parser.add_argument(
-        "--training-output", type=Path, default=Path("/opt/ml/processing/input/training_output")
+        "--training-output", type=Path, default=Path(processing_input("training_output"))
     )
-    parser.add_argument("--output-dir", type=Path, default=Path("/opt/ml/processing/output/rules"))
+    parser.add_argument("--output-dir", type=Path, default=Path(processing_output("rules")))
     parser.add_argument("--rules", default=None, help="JSON {rule: {enabled, fail_pipeline, parameters}}")
     parser.add_argument("--profiler-rules", default=None, help="JSON {ProfilerRule: {parameter: value}}")
     args, unknown = parser.parse_known_args(argv)
