@@ -162,18 +162,23 @@ def start(
 @click.argument("execution_arn", required=False)
 @config_option
 @aws_options
+@local_option
 def status(
-    config_path: Path | None, region: str | None, bucket: str | None, execution_arn: str | None
+    config_path: Path | None,
+    region: str | None,
+    bucket: str | None,
+    execution_arn: str | None,
+    use_local: bool,
 ) -> None:
     """Status of an execution (the latest when none is given) and of its steps."""
     from pipeline.remote import execution_report
 
-    if read_config(config_path).engine == "local":
+    cfg = aws_config(config_path, region, bucket)
+    if use_local or cfg.engine == "local":
         from pipeline.local.cli import local_status
 
-        local_status(read_config(config_path), execution_arn)
+        local_status(cfg, execution_arn)
         return
-    cfg = aws_config(config_path, region, bucket)
     with friendly_errors():
         report = execution_report(clients_for(cfg), cfg, execution_arn)
     click.echo(f"execution: {report.arn}")
