@@ -144,11 +144,82 @@ def predict(image: Path, endpoint: str, config_path: Path | None) -> None:
     click.echo(format_reply(reply))
 
 
+def _definition_text(
+    config_path: Path | None, definition_path: Path | None, role_arn: str | None = None
+) -> str:
+    """The definition to inspect: a file when given, else built from the config (no AWS calls)."""
+    if definition_path is not None:
+        try:
+            return definition_path.read_text()
+        except OSError as error:
+            raise click.ClickException(
+                f"cannot read definition {definition_path}: {error.strerror}"
+            ) from None
+    from pipeline.definition import build_definition
+
+    return build_definition(read_config(config_path), role_arn=role_arn)
+
+
+definition_option = click.option(
+    "--definition",
+    "definition_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A definition JSON file instead of building one from the config.",
+)
+
+
+@cli.command("definition")
+@config_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--role-arn", envvar="DOGPIPE_ROLE_ARN", default=None, help="Execution role (else config).")
+def definition(config_path: Path | None, output: Path | None, role_arn: str | None) -> None:
+    """Print (or write) the SageMaker pipeline definition JSON; same bytes on every build, no AWS calls."""
+    text = _definition_text(config_path, None, role_arn)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"wrote {output}", err=True)
+
+
+@cli.command("validate")
+@config_option
+@definition_option
+def validate(config_path: Path | None, definition_path: Path | None) -> None:
+    """Check the config and the definition (DAG and every step's API request shape)."""
+    from pipeline.validate import validate_definition
+
+    read_config(config_path)
+    text = _definition_text(config_path, definition_path)
+    problems = validate_definition(text)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) in the pipeline definition")
+    click.echo("config and definition are valid")
+
+
+@cli.command("graph")
+@config_option
+@definition_option
+def graph(config_path: Path | None, definition_path: Path | None) -> None:
+    """Print the pipeline DAG as a Mermaid flowchart."""
+    from pipeline.graph import mermaid
+
+    click.echo(mermaid(_definition_text(config_path, definition_path)), nl=False)
+
+
 @cli.command("report")
 @click.argument("execution_id", required=False)
 @config_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
-              show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+)
 def report(execution_id: str | None, config_path: Path | None, output: Path) -> None:
     """Write report.html for a local execution (default: the latest) from its recorded artifacts."""
     import tempfile

@@ -15,20 +15,24 @@ from contextlib import contextmanager
 
 from pipeline.code import CodeArchive
 from pipeline.config import PipelineConfig
+from pipeline.sdk import offline
 
 
 @contextmanager
 def quiet_sdk() -> Iterator[None]:
     """Silence what the SDK prints while building (no-wait warnings, popped job names, config probing)."""
-    logger = logging.getLogger("sagemaker")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
+    names = ["sagemaker", "sagemaker.config"]  # the config logger has its own handler and level
+    loggers = [logging.getLogger(name) for name in names]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(previous)
+        for logger, level in zip(loggers, previous, strict=True):
+            logger.setLevel(level)
 
 
 def canonical_json(definition: dict) -> str:
@@ -41,7 +45,7 @@ def build_definition(
     """Build the pipeline and return its definition as canonical JSON text."""
     from pipeline.build import get_pipeline
 
-    with quiet_sdk():
+    with quiet_sdk(), offline():
         pipeline = get_pipeline(cfg, role_arn=role_arn, code=code)
         raw = pipeline.definition()
     return canonical_json(json.loads(raw))

@@ -11,6 +11,8 @@ jsonschema validation dozens of times per build (most of a 14 s build). Everythi
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,48 @@ def prepare_sdk_environment(region: str) -> None:
     os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
 
 
+def _validate_config_without_rechecking_schema() -> None:
+    """Make the SDK's per-lookup config validation cheap, keeping what it checks.
+
+    ``get_sagemaker_config_value`` calls ``jsonschema.validate(config, SCHEMA)`` on every config lookup
+    (70+ per build), and ``jsonschema.validate`` first re-checks the SDK's large schema against the
+    JSON-Schema metaschema: ~1 s a call, most of a build. The config is still validated each time; only
+    the schema check, whose answer never changes, is done once.
+    """
+    import jsonschema
+    from sagemaker.core.config.config_manager import SageMakerConfig
+    from sagemaker.core.config.config_schema import SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA
+
+    validator_class = jsonschema.validators.validator_for(SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA)
+    validator_class.check_schema(SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA)
+    validator = validator_class(SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA)
+
+    def validate(sagemaker_config: dict | None = None) -> None:
+        validator.validate(sagemaker_config)
+
+    SageMakerConfig.validate_sagemaker_config = staticmethod(validate)
+
+
+@contextmanager
+def offline() -> Iterator[None]:
+    """Keep SDK internals that make their own ``boto3.Session()`` from probing the network.
+
+    ``ProcessingStep.__init__`` builds a throwaway ``LocalSession`` (only to read a method name), whose
+    client creation resolves credentials and, with none in the environment, asks the EC2 instance
+    metadata service: a network call and seconds of timeouts. The variable is restored afterwards, so
+    later real AWS calls in the same process (``dogpipe upsert``) resolve credentials as usual.
+    """
+    previous = os.environ.get("AWS_EC2_METADATA_DISABLED")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_EC2_METADATA_DISABLED", None)
+        else:
+            os.environ["AWS_EC2_METADATA_DISABLED"] = previous
+
+
 def _refuse_request(request: Any = None, **_: Any) -> None:
     url = getattr(request, "url", "?")
     raise AwsCallBlocked(f"pipeline building must not call AWS, but a request to {url} was about to be sent")
@@ -59,6 +103,7 @@ def pipeline_session(region: str, bucket: str, prefix: str) -> PipelineSession:
     import boto3
     from sagemaker.core.workflow.pipeline_context import PipelineSession
 
+    _validate_config_without_rechecking_schema()
     boto_session = boto3.Session(region_name=region, **_OFFLINE_CREDENTIALS)
     boto_session.events.register("before-send", _refuse_request)
     session = PipelineSession(

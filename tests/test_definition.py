@@ -1,0 +1,130 @@
+"""Building the definition: zero AWS calls, identical bytes, every stage present, golden file current."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import botocore.client
+import pytest
+import requests
+import urllib3
+
+from pipeline.config import DEFAULT_CONFIG, load_config, parse_config
+from pipeline.definition import build_definition
+from tests.golden.regenerate import CODE_SHA256_PLACEHOLDER, GOLDEN
+
+
+class NetworkCall(AssertionError):
+    pass
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every botocore API call and every HTTP send raises (and is recorded)."""
+    calls: list[str] = []
+
+    def refuse(name: str):
+        def _raise(*args: Any, **kwargs: Any) -> None:
+            calls.append(f"{name} {args[1:2]}")
+            raise NetworkCall(f"{name} called while building")
+
+        return _raise
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", refuse("botocore"))
+    monkeypatch.setattr(urllib3.connectionpool.HTTPConnectionPool, "urlopen", refuse("urllib3"))
+    monkeypatch.setattr(requests.Session, "send", refuse("requests"))
+    return calls
+
+
+@pytest.fixture(scope="module")
+def shipped_text() -> str:
+    return build_definition(load_config(DEFAULT_CONFIG))
+
+
+def _steps(definition: dict) -> dict[str, dict]:
+    found = {}
+
+    def walk(steps: list[dict]) -> None:
+        for step in steps:
+            found[step["Name"]] = step
+            if step["Type"] == "Condition":
+                walk(step["Arguments"]["IfSteps"])
+                walk(step["Arguments"]["ElseSteps"])
+
+    walk(definition["Steps"])
+    return found
+
+
+def test_two_builds_are_byte_identical_without_network(no_network: list[str], shipped_text: str) -> None:
+    again = build_definition(load_config(DEFAULT_CONFIG))
+    assert no_network == []
+    assert again == shipped_text
+
+
+def test_all_stages_and_debugger_fields(shipped_text: str) -> None:
+    steps = _steps(json.loads(shipped_text))
+    expected = {
+        "Preprocess": "Processing",
+        "Tune": "Tuning",
+        "Train": "Training",
+        "Evaluate": "Processing",
+        "DebugRules": "Processing",
+        "CheckRules": "Condition",
+        "CheckAccuracy": "Condition",
+        "AccuracyTooLow": "Fail",
+        "DebugRulesFailed": "Fail",
+        "Register": "RegisterModel",
+        "CreateModel": "Model",
+        "EndpointConfig": "EndpointConfig",
+        "Deploy": "Endpoint",
+    }
+    assert {name: step["Type"] for name, step in steps.items()} == expected
+    train = steps["Train"]["Arguments"]
+    assert train["DebugHookConfig"]["HookParameters"] == {"save_interval": "100", "eval.save_interval": "10"}
+    assert {r["RuleConfigurationName"] for r in train["DebugRuleConfigurations"]} == {
+        "VanishingGradient",
+        "Overfit",
+        "Overtraining",
+        "PoorWeightInitialization",
+        "LossNotDecreasing",
+    }
+    assert train["ProfilerRuleConfigurations"][0]["RuleConfigurationName"] == "ProfilerReport"
+    assert train["HyperParameters"]["lr"] == {"Get": "Steps.Tune.BestTrainingJob.TunedHyperParameters['lr']"}
+    tuning = steps["Tune"]["Arguments"]["TrainingJobDefinition"]["StaticHyperParameters"]
+    assert tuning["debug_hook"] == "false" and "lr" not in tuning
+    for name in ("Preprocess", "Train", "Evaluate"):
+        assert steps[name]["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+        assert steps[name]["RetryPolicies"]
+
+
+def test_code_is_referenced_by_content_hash(shipped_text: str) -> None:
+    from pipeline.code import package_code
+
+    code = package_code()
+    cfg = load_config(DEFAULT_CONFIG)
+    assert code.sourcedir_uri(cfg) in shipped_text and code.source_prefix_uri(cfg) in shipped_text
+    assert "/tmp" not in shipped_text and "sagemaker-us-east-1-" not in shipped_text
+
+
+def test_golden_definition_is_current(shipped_text: str) -> None:
+    from pipeline.code import package_code
+
+    normalised = shipped_text.replace(package_code().sha256, CODE_SHA256_PLACEHOLDER)
+    assert normalised == GOLDEN.read_text(), "pipeline changed: review, then `make golden`"
+
+
+def test_switches_change_the_dag() -> None:
+    raw = json.loads(json.dumps(load_config(DEFAULT_CONFIG).model_dump(mode="json")))
+    raw["tuning"]["enabled"] = False
+    raw["deploy"]["enabled"] = False
+    raw["debugger"].update(hook=False, profiler=False, platform_rules=False)
+    steps = _steps(json.loads(build_definition(parse_config(raw))))
+    assert "Tune" not in steps and "Deploy" not in steps and "Register" in steps
+    train = steps["Train"]["Arguments"]
+    assert train["HyperParameters"]["lr"] == "0.0003" and train["HyperParameters"]["debug_hook"] == "false"
+    assert "DebugHookConfig" not in train and train["ProfilerConfig"] == {"DisableProfiler": True}
+    assert [i["InputName"] for i in steps["DebugRules"]["Arguments"]["ProcessingInputs"]] == [
+        "training_output",
+        "code",
+    ]

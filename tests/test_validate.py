@@ -1,0 +1,112 @@
+"""validate_definition: the shipped definition is sound; seeded mistakes are each reported."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from pipeline.validate import validate_definition
+from tests.golden.regenerate import GOLDEN
+
+
+def _golden() -> dict:
+    return json.loads(GOLDEN.read_text())
+
+
+def _step(definition: dict, name: str) -> dict:
+    stack = list(definition["Steps"])
+    while stack:
+        step = stack.pop()
+        if step["Name"] == name:
+            return step
+        if step["Type"] == "Condition":
+            stack += step["Arguments"]["IfSteps"] + step["Arguments"]["ElseSteps"]
+    raise KeyError(name)
+
+
+def test_golden_definition_is_valid() -> None:
+    assert validate_definition(GOLDEN.read_text()) == []
+
+
+def _duplicate(d: dict) -> None:
+    _step(d, "Evaluate")["Name"] = "Train"
+
+
+def _unknown_field(d: dict) -> None:
+    _step(d, "Train")["Arguments"]["ResourceConfig"]["GpuCount"] = 1
+
+
+def _missing_required(d: dict) -> None:
+    del _step(d, "Preprocess")["Arguments"]["AppSpecification"]["ImageUri"]
+
+
+def _wrong_type(d: dict) -> None:
+    _step(d, "Train")["Arguments"]["ResourceConfig"]["InstanceCount"] = "one"
+
+
+def _bad_enum(d: dict) -> None:
+    _step(d, "Tune")["Arguments"]["HyperParameterTuningJobConfig"]["Strategy"] = "Genetic"
+
+
+def _bad_property(d: dict) -> None:
+    _step(d, "Evaluate")["Arguments"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] = {
+        "Get": "Steps.Train.ModelArtifacts.S3ModelArtifactz"
+    }
+
+
+def _unknown_step(d: dict) -> None:
+    _step(d, "Deploy")["DependsOn"] = ["Promote"]
+
+
+def _unknown_parameter(d: dict) -> None:
+    _step(d, "Preprocess")["Arguments"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] = {
+        "Get": "Parameters.DataUrl"
+    }
+
+
+def _unknown_property_file(d: dict) -> None:
+    condition = _step(d, "CheckAccuracy")["Arguments"]["Conditions"][0]
+    condition["LeftValue"]["Std:JsonGet"]["PropertyFile"] = {"Get": "Steps.Evaluate.PropertyFiles.Report"}
+
+
+def _cycle(d: dict) -> None:
+    _step(d, "Preprocess")["DependsOn"] = ["Evaluate"]
+
+
+def _too_long(d: dict) -> None:
+    _step(d, "DebugRules")["Arguments"]["AppSpecification"]["ContainerArguments"][1] = "x" * 300
+
+
+CORRUPTIONS: dict[str, tuple[Callable[[dict], None], str, str]] = {
+    "duplicate name": (_duplicate, "Train", "duplicate step name"),
+    "unknown field": (_unknown_field, "Train", "ResourceConfig.GpuCount: CreateTrainingJob: unknown field"),
+    "missing required": (
+        _missing_required,
+        "Preprocess",
+        "AppSpecification.ImageUri: CreateProcessingJob: required",
+    ),
+    "wrong type": (_wrong_type, "Train", "InstanceCount: CreateTrainingJob: expected an integer"),
+    "bad enum": (_bad_enum, "Tune", "'Genetic' is not one of"),
+    "bad property": (_bad_property, "Evaluate", "has no property 'S3ModelArtifactz'"),
+    "unknown DependsOn": (_unknown_step, "Deploy", "DependsOn[0]: unknown step 'Promote'"),
+    "unknown parameter": (_unknown_parameter, "Preprocess", "unknown parameter 'DataUrl'"),
+    "unknown property file": (_unknown_property_file, "CheckAccuracy", "has no property file 'Report'"),
+    "cycle": (_cycle, "", "dependency cycle"),
+    "too long": (_too_long, "DebugRules", "longer than 256 characters"),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_each_corruption_is_reported(name: str) -> None:
+    corrupt, step, message = CORRUPTIONS[name]
+    definition = _golden()
+    corrupt(definition)
+    problems = validate_definition(json.dumps(definition))
+    assert any(message in str(p) and (not step or p.step == step) for p in problems), problems
+
+
+def test_invalid_json_is_one_clear_problem() -> None:
+    [problem] = validate_definition("{not json")
+    assert "not valid JSON" in problem.message
