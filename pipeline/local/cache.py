@@ -1,9 +1,10 @@
 """Step caching across executions, as SageMaker's CacheConfig promises it.
 
 A job step is reused when the arguments SageMaker compares for its type (:data:`KEY_ATTRIBUTES`)
-are the same as in a previous successful run of the same step. SageMaker compares arguments only; here the key also holds a fingerprint of every input
-object the arguments name (code archive, data prefix, model artifact), so changing a file behind an
-unchanged URI is a cache miss instead of a silently stale result. Output locations are left out of
+are the same as in a previous successful run of the same step. SageMaker compares arguments only;
+here the key also holds a fingerprint of every input object the arguments name (code archive, data
+prefix, model artifact), so changing a file behind an unchanged URI is a cache miss instead of a
+silently stale result. Output locations are left out of
 the fingerprints: they are written by the step itself.
 """
 

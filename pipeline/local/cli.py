@@ -17,7 +17,9 @@ def _config(config_path: Path | None) -> PipelineConfig:
 
     cfg = read_config(config_path, LOCAL_CONFIG)
     if cfg.engine != "local":
-        raise click.ClickException(f"{config_path}: engine is {cfg.engine!r}; `dogpipe run` needs engine: local")
+        raise click.ClickException(
+            f"{config_path}: engine is {cfg.engine!r}; `dogpipe run` needs engine: local"
+        )
     return cfg
 
 
@@ -29,8 +31,12 @@ def _config_option(function):  # type: ignore[no-untyped-def]
 
 @click.command("run")
 @_config_option
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Local ImageFolder (train/valid/test) to upload to data.s3_uri first.")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Local ImageFolder (train/valid/test) to upload to data.s3_uri first.",
+)
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a pipeline parameter.")
 @click.option("--resume", metavar="EXECUTION", help="Finish an interrupted or failed execution.")
 def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...], resume: str | None) -> None:
@@ -38,12 +44,14 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
     from pipeline.local.engine import DefinitionError
     from pipeline.local.executions import ExecutionNotFound
     from pipeline.local.report import highlights, steps_table
-    from pipeline.local.store import ObjectStore
     from pipeline.local.run import RunError, find_test_image, parse_params, run_local
+    from pipeline.local.store import ObjectStore
 
     cfg = _config(config_path)
     try:
-        result = run_local(cfg, data_dir=data_dir, params=parse_params(params), resume=resume, echo=click.echo)
+        result = run_local(
+            cfg, data_dir=data_dir, params=parse_params(params), resume=resume, echo=click.echo
+        )
     except (RunError, DefinitionError, ExecutionNotFound) as error:
         raise click.ClickException(str(error)) from None
     click.echo("")
@@ -52,8 +60,11 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
         click.echo(line)
     if result.status != "Succeeded":
         click.echo(f"\nexecution {result.execution.id} {result.status}: {result.failure_reason}", err=True)
-        click.echo(f"logs: {result.execution.folder}/steps/<step>/logs; retry with: dogpipe run --resume {result.execution.id}",
-                   err=True)
+        click.echo(
+            f"logs: {result.execution.folder}/steps/<step>/logs; "
+            f"retry with: dogpipe run --resume {result.execution.id}",
+            err=True,
+        )
         raise click.exceptions.Exit(1)
     _show_endpoint(cfg, result, find_test_image(cfg, data_dir))
     click.echo(f"\nexecution {result.execution.id} Succeeded")

@@ -8,6 +8,7 @@ unchanged and two jobs never share a folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -142,10 +143,8 @@ def _terminate(process: subprocess.Popen[str]) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=10)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait()
 
 

@@ -144,7 +144,8 @@ def parameter_values(definition: Mapping[str, Any], overrides: Mapping[str, Any]
     unknown = set(overrides) - set(specs)
     if unknown:
         raise DefinitionError(
-            f"unknown parameter(s) {', '.join(sorted(unknown))}; the pipeline defines: {', '.join(sorted(specs)) or 'none'}"
+            f"unknown parameter(s) {', '.join(sorted(unknown))}; "
+            f"the pipeline defines: {', '.join(sorted(specs)) or 'none'}"
         )
     values = {}
     for name, spec in specs.items():
@@ -341,7 +342,8 @@ class LocalEngine:
         }
         if name not in files:
             raise ExpressionError(
-                f"step {step!r} has no property file {name!r} (it has: {', '.join(map(str, files)) or 'none'})"
+                f"step {step!r} has no property file {name!r} "
+                f"(it has: {', '.join(map(str, files)) or 'none'})"
             )
         spec = files[name]
         output = get_step_property(

@@ -14,14 +14,18 @@ from pipeline.registry import accuracy_of
 
 def steps_table(states: Mapping[str, Mapping[str, Any]]) -> str:
     """One line per step in run order: name, type, status, duration, cache source."""
-    ordered = sorted(states.values(), key=lambda state: (state.get("started_at") is None, state.get("started_at") or ""))
+    ordered = sorted(
+        states.values(), key=lambda state: (state.get("started_at") is None, state.get("started_at") or "")
+    )
     lines = [f"{'step':<20} {'type':<15} {'status':<12} {'duration':>9}  note"]
     for state in ordered:
         duration = f"{state['duration_s']:.1f} s" if state.get("duration_s") is not None else "-"
         note = f"cached from {state['cache_hit']}" if state.get("cache_hit") else ""
         if state.get("failure_reason"):
             note = state["failure_reason"].splitlines()[0][:70]
-        lines.append(f"{state['name']:<20} {state.get('type', ''):<15} {state['status']:<12} {duration:>9}  {note}")
+        lines.append(
+            f"{state['name']:<20} {state.get('type', ''):<15} {state['status']:<12} {duration:>9}  {note}"
+        )
     return "\n".join(lines)
 
 
@@ -36,7 +40,8 @@ def read_property_files(execution: Execution, store: ObjectStore) -> dict[str, A
         for spec in step.get("PropertyFiles") or []:
             try:
                 output = get_step_property(
-                    state["properties"], step["Name"],
+                    state["properties"],
+                    step["Name"],
                     f"ProcessingOutputConfig.Outputs['{spec['OutputName']}'].S3Output.S3Uri",
                 )
                 found[f"{step['Name']}.{spec['PropertyFileName']}"] = json.loads(
@@ -67,11 +72,17 @@ def highlights(execution: Execution, store: ObjectStore) -> list[str]:
             best = properties["BestTrainingJob"]
             metric = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})
             tuned = " ".join(f"{key}={value}" for key, value in sorted(best["TunedHyperParameters"].items()))
-            lines.append(f"best hyperparameters: {tuned} ({metric.get('MetricName')}={metric.get('Value', float('nan')):.4f}, "
-                         f"trial {best['TrainingJobName']})")
+            lines.append(
+                f"best hyperparameters: {tuned} "
+                f"({metric.get('MetricName')}={metric.get('Value', float('nan')):.4f}, "
+                f"trial {best['TrainingJobName']})"
+            )
         elif state.get("type") == "RegisterModel":
-            lines.append(f"registered: {properties['ModelPackageGroupName']} version {properties['ModelPackageVersion']} "
-                         f"({properties['ModelApprovalStatus']})")
+            lines.append(
+                f"registered: {properties['ModelPackageGroupName']} "
+                f"version {properties['ModelPackageVersion']} "
+                f"({properties['ModelApprovalStatus']})"
+            )
     for name, document in read_property_files(execution, store).items():
         accuracy = accuracy_of(document) if isinstance(document, Mapping) else None
         if accuracy is not None:
@@ -86,7 +97,9 @@ def executions_table(root: Any) -> str:
     lines = [f"{'execution':<24} {'status':<11} {'started':<26} failure"]
     for execution in reversed(executions):
         record = execution.record
-        failure = (record.get("failure_reason") or "").splitlines()[0][:60] if record.get("failure_reason") else ""
+        failure = (
+            (record.get("failure_reason") or "").splitlines()[0][:60] if record.get("failure_reason") else ""
+        )
         lines.append(f"{execution.id:<24} {record['status']:<11} {record['started_at']:<26} {failure}")
     return "\n".join(lines)
 

@@ -52,7 +52,10 @@ def upload_data(store: ObjectStore, data_dir: Path, uri: str) -> int:
         raise RunError(f"--data {data_dir}: not a folder")
     missing = [split for split in ("train", "valid", "test") if not (data_dir / split).is_dir()]
     if missing:
-        raise RunError(f"--data {data_dir}: an ImageFolder needs train/, valid/ and test/ (missing: {', '.join(missing)})")
+        raise RunError(
+            f"--data {data_dir}: an ImageFolder needs train/, valid/ and test/ "
+            f"(missing: {', '.join(missing)})"
+        )
     if uri.endswith(".zip"):
         with tempfile.TemporaryDirectory() as temp:
             archive = shutil.make_archive(str(Path(temp) / "data"), "zip", data_dir)

@@ -170,7 +170,8 @@ class TuningJob:
                 return False
             step = next(reports)
             self.ctx.echo(
-                f"  [{self.ctx.name}]   trial {number} {self.metric}={values[self.metric]:.4g} (report {step})"
+                f"  [{self.ctx.name}]   trial {number} "
+                f"{self.metric}={values[self.metric]:.4g} (report {step})"
             )
             trial.report(values[self.metric], step)
             return trial.should_prune()
@@ -219,14 +220,16 @@ class TuningJob:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction=self.direction.lower(), sampler=sampler, pruner=pruner)
         self.ctx.echo(
-            f"  [{self.ctx.name}] {self.config.get('Strategy', 'Bayesian')} search: {self.max_jobs} trials, {self.parallel} at a time"
+            f"  [{self.ctx.name}] {self.config.get('Strategy', 'Bayesian')} search: "
+            f"{self.max_jobs} trials, {self.parallel} at a time"
         )
         study.optimize(self.objective, n_trials=self.max_jobs, n_jobs=self.parallel, catch=(JobFailed,))
         completed = [item for item in self.summaries if item["TrainingJobStatus"] == "Completed"]
         if not completed:
             failures = [item.get("FailureReason", item["TrainingJobStatus"]) for item in self.summaries]
             raise JobFailed(
-                f"tuning job {self.name}: no trial completed. First failure:\n{failures[0] if failures else 'none ran'}"
+                f"tuning job {self.name}: no trial completed. "
+                f"First failure:\n{failures[0] if failures else 'none ran'}"
             )
         sign = -1 if self.direction == "Maximize" else 1
 

@@ -28,14 +28,16 @@ MAKE = """
     with open(os.environ["COUNTER"], "a") as counter:
         counter.write("make\\n")
     out = pathlib.Path(ROOT + "/processing/output/report")
-    (out / "report.json").write_text(json.dumps({"metrics": {"score": {"value": len(files) / 10}}, "files": files}))
+    report = {"metrics": {"score": {"value": len(files) / 10}}, "files": files}
+    (out / "report.json").write_text(json.dumps(report))
     print("made", len(files))
 """
 USE = """
     import json, os, pathlib, sys
     ROOT = os.environ["DOGPIPE_OPT_ML"]
     report = json.loads(pathlib.Path(ROOT + "/processing/input/report/report.json").read_text())
-    pathlib.Path(ROOT + "/processing/output/final/summary.txt").write_text(sys.argv[1] + ":" + str(report["files"]))
+    summary = pathlib.Path(ROOT + "/processing/output/final/summary.txt")
+    summary.write_text(sys.argv[1] + ":" + str(report["files"]))
 """
 
 
@@ -133,7 +135,7 @@ def test_parameters_are_type_checked(engine: LocalEngine, tmp_path: Path) -> Non
     gated = gated_definition(engine.store, tmp_path / "counter")
     with pytest.raises(DefinitionError, match="'Threshold' is Float; 'high' is not a valid Float"):
         engine.start(gated, "test", {"Threshold": "high"})
-    with pytest.raises(DefinitionError, match="unknown parameter.*Treshold.*defines: InputData, Threshold"):
+    with pytest.raises(DefinitionError, match=r"unknown parameter.*Treshold.*defines: InputData, Threshold"):
         engine.start(gated, "test", {"Treshold": "1"})
 
 
@@ -249,7 +251,8 @@ def test_resume_after_the_engine_process_is_killed(engine: LocalEngine, tmp_path
     program = (
         "import json, sys; from pathlib import Path; from pipeline.local.context import EngineSettings; "
         "from pipeline.local.engine import LocalEngine; "
-        f"LocalEngine(EngineSettings(root=Path({str(root)!r}))).start(json.loads(Path({str(definition_path)!r}).read_text()), 't')"
+        f"LocalEngine(EngineSettings(root=Path({str(root)!r})))"
+        f".start(json.loads(Path({str(definition_path)!r}).read_text()), 't')"
     )
     process = subprocess.Popen(
         [sys.executable, "-c", program],
@@ -271,7 +274,8 @@ def test_resume_after_the_engine_process_is_killed(engine: LocalEngine, tmp_path
             time.sleep(0.1)
         else:
             pytest.fail(
-                f"the engine never reached step Second: {process.stdout.read() if process.poll() is not None else ''}"
+                "the engine never reached step Second: "
+                f"{process.stdout.read() if process.poll() is not None else ''}"
             )
     finally:
         os.killpg(process.pid, signal.SIGKILL)

@@ -115,7 +115,7 @@ def test_json_get_missing_path_names_the_file() -> None:
         }
     }
     with pytest.raises(
-        ExpressionError, match="'metrics.accuracy' not found in property file 'Report' of step 'Evaluate'"
+        ExpressionError, match=r"'metrics\.accuracy' not found in property file 'Report' of step 'Evaluate'"
     ):
         resolve(expression, scope(files))
 

@@ -27,7 +27,8 @@ FAKE_TRAIN = """
     for epoch in range(1, args.epochs + 1):
         # Peaks at lr = 0.01; sgd is a little worse, so the best trial is predictable from its values.
         accuracy = max(0.0, 1 - abs(math.log10(args.lr) + 2) / 3) - (0.1 if args.optimizer == "sgd" else 0)
-        print(f"epoch={epoch} train_loss=0.5 valid_loss=0.4 valid_accuracy={accuracy * epoch / args.epochs:.6f}", flush=True)
+        reported = accuracy * epoch / args.epochs
+        print(f"epoch={epoch} train_loss=0.5 valid_loss=0.4 valid_accuracy={reported:.6f}", flush=True)
     hook_file = os.environ.get("SMDEBUG_CONFIG_FILE_PATH")
     if hook_file and os.path.exists(hook_file):
         hook = json.loads(pathlib.Path(hook_file).read_text())
@@ -45,7 +46,8 @@ FAKE_DDP = """
     dist.init_process_group("gloo")
     value = torch.tensor([float(dist.get_rank() + 1)])
     dist.all_reduce(value)
-    print(f"rank={dist.get_rank()} world={dist.get_world_size()} host={os.environ['SM_CURRENT_HOST']} sum={value.item()}", flush=True)
+    host = os.environ["SM_CURRENT_HOST"]
+    print(f"rank={dist.get_rank()} world={dist.get_world_size()} host={host} sum={value.item()}", flush=True)
     if dist.get_rank() == 0:
         pathlib.Path(os.environ["SM_MODEL_DIR"], "sum.txt").write_text(str(value.item()))
     dist.destroy_process_group()
@@ -86,7 +88,8 @@ def test_training_follows_the_script_mode_contract(engine: LocalEngine) -> None:
     model_uri = f"{BUCKET}/models/{job}/output/model.tar.gz"
     assert properties["ModelArtifacts"]["S3ModelArtifacts"] == model_uri
     model = json.loads(read_tar_member(engine.store.path_for(model_uri), "model.json"))
-    # Hyperparameters arrive JSON-decoded in SM_HPS and as sorted --name value arguments, sagemaker_* excluded.
+    # Hyperparameters arrive JSON-decoded in SM_HPS and as sorted --name value arguments,
+    # sagemaker_* excluded.
     assert model["hps"] == {"lr": 0.01, "optimizer": "adam", "debug_hook": True}
     assert model["argv"] == ["--debug_hook", "True", "--lr", "0.01", "--optimizer", "adam"]
     assert (model["images"], model["channels"], model["host"]) == (
@@ -178,7 +181,7 @@ def test_tuning_picks_the_best_trial_and_feeds_its_hyperparameters_on(engine: Lo
     summaries = tune["TrainingJobSummaries"]
     assert len(summaries) == 4 and tune["TrainingJobStatusCounters"]["Completed"] == 4
     values = [item["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for item in summaries]
-    for item, value in zip(summaries, values):
+    for item, value in zip(summaries, values, strict=True):
         assert value == pytest.approx(expected_accuracy(item["TunedHyperParameters"]), abs=1e-5)
     best = tune["BestTrainingJob"]
     assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == max(values) == values[0]

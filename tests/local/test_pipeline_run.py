@@ -1,0 +1,128 @@
+"""The README's main command end to end on the real definition, at test size.
+
+One ``dogpipe run`` (session fixture) is shared by every test here: 4 breeds at 48 px, 2 trials of
+1 epoch, 2 steps per epoch. A second run checks that unchanged job steps come from the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from pipeline.cli import cli
+from pipeline.config import LOCAL_CONFIG
+from pipeline.local.endpoints import read_endpoint, stop_endpoint
+from pipeline.local.executions import ExecutionStore
+from pipeline.registry import LocalRegistry
+
+pytestmark = pytest.mark.slow
+JOB_STEPS = ("Preprocess", "Tune", "Train", "Evaluate", "DebugRules")
+
+
+def tiny_config(root: Path) -> dict[str, Any]:
+    config = yaml.safe_load(LOCAL_CONFIG.read_text())
+    config["data"]["image_size"] = 48
+    config["tuning"].update(max_jobs=2, max_parallel_jobs=1, epochs=1)
+    config["training"]["hyperparameters"].update(epochs=1, max_steps_per_epoch=2, batch_size=8, num_workers=0)
+    config["debugger"]["hook_config"] = {"save_interval": 1, "eval_save_interval": 1}
+    config["evaluation"]["accuracy_threshold"] = 0.0  # the gate must pass on a 2-step model
+    config["deploy"]["staging_endpoint"] = "dogpipe-test-staging"
+    config["local"] = {"root": str(root / "engine")}
+    return config
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory, sample_dataset: Path) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("pipeline_run")
+    config_path = root / "local.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_config(root)))
+    runner = CliRunner()
+    first = runner.invoke(cli, ["run", "--config", str(config_path), "--data", str(sample_dataset)])
+    second = runner.invoke(cli, ["run", "--config", str(config_path)])
+    engine_root = root / "engine"
+    try:
+        yield {"config": config_path, "root": engine_root, "first": first, "second": second}
+    finally:
+        stop_endpoint(engine_root, "dogpipe-test-staging")
+
+
+def executions(root: Path) -> list[Any]:
+    return ExecutionStore(root).list()
+
+
+def test_run_goes_from_data_to_a_served_prediction(pipeline_run: dict[str, Any]) -> None:
+    result: Result = pipeline_run["first"]
+    assert result.exit_code == 0, result.output
+    states = executions(pipeline_run["root"])[0].step_states()
+    expected = {**dict.fromkeys(JOB_STEPS, "Succeeded"), "CheckRules": "Succeeded", "CheckAccuracy": "Succeeded",
+                "Register": "Succeeded", "CreateModel": "Succeeded", "EndpointConfig": "Succeeded",
+                "Deploy": "Succeeded", "AccuracyTooLow": "NotExecuted", "DebugRulesFailed": "NotExecuted"}
+    assert {name: state["status"] for name, state in states.items()} == expected
+    output = result.output
+    assert "best hyperparameters: batch_size=" in output and "test accuracy: " in output
+    assert "registered: dogpipe-dog-breeds version 1 (PendingManualApproval)" in output
+    assert "endpoint: dogpipe-test-staging at http://127.0.0.1:" in output
+    assert "prediction for " in output
+
+
+def test_training_used_the_best_trial_and_debugger_output_was_uploaded(pipeline_run: dict[str, Any]) -> None:
+    states = executions(pipeline_run["root"])[0].step_states()
+    best = states["Tune"]["properties"]["BestTrainingJob"]
+    summaries = states["Tune"]["properties"]["TrainingJobSummaries"]
+    values = [item["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for item in summaries]
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == max(values)
+    hyperparameters = states["Train"]["arguments"]["HyperParameters"]
+    assert {name: hyperparameters[name] for name in best["TunedHyperParameters"]} == best["TunedHyperParameters"]
+    train = states["Train"]["properties"]
+    debug_uri = f"{train['DebugHookConfig']['S3OutputPath']}/{train['TrainingJobName']}/debug-output"
+    store_path = pipeline_run["root"] / "s3" / debug_uri.removeprefix("s3://")
+    assert any(path.name.endswith(".tfevents") for path in store_path.rglob("*"))
+
+
+def test_endpoint_answers_ping_and_invocations(pipeline_run: dict[str, Any], sample_dataset: Path) -> None:
+    record = read_endpoint(pipeline_run["root"], "dogpipe-test-staging")
+    with urllib.request.urlopen(f"{record['url']}/ping", timeout=10) as response:
+        assert response.status == 200
+    image = next((sample_dataset / "test").rglob("*.jpg"))
+    request = urllib.request.Request(f"{record['url']}/invocations", data=image.read_bytes(),
+                                     headers={"Content-Type": "image/jpeg"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        reply = json.loads(response.read())
+    classes = sorted(path.name for path in (sample_dataset / "train").iterdir())
+    assert json.dumps(reply).count('"') > 0 and any(name in json.dumps(reply) for name in classes)
+    assert record["model_package_arn"] == LocalRegistry(pipeline_run["root"]).get("dogpipe-dog-breeds", 1).arn
+
+
+def test_registered_model_can_be_approved(pipeline_run: dict[str, Any]) -> None:
+    registry = LocalRegistry(pipeline_run["root"])
+    package = registry.get("dogpipe-dog-breeds", 1)
+    assert package.model_data_url and package.accuracy is not None
+    registry.set_approval("dogpipe-dog-breeds", 1, "Approved")
+    assert registry.latest_approved("dogpipe-dog-breeds").version == 1
+
+
+def test_second_run_reuses_every_job_step_from_cache(pipeline_run: dict[str, Any]) -> None:
+    result: Result = pipeline_run["second"]
+    assert result.exit_code == 0, result.output
+    first, second = executions(pipeline_run["root"])[:2]
+    states = second.step_states()
+    assert {name: states[name].get("cache_hit") for name in JOB_STEPS} == dict.fromkeys(JOB_STEPS, first.id)
+    assert "registered: dogpipe-dog-breeds version 2" in result.output
+
+
+def test_executions_list_and_status_show_the_runs(pipeline_run: dict[str, Any]) -> None:
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["executions", "list", "--config", str(pipeline_run["config"])])
+    assert listed.exit_code == 0, listed.output
+    ids = [execution.id for execution in executions(pipeline_run["root"])]
+    assert all(execution_id in listed.output for execution_id in ids)
+    status = runner.invoke(cli, ["status", ids[0], "--config", str(pipeline_run["config"])])
+    assert status.exit_code == 0, status.output
+    assert f"execution: {ids[0]}" in status.output and "Deploy" in status.output
