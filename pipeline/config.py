@@ -149,7 +149,9 @@ class TuningConfig(_Strict):
     @model_validator(mode="after")
     def _parallel_within_jobs(self) -> TuningConfig:
         if self.max_parallel_jobs > self.max_jobs:
-            raise ValueError(f"max_parallel_jobs ({self.max_parallel_jobs}) exceeds max_jobs ({self.max_jobs})")
+            raise ValueError(
+                f"max_parallel_jobs ({self.max_parallel_jobs}) exceeds max_jobs ({self.max_jobs})"
+            )
         return self
 
 
@@ -241,7 +243,7 @@ class DeployConfig(_Strict):
     initial_instance_count: int = Field(1, ge=1)
     max_payload_bytes: int = Field(6 * 1024 * 1024, ge=1024)
     top_k: int = Field(3, ge=1)
-    max_batch: int = Field(16, ge=1, description="Most images in one JSON request ({\"instances\": [...]}).")
+    max_batch: int = Field(16, ge=1, description='Most images in one JSON request ({"instances": [...]}).')
     data_capture: DataCaptureConfig = DataCaptureConfig()
     autoscaling: AutoscalingConfig | None = Field(None, description="Off unless set (dogpipe deploy).")
 
