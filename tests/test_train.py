@@ -155,6 +155,39 @@ def test_frozen_backbone_with_hook_trains_only_the_head(
     assert trial.tensor_names(collection="relu_output")  # ReLU6, found by type
 
 
+def test_platform_hook_config_file_wins_over_hyperparameters(
+    sample_dataset: Path, stats_dir: Path, tmp_path: Path
+) -> None:
+    """SageMaker writes debughookconfig.json from the job's DebugHookConfig; its LocalPath and
+    collections apply, and relu_output is still found by module type despite the name regex."""
+    from smdebug.core.modes import ModeKeys
+
+    platform_trace = tmp_path / "opt-ml-output-tensors"
+    config = tmp_path / "debughookconfig.json"
+    config.write_text(
+        json.dumps(
+            {
+                "LocalPath": str(platform_trace),
+                "HookParameters": {"save_interval": "1", "eval.save_interval": "1"},
+                "CollectionConfigurations": [
+                    {"CollectionName": "losses"},
+                    {"CollectionName": "relu_output", "CollectionParameters": {"include_regex": ".*relu"}},
+                ],
+            }
+        )
+    )
+    argv = train_argv(
+        sample_dataset, stats_dir, tmp_path, debug_hook="true", debug_hook_config=config, collections="biases"
+    )
+    train.main(argv)
+    assert not (tmp_path / "output" / "tensors").exists()
+    trial = read_trial(platform_trace)
+    loss = trial.tensor(trial.tensor_names(collection="losses")[0])
+    assert loss.steps(mode=ModeKeys.TRAIN) == [0, 1] and loss.steps(mode=ModeKeys.EVAL) == [0, 1]
+    assert len(trial.tensor_names(collection="relu_output")) == 26
+    assert not trial.tensor_names(collection="gradients")  # not asked for by the platform config
+
+
 def test_no_improvement_stops_early_and_keeps_the_best_epoch(
     sample_dataset: Path, stats_dir: Path, tmp_path: Path
 ) -> None:
