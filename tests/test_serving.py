@@ -36,7 +36,7 @@ from training_code import inference
 
 with warnings.catch_warnings():
     # Starlette 1.x suggests httpx2 for its TestClient; the installed httpx works the same here.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 REPO = Path(__file__).resolve().parent.parent
