@@ -260,6 +260,7 @@ class LocalEngine:
             "type": step.type,
             "status": "Executing",
             "started_at": now_iso(),
+            "started_ts": time.time(),  # orders the summary table; ISO seconds tie
         }
         execution.write_step_state(step.name, state)
         self.echo(f"[{step.name}] {step.type} ...")

@@ -14,9 +14,7 @@ from pipeline.registry import accuracy_of
 
 def steps_table(states: Mapping[str, Mapping[str, Any]]) -> str:
     """One line per step in run order: name, type, status, duration, cache source."""
-    ordered = sorted(
-        states.values(), key=lambda state: (state.get("started_at") is None, state.get("started_at") or "")
-    )
+    ordered = sorted(states.values(), key=lambda state: state.get("started_ts", float("inf")))
     lines = [f"{'step':<20} {'type':<15} {'status':<12} {'duration':>9}  note"]
     for state in ordered:
         duration = f"{state['duration_s']:.1f} s" if state.get("duration_s") is not None else "-"
