@@ -297,7 +297,9 @@ def test_two_hosts_train_with_ddp_on_cpu_and_only_rank_0_writes(
     epoch = history["epochs"][0]
     assert epoch["train_samples"] == 2 * 2 * 4  # 2 ranks x 2 steps x batch 4, all-reduced
     assert epoch["valid_samples"] == 16  # disjoint valid shards cover every image once
-    assert (main / "model" / "model.pth").is_file() and (main / "output" / "tensors").is_dir()
+    assert (main / "model" / "model.pth").is_file()
+    trial = read_trial(main / "output" / "tensors")  # rank 0's hook, readable by the rules
+    assert trial.workers() == ["worker_0"] and trial.tensor_names(collection="losses")
     assert (main / "output" / "profiler" / "steps.jsonl").is_file()
     assert not other.exists() or not any(other.rglob("*")), sorted(other.rglob("*"))
     assert any(METRIC_LINE.match(line) for line in outputs[0].splitlines())
