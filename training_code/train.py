@@ -624,7 +624,7 @@ def _run(args: argparse.Namespace, world: World, device: torch.device) -> Histor
     return history
 
 
-def _spawned(local_rank: int, args: argparse.Namespace, node_rank: int, num_nodes: int, nproc: int) -> None:
+def _spawned(local_rank: int, args: argparse.Namespace, node_rank: int, num_nodes: int, nproc: int) -> Any:
     """Entry of each process this script spawns for ``--nproc_per_node``: torchrun's environment."""
     rank = node_rank * nproc + local_rank
     os.environ.update(
@@ -634,7 +634,7 @@ def _spawned(local_rank: int, args: argparse.Namespace, node_rank: int, num_node
         LOCAL_WORLD_SIZE=str(nproc),
     )
     _configure_logging()
-    run(args, world_from_env())
+    return run(args, world_from_env())
 
 
 def _configure_logging() -> None:
@@ -642,17 +642,16 @@ def _configure_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> History | None:
-    """Parse, then train here or in ``nproc_per_node`` spawned processes. Returns rank 0's history
-    when it ran in this process."""
+    """Parse, then train here or in ``nproc_per_node`` spawned processes. Returns the history when
+    training ran in this process (``None`` after spawning)."""
     _configure_logging()
     args = parse_args(argv)
     plan = plan_world(args.nproc_per_node)
     if plan is None:
         return run(args, world_from_env())
     node_rank, num_nodes, nproc = plan
-    if nproc == 1:
-        _spawned(0, args, node_rank, num_nodes, nproc)
-        return None
+    if nproc == 1:  # one process per host: this one
+        return _spawned(0, args, node_rank, num_nodes, nproc)
     import torch.multiprocessing as mp
 
     mp.spawn(_spawned, args=(args, node_rank, num_nodes, nproc), nprocs=nproc, join=True)
