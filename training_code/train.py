@@ -624,13 +624,13 @@ def _run(args: argparse.Namespace, world: World, device: torch.device) -> Histor
     return history
 
 
-def _spawned(local_rank: int, args: argparse.Namespace, node_rank: int, num_nodes: int, nproc: int) -> Any:
+def _spawned(local_rank: int, args: argparse.Namespace, node_rank: int, nodes: int, nproc: int) -> History:
     """Entry of each process this script spawns for ``--nproc_per_node``: torchrun's environment."""
     rank = node_rank * nproc + local_rank
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(local_rank),
-        WORLD_SIZE=str(num_nodes * nproc),
+        WORLD_SIZE=str(nodes * nproc),
         LOCAL_WORLD_SIZE=str(nproc),
     )
     _configure_logging()
