@@ -270,6 +270,13 @@ class LocalEngineConfig(_Strict):
     endpoint_port: int = Field(0, ge=0, le=65535, description="0 picks a free port.")
     max_parallel_trials: int | None = Field(None, ge=1, description="Defaults to the CPU count.")
 
+    @field_validator("root")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Resolved against the working directory once, at load time: jobs run in their own folders,
+        where a relative store path would point somewhere else."""
+        return value.expanduser().resolve()
+
 
 class PipelineConfig(_Strict):
     """A whole dogpipe pipeline: one YAML file."""

@@ -67,3 +67,12 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(tmp_path / "list.yaml")
+
+
+def test_relative_local_root_is_resolved_at_load_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs run in their own folders, so a relative store root must be pinned to where the user ran."""
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(LOCAL_CONFIG)
+    assert cfg.local.root == tmp_path.resolve() / ".dogpipe"
