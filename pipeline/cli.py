@@ -217,23 +217,31 @@ def graph(config_path: Path | None, definition_path: Path | None) -> None:
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("report.html"),
-    show_default=True,
+    default=None,
+    help="Where to write it (default: the execution's folder locally, ./report.html for SageMaker).",
 )
-def report(execution_id: str | None, config_path: Path | None, output: Path) -> None:
-    """Write report.html for a local execution (default: the latest) from its recorded artifacts."""
-    import tempfile
-
-    from pipeline.report import build_report
-    from pipeline.report.collect import inputs_from_local_execution
-
+def report(execution_id: str | None, config_path: Path | None, output: Path | None) -> None:
+    """Write report.html for an execution (default: the latest): local, or fetched from SageMaker and S3
+    when the config's engine is sagemaker (EXECUTION_ID is then the pipeline execution ARN)."""
     cfg = read_config(config_path, LOCAL_CONFIG)
-    with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch:
+    if cfg.engine == "local":
+        from pipeline.report.collect import write_local_report
+
         try:
-            inputs = inputs_from_local_execution(cfg.local.root, execution_id, Path(scratch))
+            click.echo(write_local_report(cfg.local.root, execution_id, output))
         except LookupError as error:
             raise click.ClickException(str(error)) from None
-        click.echo(build_report(inputs, output))
+        return
+    import tempfile
+
+    from pipeline.cli_aws import aws_config, clients_for, friendly_errors
+    from pipeline.report import build_report
+    from pipeline.report.fetch import inputs_from_sagemaker_execution
+
+    cfg = aws_config(config_path, None, None)
+    with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch, friendly_errors():
+        inputs = inputs_from_sagemaker_execution(clients_for(cfg), cfg, execution_id, Path(scratch))
+        click.echo(build_report(inputs, output or Path("report.html")))
 
 
 def main() -> None:

@@ -198,6 +198,7 @@ class StepState:
     started: datetime | None = None
     ended: datetime | None = None
     failure_reason: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # the job it ran: {"TrainingJob": {"Arn": …}}
 
 
 @dataclass(frozen=True)
@@ -233,12 +234,21 @@ def _steps(sagemaker: Any, arn: str) -> tuple[list[StepState], str | None]:
                     started=item.get("StartTime"),
                     ended=item.get("EndTime"),
                     failure_reason=item.get("FailureReason"),
+                    metadata=item.get("Metadata") or {},
                 )
                 for item in page.get("PipelineExecutionSteps", [])
             )
     except ClientError as error:
         return [], f"ListPipelineExecutionSteps failed ({_code(error) or 'error'}); step states unavailable"
     return steps, None
+
+
+def list_execution_steps(sagemaker: Any, arn: str) -> list[StepState]:
+    """The execution's steps with the jobs they ran; PipelineError where the API will not list them."""
+    steps, unavailable = _steps(sagemaker, arn)
+    if unavailable:
+        raise PipelineError(unavailable)
+    return steps
 
 
 def execution_report(clients: AwsClients, cfg: PipelineConfig, arn: str | None = None) -> ExecutionReport:
@@ -271,6 +281,7 @@ __all__ = [
     "StepState",
     "UpsertResult",
     "execution_report",
+    "list_execution_steps",
     "parse_overrides",
     "stage_code",
     "start_execution",

@@ -58,6 +58,10 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
     click.echo(steps_table(result.steps))
     for line in highlights(result.execution, ObjectStore(cfg.local.root)):
         click.echo(line)
+    sample = None
+    if result.status == "Succeeded":
+        sample = _show_endpoint(cfg, result, find_test_image(cfg, data_dir))
+    _write_report(cfg, result.execution.id, sample)
     if result.status != "Succeeded":
         click.echo(f"\nexecution {result.execution.id} {result.status}: {result.failure_reason}", err=True)
         click.echo(
@@ -66,13 +70,28 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
             err=True,
         )
         raise click.exceptions.Exit(1)
-    _show_endpoint(cfg, result, find_test_image(cfg, data_dir))
     click.echo(f"\nexecution {result.execution.id} Succeeded")
 
 
-def _show_endpoint(cfg: PipelineConfig, result, image: Path | None) -> None:  # type: ignore[no-untyped-def]
+def _write_report(cfg: PipelineConfig, execution_id: str, sample: tuple[Path, dict] | None) -> None:
+    """Every run, succeeded or failed, leaves ``report.html`` in its execution folder; a report that cannot
+    be written is said, never allowed to hide the run's own outcome."""
+    from pipeline.report.collect import write_local_report
+
+    image, reply = sample if sample else (None, None)
+    try:
+        path = write_local_report(cfg.local.root, execution_id, prediction=reply, prediction_image=image)
+    except Exception as error:  # the run's result matters more than its report
+        click.echo(f"report not written: {type(error).__name__}: {error}", err=True)
+        return
+    click.echo(f"report: {path}")
+
+
+def _show_endpoint(cfg: PipelineConfig, result, image: Path | None) -> tuple[Path, dict] | None:  # type: ignore[no-untyped-def]
+    """Print the deployed endpoint and its answer for ``image``; returns (image, reply) for the report."""
     from pipeline.local.endpoints import EndpointError, read_endpoint
 
+    sample = None
     for state in result.steps.values():
         if state.get("type") != "Endpoint" or state.get("status") != "Succeeded":
             continue
@@ -89,9 +108,12 @@ def _show_endpoint(cfg: PipelineConfig, result, image: Path | None) -> None:  # 
 
         try:
             data, content_type = read_image(image)
-            click.echo(f"prediction for {image}:\n{format_reply(invoke_http(url, data, content_type))}")
+            reply = invoke_http(url, data, content_type)
+            click.echo(f"prediction for {image}:\n{format_reply(reply)}")
+            sample = (image, reply)
         except PredictError as error:
             click.echo(f"prediction failed: {error}")
+    return sample
 
 
 @click.group("executions")

@@ -9,13 +9,17 @@ A missing input leaves its section with a note, never a broken report.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
+import logging
+import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import matplotlib
 
@@ -75,16 +79,18 @@ def tuning_section(inputs: ReportInputs) -> str:
     trials = inputs.tuning_trials
     if not trials:
         return _note("no tuning trials (tuning off, or no trial finished)")
-    scored = [t for t in trials if isinstance(t.get("objective"), (int, float))]
-    best = max(scored, key=lambda t: t["objective"]) if scored else None
+    numbered = list(enumerate(trials, start=1))
+    scored = [(i, t) for i, t in numbered if isinstance(t.get("objective"), (int, float))]
+    best = max(scored, key=lambda item: item[1]["objective"])[1] if scored else None
     rows = [
         {
+            "#": i,
             "trial": t.get("name", i),
             "status": t.get("status"),
             inputs.objective_metric: t.get("objective"),
             **t.get("hyperparameters", {}),
         }
-        for i, t in enumerate(trials)
+        for i, t in numbered
     ]
     parts = ["<h3>Trials</h3>", _table(rows)]
     if best:
@@ -102,13 +108,12 @@ def tuning_section(inputs: ReportInputs) -> str:
         ]
         fig, ax = plt.subplots(figsize=(6, 2.6))
         ax.bar(
-            [str(t.get("name", i)) for i, t in enumerate(scored)],
-            [t["objective"] for t in scored],
-            color="#4c72b0",
+            [f"#{i}" for i, _ in scored],
+            [t["objective"] for _, t in scored],
+            color=["#dd8452" if t is best else "#4c72b0" for _, t in scored],
         )
         ax.set_ylabel(inputs.objective_metric)
-        ax.set_title("objective per trial")
-        ax.tick_params(axis="x", rotation=30)
+        ax.set_title("objective per trial (best in orange)")
         parts.append(_png(fig))
     return "".join(parts)
 
@@ -135,19 +140,55 @@ def training_section(inputs: ReportInputs) -> str:
         for k in ("best_epoch", "best_valid_loss", "best_valid_accuracy", "stopped_early", "total_seconds")
         if k in history
     }
-    return _png(fig) + _table([summary]) + _table(epochs)
+    return _png(fig) + _loss_per_step(inputs) + _table([summary]) + _table(epochs)
+
+
+def _loss_per_step(inputs: ReportInputs) -> str:
+    """The losses collection of the smdebug trace: the within-epoch view the epoch curves average away."""
+    if not inputs.trace_dir or not Path(inputs.trace_dir).is_dir():
+        return ""
+    trial = _trial(str(inputs.trace_dir))
+    from smdebug.core.modes import ModeKeys
+
+    names = trial.tensor_names(collection="losses")
+    if not names:
+        return ""
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    for name in names[:2]:
+        tensor = trial.tensor(name)
+        for mode, style in ((ModeKeys.TRAIN, "-"), (ModeKeys.EVAL, "o--")):
+            steps = tensor.steps(mode=mode)
+            if steps:
+                values = [float(np.mean(tensor.value(step, mode=mode))) for step in steps]
+                global_steps = [trial.global_step(mode, step) for step in steps]
+                ax.plot(global_steps, values, style, label=f"{name} ({mode.name.lower()})", markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("loss per saved step (Debugger losses collection)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+@functools.lru_cache(maxsize=4)
+def _trial(trace_dir: str) -> Any:
+    """One smdebug trial per trace: reading the index is the slow part, and two sections use it."""
+    with mock.patch.dict(os.environ, {"SMDEBUG_LOG_LEVEL": "warning"}):  # its INFO lines crowd `dogpipe run`
+        from smdebug.trials import create_trial
+
+        logging.getLogger("smdebug").setLevel(logging.WARNING)
+        return create_trial(trace_dir)
 
 
 def gradients_section(inputs: ReportInputs, max_layers: int = 12) -> str:
     if not inputs.trace_dir or not Path(inputs.trace_dir).is_dir():
         return _note("no smdebug trace (Debugger hook off)")
-    from smdebug.trials import create_trial
-
-    trial = create_trial(str(inputs.trace_dir))
+    trial = _trial(str(inputs.trace_dir))
     names = trial.tensor_names(collection="gradients")
     if not names:
         return _note("the trace holds no gradients")
-    names = [n for n in names if "weight" in n][:max_layers] or names[:max_layers]
+    if len(names) > max_layers:  # weights say more per line than biases when space is short
+        names = [n for n in names if "weight" in n][:max_layers] or names[:max_layers]
     fig, ax = plt.subplots(figsize=(10, 3.6))
     for name in names:
         tensor = trial.tensor(name)
@@ -187,8 +228,16 @@ def rules_section(inputs: ReportInputs) -> str:
 
 
 def _evidence_digest(evidence: dict[str, Any]) -> Any:
-    """The last entry of long per-step lists: the figures at the verdict, not the whole history."""
-    return {k: (v[-1] if isinstance(v, list) and v else v) for k, v in evidence.items()}
+    """The figures behind the verdict, not the whole history: of a list of checks, the ones that fired
+    (the last one when none did); of any other list, its last entry."""
+    digest = {}
+    for key, value in evidence.items():
+        if isinstance(value, list) and value:
+            fired = [item for item in value if isinstance(item, dict) and item.get("fires")]
+            digest[key] = fired or value[-1]
+        else:
+            digest[key] = value
+    return digest
 
 
 def profiler_section(inputs: ReportInputs) -> str:
@@ -314,12 +363,33 @@ def prediction_section(inputs: ReportInputs) -> str:
     if not inputs.prediction:
         return _note("no sample prediction (no endpoint was invoked)")
     parts = []
-    if inputs.prediction_image and Path(inputs.prediction_image).is_file():
-        data = base64.b64encode(Path(inputs.prediction_image).read_bytes()).decode()
-        parts.append(f'<img alt="sample" style="max-width:220px" src="data:image/jpeg;base64,{data}">')
+    if inputs.prediction_image:
+        caption = html.escape(str(inputs.prediction_image))
+        parts.append(
+            f"<figure>{_thumbnail(Path(inputs.prediction_image))}<figcaption>{caption}</figcaption></figure>"
+        )
     predictions = inputs.prediction.get("predictions", inputs.prediction)
-    parts.append(_table(predictions if isinstance(predictions, list) else [predictions]))
+    for prediction in predictions if isinstance(predictions, list) else [predictions]:
+        ranked = prediction.get("top_k") if isinstance(prediction, dict) else None
+        parts.append(_table(ranked if isinstance(ranked, list) else [prediction]))
+    served_by = {k: inputs.prediction[k] for k in ("model_version", "latency_ms") if k in inputs.prediction}
+    if served_by:
+        parts.append(_table([served_by]))
     return "".join(parts)
+
+
+def _thumbnail(path: Path, size: int = 224) -> str:
+    """The image sent to the endpoint, shrunk and re-encoded: a phone photo would otherwise weigh
+    megabytes in the report, and a PNG sent as-is would be mislabelled as JPEG."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        image.thumbnail((size, size))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="sample sent to the endpoint" src="data:image/jpeg;base64,{data}">'
 
 
 SECTIONS: list[tuple[str, Callable[[ReportInputs], str]]] = [

@@ -1,12 +1,18 @@
-"""Fill ``ReportInputs`` from a local-engine execution: every S3 URI in its steps' recorded properties is
-mapped to the local store, and the report's files are found there by name. Working from the recorded
-properties (what SageMaker's Describe* calls return) rather than from step names keeps this independent
-of how the DAG names its steps."""
+"""Fill ``ReportInputs`` from an execution's recorded job descriptions, on either engine.
+
+A step's artifacts are found from what SageMaker's Describe* calls return for its job (the local engine
+records the same documents as step properties): a training job's ``model.tar.gz``, its
+``output.tar.gz`` (history, profiler) and its Debugger trace under ``DebugHookConfig.S3OutputPath``; a
+processing job's outputs (evaluation, rules). Working from the job descriptions rather than from step
+names keeps this independent of how the DAG names its steps, and lets ``dogpipe report`` fetch a
+SageMaker execution with the same rules (:mod:`pipeline.report.fetch`).
+"""
 
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +26,58 @@ WANTED = (
     "model.tar.gz",
     "output.tar.gz",
 )
+REPORT_NAME = "report.html"
 
 
-def _s3_uris(value: Any) -> Iterator[str]:
-    if isinstance(value, str) and value.startswith("s3://"):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _s3_uris(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _s3_uris(item)
+@dataclass(frozen=True)
+class StepArtifacts:
+    """Where one step's report files live: S3 objects or prefixes (searched for :data:`WANTED` names)
+    and, for a training job with the Debugger hook on, the prefix of its smdebug trace."""
+
+    step: str
+    uris: list[str] = field(default_factory=list)
+    trace_uri: str | None = None
 
 
-def find_artifacts(paths: list[Path]) -> dict[str, Path]:
+def step_artifacts(step: str, step_type: str, described: Mapping[str, Any]) -> StepArtifacts | None:
+    """The artifacts of a ``Training`` or ``Processing`` step from its job description; None otherwise."""
+    if step_type == "Training":
+        name = described.get("TrainingJobName", "")
+        uris = []
+        model = (described.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+        if model:
+            uris.append(model)
+        output = (described.get("OutputDataConfig") or {}).get("S3OutputPath")
+        if output and name:
+            uris.append(f"{output.rstrip('/')}/{name}/output/output.tar.gz")
+        hook = (described.get("DebugHookConfig") or {}).get("S3OutputPath")
+        trace = f"{hook.rstrip('/')}/{name}/debug-output" if hook and name else None
+        return StepArtifacts(step, uris, trace)
+    if step_type == "Processing":
+        outputs = (described.get("ProcessingOutputConfig") or {}).get("Outputs") or []
+        uris = [item["S3Output"]["S3Uri"] for item in outputs if (item.get("S3Output") or {}).get("S3Uri")]
+        return StepArtifacts(step, uris)
+    return None
+
+
+def trials_from_summaries(summaries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Tuning trials in the report's shape, from ``TrainingJobSummaries`` (DescribeHyperParameterTuningJob
+    locally, ListTrainingJobsForHyperParameterTuningJob on SageMaker)."""
+    trials = []
+    for trial in summaries:
+        objective = (trial.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")
+        trials.append(
+            {
+                "name": trial.get("TrainingJobName"),
+                "status": trial.get("TrainingJobStatus"),
+                "objective": objective,
+                "hyperparameters": dict(trial.get("TunedHyperParameters") or {}),
+            }
+        )
+    return trials
+
+
+def find_artifacts(paths: Iterable[Path]) -> dict[str, Path]:
     """The newest file of each wanted name under ``paths`` (files or folders)."""
     found: dict[str, Path] = {}
     for path in paths:
@@ -46,21 +90,17 @@ def find_artifacts(paths: list[Path]) -> dict[str, Path]:
     return found
 
 
-def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: Path) -> ReportInputs:
-    """``ReportInputs`` for one execution (the latest when ``execution_id`` is None)."""
-    from pipeline.local.executions import ExecutionStore
-    from pipeline.local.store import ObjectStore
-
-    executions, store = ExecutionStore(root), ObjectStore(root)
-    execution = executions.get(execution_id) if execution_id else executions.latest()
-    if execution is None:
-        raise LookupError(f"no executions under {root}")
-    states = execution.step_states()
-    paths = [
-        store.path_for(uri) for state in states.values() for uri in _s3_uris(state.get("properties", {}))
-    ]
-    found = find_artifacts([p for p in paths if p.exists()])
-    inputs = ReportInputs(title=f"dogpipe execution {execution.id}")
+def inputs_from_files(
+    title: str,
+    paths: Iterable[Path],
+    trace_dirs: Iterable[Path],
+    trials: list[dict[str, Any]],
+    scratch: Path,
+) -> ReportInputs:
+    """``ReportInputs`` from local copies of the artifacts; ``output.tar.gz`` is unpacked into ``scratch``
+    for the history, the profiler records and (when the hook wrote it there) the trace."""
+    found = find_artifacts(paths)
+    inputs = ReportInputs(title=title, tuning_trials=trials)
     if "output.tar.gz" in found:
         unpacked = scratch / "training_output"
         with tarfile.open(found["output.tar.gz"]) as tar:
@@ -68,27 +108,64 @@ def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: P
         found.update({k: v for k, v in find_artifacts([unpacked]).items() if k not in found})
         inputs.profiler_dir = unpacked / "profiler" if (unpacked / "profiler").is_dir() else None
         inputs.trace_dir = unpacked / "tensors" if (unpacked / "tensors").is_dir() else None
+    traces = [path for path in trace_dirs if (path / "index").is_dir()]
+    if traces:
+        inputs.trace_dir = traces[-1]
     inputs.history = found.get("history.json")
     inputs.evaluation = found.get("evaluation.json")
     inputs.rules = found.get("rules.json")
     inputs.profiler_summary = found.get("profiler_summary.json")
     inputs.model_archive = found.get("model.tar.gz")
-    inputs.tuning_trials = _tuning_trials(states)
     return inputs
 
 
-def _tuning_trials(states: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Trials recorded by the local tuning step, when it kept them in its properties."""
-    trials = []
-    for state in states.values():
-        for trial in (state.get("properties") or {}).get("TrainingJobSummaries", []) or []:
-            objective = (trial.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")
-            trials.append(
-                {
-                    "name": trial.get("TrainingJobName"),
-                    "status": trial.get("TrainingJobStatus"),
-                    "objective": objective,
-                    "hyperparameters": {k: v for k, v in (trial.get("TunedHyperParameters") or {}).items()},
-                }
-            )
-    return trials
+def local_execution(root: Path, execution_id: str | None) -> Any:
+    """The local ``Execution`` (the latest when ``execution_id`` is None); LookupError when none."""
+    from pipeline.local.executions import ExecutionStore
+
+    executions = ExecutionStore(root)
+    execution = executions.get(execution_id) if execution_id else executions.latest()
+    if execution is None:
+        raise LookupError(f"no executions under {executions.folder}; start one with `dogpipe run`")
+    return execution
+
+
+def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: Path) -> ReportInputs:
+    """``ReportInputs`` for one local execution (the latest when ``execution_id`` is None)."""
+    from pipeline.local.store import ObjectStore
+
+    execution, store = local_execution(root, execution_id), ObjectStore(root)
+    paths: list[Path] = []
+    traces: list[Path] = []
+    trials: list[dict[str, Any]] = []
+    for name, state in execution.step_states().items():
+        properties = state.get("properties") or {}
+        trials += trials_from_summaries(properties.get("TrainingJobSummaries") or [])
+        artifacts = step_artifacts(name, state.get("type", ""), properties)
+        if artifacts is None:
+            continue
+        paths += [store.path_for(uri) for uri in artifacts.uris]
+        if artifacts.trace_uri:
+            traces.append(store.path_for(artifacts.trace_uri))
+    status = execution.record.get("status", "")
+    return inputs_from_files(f"dogpipe execution {execution.id} ({status})", paths, traces, trials, scratch)
+
+
+def write_local_report(
+    root: Path,
+    execution_id: str | None,
+    out_path: Path | None = None,
+    *,
+    prediction: dict[str, Any] | None = None,
+    prediction_image: Path | None = None,
+) -> Path:
+    """Write the report of a local execution (default: ``<root>/executions/<id>/report.html``)."""
+    import tempfile
+
+    from pipeline.report.builder import build_report
+
+    execution = local_execution(Path(root), execution_id)
+    with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch:
+        inputs = inputs_from_local_execution(Path(root), execution.id, Path(scratch))
+        inputs.prediction, inputs.prediction_image = prediction, prediction_image
+        return build_report(inputs, out_path or execution.folder / REPORT_NAME)
