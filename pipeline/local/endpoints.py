@@ -126,9 +126,12 @@ def start_endpoint(
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "pipeline.serving", str(model_path), "--host", host, "--port", str(port)]
+    if model_package_arn:  # replies name the registry version (group/N) rather than a weights hash
+        command += ["--model-version", model_package_arn.partition("model-package/")[2] or model_package_arn]
     with log.open("ab") as stream:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.serving", str(model_path), "--host", host, "--port", str(port)],
+            command,
             stdout=stream,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
