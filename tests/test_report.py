@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -106,14 +107,20 @@ def _artifacts(root: Path) -> ReportInputs:
     )
 
 
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> ReportInputs:
+    """The crafted artifacts once per module: the smdebug hook and the profiler cost a few seconds."""
+    return _artifacts(tmp_path_factory.mktemp("artifacts"))
+
+
 def _section(document: str, anchor: str) -> str:
     match = re.search(rf'<section id="{anchor}">(.*?)</section>', document, re.S)
     assert match, f"section {anchor} missing"
     return match.group(1)
 
 
-def test_report_has_every_section_with_real_figures(tmp_path: Path) -> None:
-    out = build_report(_artifacts(tmp_path), tmp_path / "out" / "report.html")
+def test_report_has_every_section_with_real_figures(tmp_path: Path, artifacts: ReportInputs) -> None:
+    out = build_report(artifacts, tmp_path / "out" / "report.html")
     document = out.read_text()
     for anchor in (
         "hyperparameter-tuning",
@@ -130,6 +137,7 @@ def test_report_has_every_section_with_real_figures(tmp_path: Path) -> None:
     assert "0.003" in _section(document, "hyperparameter-tuning").split("Best hyperparameters")[1]
     for anchor in ("hyperparameter-tuning", "training", "gradient-norms-per-layer", "profiler", "evaluation"):
         assert "data:image/png;base64," in _section(document, anchor), anchor
+    assert "loss per saved step" in _section(document, "training")  # from the trace's losses collection
     assert "195" in _section(document, "model-summary")  # 8*16+16 + 16*3+3 parameters
     assert "IssuesFound" in _section(document, "debugger-rules")
     assert "pug" in _section(document, "sample-prediction") and "0.91" in _section(
@@ -144,3 +152,106 @@ def test_missing_and_corrupt_inputs_leave_notes_not_a_broken_report(tmp_path: Pa
     document = out.read_text()
     assert "could not draw this section: JSONDecodeError" in _section(document, "training")
     assert "no evaluation.json" in _section(document, "evaluation")
+
+
+def test_sample_prediction_shows_a_thumbnail_and_the_ranked_breeds(tmp_path: Path) -> None:
+    from PIL import Image
+
+    image = tmp_path / "big.png"
+    Image.new("RGB", (1600, 1200), (200, 30, 30)).save(image)
+    reply = {
+        "predictions": [
+            {"top_k": [{"breed": "pug", "probability": 0.91}, {"breed": "boxer", "probability": 0.07}]}
+        ],
+        "model_version": "sha256:abc",
+        "latency_ms": 12.5,
+    }
+    document = build_report(
+        ReportInputs(prediction=reply, prediction_image=image), tmp_path / "report.html"
+    ).read_text()
+    section = _section(document, "sample-prediction")
+    thumbnail = re.search(r'src="data:image/jpeg;base64,([^"]+)"', section)
+    assert thumbnail, "the sent image is embedded as a JPEG"
+    with Image.open(io.BytesIO(base64.b64decode(thumbnail.group(1)))) as shown:
+        assert max(shown.size) == 224 and shown.format == "JPEG"
+    assert section.index("pug") < section.index("boxer") and "0.91" in section and "sha256:abc" in section
+
+
+def test_rule_evidence_shows_the_check_that_fired_not_the_last_one(tmp_path: Path) -> None:
+    findings = [
+        {"check": "activation_variance_ratio", "ratio": 156.6, "fires": True},
+        {"check": "loss_stalled_steps", "stalled_steps": 0, "fires": False},
+    ]
+    rules = {
+        "rules": [
+            {
+                "rule": "poor_weight_initialization",
+                "status": "IssuesFound",
+                "evidence": {"findings": findings},
+            }
+        ]
+    }
+    (tmp_path / "rules.json").write_text(json.dumps(rules))
+    section = _section(
+        build_report(ReportInputs(rules=tmp_path / "rules.json"), tmp_path / "r.html").read_text(),
+        "debugger-rules",
+    )
+    assert "activation_variance_ratio" in section and "loss_stalled_steps" not in section
+
+
+def test_job_descriptions_name_the_artifacts_on_either_engine() -> None:
+    from pipeline.report.collect import step_artifacts
+
+    training = step_artifacts(
+        "Train",
+        "Training",
+        {
+            "TrainingJobName": "train-1",
+            "ModelArtifacts": {"S3ModelArtifacts": "s3://b/p/train-1/output/model.tar.gz"},
+            "OutputDataConfig": {"S3OutputPath": "s3://b/p/"},
+            "DebugHookConfig": {"S3OutputPath": "s3://b/debug"},
+        },
+    )
+    assert training.uris == ["s3://b/p/train-1/output/model.tar.gz", "s3://b/p/train-1/output/output.tar.gz"]
+    assert training.trace_uri == "s3://b/debug/train-1/debug-output"
+    processing = step_artifacts(
+        "Evaluate",
+        "Processing",
+        {
+            "ProcessingOutputConfig": {
+                "Outputs": [{"OutputName": "evaluation", "S3Output": {"S3Uri": "s3://b/eval"}}]
+            }
+        },
+    )
+    assert processing.uris == ["s3://b/eval"] and processing.trace_uri is None
+    assert step_artifacts("Check", "Condition", {}) is None
+
+
+def test_a_failed_local_execution_gets_a_report_of_what_exists(
+    tmp_path: Path, artifacts: ReportInputs
+) -> None:
+    from pipeline.local.executions import ExecutionStore
+    from pipeline.local.store import ObjectStore
+    from pipeline.report.collect import write_local_report
+
+    ObjectStore(tmp_path).put_file(artifacts.evaluation, "s3://bucket/run/evaluation/evaluation.json")
+    execution = ExecutionStore(tmp_path).create("dogpipe-test", {"Steps": []}, {})
+    evaluate = {
+        "ProcessingOutputConfig": {"Outputs": [{"S3Output": {"S3Uri": "s3://bucket/run/evaluation"}}]}
+    }
+    execution.write_step_state(
+        "Evaluate", {"name": "Evaluate", "type": "Processing", "status": "Succeeded", "properties": evaluate}
+    )
+    execution.write_step_state(
+        "Train", {"name": "Train", "type": "Training", "status": "Failed", "failure_reason": "boom"}
+    )
+    execution.update(status="Failed", failure_reason="boom")
+
+    out = write_local_report(tmp_path, None)
+    assert out == execution.folder / "report.html"
+    document = out.read_text()
+    assert f"{execution.id} (Failed)" in document
+    assert "data:image/png;base64," in _section(document, "evaluation")
+    assert "no history.json" in _section(document, "training")
+    with pytest.raises(LookupError, match="no executions under"):
+        write_local_report(tmp_path / "empty", None)

@@ -38,11 +38,12 @@ th{background:#f3f3f3}img{max-width:100%}.note{color:#777;font-style:italic}
 code{font-size:.85rem}"""
 
 
-def _png(fig: plt.Figure) -> str:
+def _png(fig: plt.Figure, alt: str = "figure") -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str] | None = None, row_class: str | None = None) -> str:
@@ -154,20 +155,26 @@ def _loss_per_step(inputs: ReportInputs) -> str:
     if not names:
         return ""
     fig, ax = plt.subplots(figsize=(10, 3.2))
+    plotted = False
     for name in names[:2]:
         tensor = trial.tensor(name)
-        for mode, style in ((ModeKeys.TRAIN, "-"), (ModeKeys.EVAL, "o--")):
+        for mode, style in ((ModeKeys.TRAIN, "-"), (ModeKeys.EVAL, "o--"), (ModeKeys.GLOBAL, "-")):
             steps = tensor.steps(mode=mode)
-            if steps:
-                values = [float(np.mean(tensor.value(step, mode=mode))) for step in steps]
-                global_steps = [trial.global_step(mode, step) for step in steps]
-                ax.plot(global_steps, values, style, label=f"{name} ({mode.name.lower()})", markersize=3)
+            if not steps or (mode == ModeKeys.GLOBAL and plotted):  # GLOBAL: a hook that never set modes
+                continue
+            values = [float(np.mean(tensor.value(step, mode=mode))) for step in steps]
+            global_steps = [trial.global_step(mode, step) for step in steps]
+            ax.plot(global_steps, values, style, label=f"{name} ({mode.name.lower()})", markersize=3)
+            plotted = True
+    if not plotted:
+        plt.close(fig)
+        return ""
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title("loss per saved step (Debugger losses collection)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return _png(fig, alt="loss per saved step")
 
 
 @functools.lru_cache(maxsize=4)
