@@ -139,6 +139,23 @@ def test_second_run_reuses_every_job_step_from_cache(pipeline_run: dict[str, Any
     assert "registered: dogpipe-dog-breeds version 2" in result.output
 
 
+def test_every_run_leaves_a_report_with_every_section(pipeline_run: dict[str, Any]) -> None:
+    import re
+
+    for execution, result in zip(executions(pipeline_run["root"]), ("first", "second"), strict=True):
+        report = execution.folder / "report.html"
+        assert f"report: {report}" in pipeline_run[result].output
+        document = report.read_text()
+        sections = dict(re.findall(r'<section id="([a-z-]+)">(.*?)</section>', document, re.S))
+        for anchor in ("hyperparameter-tuning", "training", "gradient-norms-per-layer", "evaluation"):
+            assert "data:image/png;base64," in sections[anchor], anchor
+        for anchor in ("debugger-rules", "profiler", "model-summary", "sample-prediction"):
+            assert 'class="note"' not in sections[anchor], anchor
+        assert "Best hyperparameters" in sections["hyperparameter-tuning"]
+        assert "vanishing_gradient" in sections["debugger-rules"] and "Dataloader" in sections["profiler"]
+        assert "data:image/jpeg;base64," in sections["sample-prediction"]  # the image sent to the endpoint
+
+
 def test_executions_list_and_status_show_the_runs(pipeline_run: dict[str, Any]) -> None:
     runner = CliRunner()
     listed = runner.invoke(cli, ["executions", "list", "--config", str(pipeline_run["config"])])
