@@ -255,3 +255,22 @@ def test_a_failed_local_execution_gets_a_report_of_what_exists(
     assert "no history.json" in _section(document, "training")
     with pytest.raises(LookupError, match="no executions under"):
         write_local_report(tmp_path / "empty", None)
+
+
+def test_rewriting_a_local_report_keeps_the_sample_prediction(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from pipeline.local.executions import ExecutionStore
+    from pipeline.report.collect import write_local_report
+
+    image = tmp_path / "data" / "test" / "pug" / "1.jpg"
+    image.parent.mkdir(parents=True)
+    Image.new("RGB", (64, 48), (10, 200, 10)).save(image)
+    execution = ExecutionStore(tmp_path / "engine").create("dogpipe-test", {"Steps": []}, {})
+    reply = {"predictions": [{"top_k": [{"breed": "pug", "probability": 0.88}]}]}
+    write_local_report(tmp_path / "engine", execution.id, prediction=reply, prediction_image=image)
+    image.unlink()  # the data folder may move; the report must not depend on it
+
+    rewritten = write_local_report(tmp_path / "engine", None).read_text()
+    section = _section(rewritten, "sample-prediction")
+    assert "0.88" in section and "data:image/jpeg;base64," in section and str(image) in section

@@ -371,7 +371,7 @@ def prediction_section(inputs: ReportInputs) -> str:
         return _note("no sample prediction (no endpoint was invoked)")
     parts = []
     if inputs.prediction_image:
-        caption = html.escape(str(inputs.prediction_image))
+        caption = html.escape(inputs.prediction_source or str(inputs.prediction_image))
         parts.append(
             f"<figure>{_thumbnail(Path(inputs.prediction_image))}<figcaption>{caption}</figcaption></figure>"
         )

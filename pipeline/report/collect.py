@@ -151,6 +151,35 @@ def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: P
     return inputs_from_files(f"dogpipe execution {execution.id} ({status})", paths, traces, trials, scratch)
 
 
+SAMPLE_PREDICTION = "sample_prediction.json"
+
+
+def keep_sample_prediction(
+    folder: Path, reply: dict[str, Any] | None, image: Path | None
+) -> tuple[dict[str, Any] | None, Path | None, str | None]:
+    """Store a new sample prediction in ``folder`` (the reply, a copy of the image), or read back the one
+    stored; returns (reply, image, where the image came from). The copy keeps the report whole after the
+    data folder moves, and lets ``dogpipe report`` rewrite a report without losing the prediction."""
+    import json
+    import shutil
+
+    kept = folder / SAMPLE_PREDICTION
+    if reply is not None:
+        copy = folder / f"sample{image.suffix.lower()}" if image else None
+        if image and copy:
+            shutil.copyfile(image, copy)
+        record = {
+            "reply": reply,
+            "image": copy.name if copy else None,
+            "source": str(image) if image else None,
+        }
+        kept.write_text(json.dumps(record, indent=1))
+    if not kept.is_file():
+        return None, None, None
+    record = json.loads(kept.read_text())
+    return record["reply"], folder / record["image"] if record.get("image") else None, record.get("source")
+
+
 def write_local_report(
     root: Path,
     execution_id: str | None,
@@ -159,7 +188,8 @@ def write_local_report(
     prediction: dict[str, Any] | None = None,
     prediction_image: Path | None = None,
 ) -> Path:
-    """Write the report of a local execution (default: ``<root>/executions/<id>/report.html``)."""
+    """Write the report of a local execution (default: ``<root>/executions/<id>/report.html``), with the
+    sample prediction given here or kept from an earlier call."""
     import tempfile
 
     from pipeline.report.builder import build_report
@@ -167,5 +197,7 @@ def write_local_report(
     execution = local_execution(Path(root), execution_id)
     with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch:
         inputs = inputs_from_local_execution(Path(root), execution.id, Path(scratch))
-        inputs.prediction, inputs.prediction_image = prediction, prediction_image
+        inputs.prediction, inputs.prediction_image, inputs.prediction_source = keep_sample_prediction(
+            execution.folder, prediction, prediction_image
+        )
         return build_report(inputs, out_path or execution.folder / REPORT_NAME)

@@ -27,3 +27,4 @@ class ReportInputs:
         None  # an endpoint answer: {"predictions": [{"label", "probability"}]}
     )
     prediction_image: Path | None = None  # the image that was sent
+    prediction_source: str | None = None  # where that image came from (its label, in an ImageFolder)
