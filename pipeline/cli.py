@@ -11,23 +11,10 @@ from pathlib import Path
 
 import click
 
-from pipeline.config import DEFAULT_CONFIG, LOCAL_CONFIG, ConfigError, PipelineConfig, load_config
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Pipeline YAML (default: config/pipeline.yaml; config/local.yaml for local-engine commands).",
-)
-
-
-def read_config(config_path: Path | None, default: Path = DEFAULT_CONFIG) -> PipelineConfig:
-    """Load the config or exit with the validation errors, before anything runs."""
-    try:
-        return load_config(config_path or default)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+from pipeline.cli_aws import AWS_COMMANDS
+from pipeline.cli_options import config_option, read_config
+from pipeline.config import LOCAL_CONFIG
+from pipeline.local.cli import LOCAL_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,12 +38,6 @@ def sample_data(out_dir: Path, classes: int, per_class: int, seed: int, with_bad
     )
     click.echo(summary)
 
-
-# The AWS-facing commands live in their own module; it imports config_option/read_config from above.
-from pipeline.cli_aws import AWS_COMMANDS  # noqa: E402
-
-# The local engine's commands (run, executions) live in pipeline/local/cli.py.
-from pipeline.local.cli import LOCAL_COMMANDS  # noqa: E402
 
 for _command in (*AWS_COMMANDS, *LOCAL_COMMANDS):
     cli.add_command(_command)
@@ -251,4 +232,4 @@ def main() -> None:
         sys.exit(130)
 
 
-__all__ = ["LOCAL_CONFIG", "cli", "config_option", "main", "read_config"]
+__all__ = ["cli", "main"]

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pipeline.cli import config_option, read_config
+from pipeline.cli_options import config_option, read_config
 from pipeline.code import CodeArchive
 from pipeline.config import PipelineConfig
 

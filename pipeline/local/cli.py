@@ -9,12 +9,11 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli_options import config_option, read_config
 from pipeline.config import LOCAL_CONFIG, PipelineConfig
 
 
 def _config(config_path: Path | None) -> PipelineConfig:
-    from pipeline.cli import read_config
-
     cfg = read_config(config_path, LOCAL_CONFIG)
     if cfg.engine != "local":
         raise click.ClickException(
@@ -23,14 +22,8 @@ def _config(config_path: Path | None) -> PipelineConfig:
     return cfg
 
 
-def _config_option(function):  # type: ignore[no-untyped-def]
-    from pipeline.cli import config_option
-
-    return config_option(function)
-
-
 @click.command("run")
-@_config_option
+@config_option
 @click.option(
     "--data",
     "data_dir",
@@ -122,7 +115,7 @@ def executions() -> None:
 
 
 @executions.command("list")
-@_config_option
+@config_option
 def list_executions(config_path: Path | None) -> None:
     """Executions, newest first: id, status, start time, failure."""
     from pipeline.local.report import executions_table

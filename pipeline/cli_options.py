@@ -1,0 +1,29 @@
+"""Options and config loading shared by every ``dogpipe`` command module (cli, cli_aws, local.cli).
+
+They live apart from ``pipeline/cli.py`` so the command modules import them without importing the
+command group that registers those modules (which made ``python -m pipeline.cli`` circular).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.config import DEFAULT_CONFIG, ConfigError, PipelineConfig, load_config
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Pipeline YAML (default: config/pipeline.yaml; config/local.yaml for local-engine commands).",
+)
+
+
+def read_config(config_path: Path | None, default: Path = DEFAULT_CONFIG) -> PipelineConfig:
+    """Load the config or exit with the validation errors, before anything runs."""
+    try:
+        return load_config(config_path or default)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
