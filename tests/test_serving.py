@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -205,6 +206,26 @@ def test_a_registry_version_resolves_to_its_model_data(tmp_path: Path, model_dir
             resolve_model("dog-breeds/2", root, stack)
         with pytest.raises(ModelSourceError, match="no such file"):
             resolve_model("not/a/model", root, stack)
+
+
+def test_the_installed_dogpipe_finds_the_inference_handlers_from_any_folder(tmp_path: Path) -> None:
+    """The ``dogpipe`` console script runs from anywhere (sys.path[0] is the venv's bin/, not the repo):
+    ``dogpipe serve`` imports ``training_code.inference``, so the install must provide it."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import importlib.util; print(importlib.util.find_spec('training_code.inference').origin)",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()) == REPO / "training_code" / "inference.py"
 
 
 # ------------------------------------------------------------------------ the real server, under load
