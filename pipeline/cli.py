@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from pipeline.cli_aws import AWS_COMMANDS
-from pipeline.cli_options import config_option, read_config
+from pipeline.cli_options import config_option, read_config, read_definition_file
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.cli import LOCAL_COMMANDS
 
@@ -130,12 +130,7 @@ def _definition_text(
 ) -> str:
     """The definition to inspect: a file when given, else built from the config (no AWS calls)."""
     if definition_path is not None:
-        try:
-            return definition_path.read_text()
-        except OSError as error:
-            raise click.ClickException(
-                f"cannot read definition {definition_path}: {error.strerror}"
-            ) from None
+        return read_definition_file(definition_path)
     from pipeline.definition import build_definition
 
     return build_definition(read_config(config_path), role_arn=role_arn)

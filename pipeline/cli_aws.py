@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pipeline.cli_options import config_option, read_config
+from pipeline.cli_options import config_option, read_config, read_definition_file
 from pipeline.code import CodeArchive
 from pipeline.config import PipelineConfig
 
@@ -82,12 +82,7 @@ def local_definition(
 ) -> str:
     """The definition to upsert or compare: a reviewed file, else built from the config and ``code``."""
     if definition_file is not None:
-        try:
-            return definition_file.read_text()
-        except OSError as error:
-            raise click.ClickException(
-                f"cannot read definition {definition_file}: {error.strerror}"
-            ) from None
+        return read_definition_file(definition_file)
     from pipeline.definition import build_definition
 
     return build_definition(cfg, role_arn=cfg.project.role_arn, code=code)

@@ -21,6 +21,21 @@ config_option = click.option(
 )
 
 
+def read_definition_file(path: Path) -> str:
+    """A definition JSON file given with ``--definition``, refused before use when it cannot be read or
+    is not a pipeline definition (every command that takes one reads it through here)."""
+    from pipeline.dag import DefinitionFormatError, parse_definition
+
+    try:
+        text = path.read_text()
+        parse_definition(text)
+    except OSError as error:
+        raise click.ClickException(f"cannot read definition {path}: {error.strerror}") from None
+    except (DefinitionFormatError, UnicodeDecodeError) as error:
+        raise click.ClickException(f"definition {path}: {error}") from None
+    return text
+
+
 def read_config(config_path: Path | None, default: Path = DEFAULT_CONFIG) -> PipelineConfig:
     """Load the config or exit with the validation errors, before anything runs."""
     try:

@@ -7,12 +7,29 @@ condition step's ``IfSteps``/``ElseSteps`` (it runs only after the condition was
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 STEP_REFERENCE = re.compile(r"^Steps\.([^.\[]+)")
+
+
+class DefinitionFormatError(ValueError):
+    """Text that is not a pipeline definition at all (not JSON, or no list of ``Steps``)."""
+
+
+def parse_definition(json_text: str) -> dict[str, Any]:
+    """The definition object, checked only for the shape every reader relies on, so each command
+    (validate, graph, upsert, diff) refuses a wrong file with one message instead of a traceback."""
+    try:
+        definition = json.loads(json_text)
+    except json.JSONDecodeError as error:
+        raise DefinitionFormatError(f"not valid JSON: {error}") from None
+    if not isinstance(definition, dict) or not isinstance(definition.get("Steps"), list):
+        raise DefinitionFormatError("not a pipeline definition: expected a JSON object with a list of Steps")
+    return definition
 
 
 @dataclass(frozen=True)

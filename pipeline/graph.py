@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
 
-from pipeline.dag import dependencies, walk_steps
+from pipeline.dag import dependencies, parse_definition, walk_steps
 
 _SHAPES = {"Condition": ("{", "}"), "Fail": ("[/", "/]")}
 
@@ -20,8 +19,8 @@ def mermaid(json_text: str) -> str:
     A step inside a branch is drawn from its condition and from siblings only: its data edges to steps
     upstream of the condition are implied, and drawing them would bury the branch structure.
     """
-    definition = json.loads(json_text)
-    nodes = list(walk_steps(definition.get("Steps") or []))
+    definition = parse_definition(json_text)
+    nodes = list(walk_steps(definition["Steps"]))
     graph = dependencies(definition)
     lines = ["flowchart TD"]
     for node in nodes:

@@ -14,7 +14,6 @@ AWS's published JSON schema of pipeline definitions is stale; botocore's service
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -23,7 +22,15 @@ from typing import Any
 
 from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
 
-from pipeline.dag import STEP_REFERENCE, StepNode, dependencies, expressions, walk_steps
+from pipeline.dag import (
+    STEP_REFERENCE,
+    DefinitionFormatError,
+    StepNode,
+    dependencies,
+    expressions,
+    parse_definition,
+    walk_steps,
+)
 
 #: Step type → (create API validated against, Describe API whose output holds the step's properties).
 STEP_APIS: dict[str, tuple[str, str]] = {
@@ -270,11 +277,9 @@ def _dag_problems(definition: dict[str, Any], nodes: list[StepNode]) -> list[Pro
 def validate_definition(json_text: str) -> list[Problem]:
     """Every problem found in a pipeline definition; an empty list means it is sound."""
     try:
-        definition = json.loads(json_text)
-    except json.JSONDecodeError as error:
-        return [Problem("(definition)", "", f"not valid JSON: {error}")]
-    if not isinstance(definition, dict) or not isinstance(definition.get("Steps"), list):
-        return [Problem("(definition)", "Steps", "expected an object with a list of Steps")]
+        definition = parse_definition(json_text)
+    except DefinitionFormatError as error:
+        return [Problem("(definition)", "", str(error))]
     nodes = list(walk_steps(definition["Steps"]))
     problems = _dag_problems(definition, nodes)
     for node in nodes:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from pipeline.cli import cli
 from pipeline.validate import validate_definition
 from tests.golden.regenerate import GOLDEN
 
@@ -110,3 +113,25 @@ def test_each_corruption_is_reported(name: str) -> None:
 def test_invalid_json_is_one_clear_problem() -> None:
     [problem] = validate_definition("{not json")
     assert "not valid JSON" in problem.message
+
+
+@pytest.mark.parametrize("command", ["validate", "graph", "diff", "upsert"])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"a": 1}', "not a pipeline definition"),
+        (b"[1, 2]", "not a pipeline definition"),
+        (b"hello", "not valid JSON"),
+        (b"\xff\xd8\xff\xe0 binary", "can't decode"),
+    ],
+)
+def test_a_definition_file_that_is_not_one_is_refused_by_every_command(
+    tmp_path: Path, command: str, content: bytes, message: str
+) -> None:
+    """Every ``--definition`` reader refuses a wrong file with one line, before any AWS call."""
+    path = tmp_path / "definition.json"
+    path.write_bytes(content)
+    result = CliRunner().invoke(cli, [command, "--definition", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert f"definition {path}" in result.output and message in result.output
