@@ -5,6 +5,7 @@ Thin: parse, call :mod:`pipeline.local.run`, print. Failures exit 1 with one cle
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -36,6 +37,7 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
     """Run the whole pipeline on this machine: no AWS account, no Docker (engine: local)."""
     from pipeline.local.engine import DefinitionError
     from pipeline.local.executions import ExecutionNotFound
+    from pipeline.local.interrupt import ExecutionInterrupted
     from pipeline.local.report import highlights, steps_table
     from pipeline.local.run import RunError, find_test_image, parse_params, run_local
     from pipeline.local.store import ObjectStore
@@ -47,6 +49,13 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
         )
     except (RunError, DefinitionError, ExecutionNotFound) as error:
         raise click.ClickException(str(error)) from None
+    except ExecutionInterrupted as stop:
+        click.echo(
+            f"\nexecution {stop.execution_id} Stopped: {stop.reason}; its finished steps are kept.\n"
+            f"resume with: {_resume_command(config_path, stop.execution_id)}",
+            err=True,
+        )
+        raise click.exceptions.Exit(130) from None
     click.echo("")
     click.echo(steps_table(result.steps))
     for line in highlights(result.execution, ObjectStore(cfg.local.root)):
@@ -59,11 +68,18 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
         click.echo(f"\nexecution {result.execution.id} {result.status}: {result.failure_reason}", err=True)
         click.echo(
             f"logs: {result.execution.folder}/steps/<step>/logs; "
-            f"retry with: dogpipe run --resume {result.execution.id}",
+            f"retry with: {_resume_command(config_path, result.execution.id)}",
             err=True,
         )
         raise click.exceptions.Exit(1)
     click.echo(f"\nexecution {result.execution.id} Succeeded")
+
+
+def _resume_command(config_path: Path | None, execution_id: str) -> str:
+    """The command that resumes ``execution_id``: with the same ``--config``, since executions live
+    under that config's ``local.root``."""
+    config = f" --config {shlex.quote(str(config_path))}" if config_path else ""
+    return f"dogpipe run{config} --resume {execution_id}"
 
 
 def _write_report(cfg: PipelineConfig, execution_id: str, sample: tuple[Path, dict] | None) -> None:

@@ -21,6 +21,7 @@ from pipeline.local.condition import PipelineFailed, evaluate_all, fail
 from pipeline.local.context import LOCAL_ACCOUNT, LOCAL_REGION, EngineSettings, StepContext
 from pipeline.local.executions import Execution, ExecutionStore, now_iso
 from pipeline.local.expressions import ExpressionError, Scope, get_step_property, referenced_steps, resolve
+from pipeline.local.interrupt import ExecutionInterrupted, interrupt_reason, terminating_signals_interrupt
 from pipeline.local.store import ObjectStore
 
 StepRunner = Callable[[StepContext], dict[str, Any]]
@@ -226,24 +227,35 @@ class LocalEngine:
             property_file=property_file,
         )
         try:
-            for step in steps:
-                if step.name in states:
-                    self.echo(f"[{step.name}] already succeeded in this execution, kept")
-                    continue
-                if not self._should_run(step, states):
-                    state = {"name": step.name, "type": step.type, "status": "NotExecuted"}
-                    execution.write_step_state(step.name, state)
-                    states[step.name] = state
-                    continue
-                states[step.name] = self._run_step(execution, step, scope)
+            with terminating_signals_interrupt():
+                self._run_steps(execution, steps, states, scope)
         except PipelineFailed as failure:
             return self._finish(execution, "Failed", str(failure))
         except StepFailed as failure:
             return self._finish(execution, "Failed", str(failure))
-        except KeyboardInterrupt:
-            self._finish(execution, "Stopped", "interrupted")
-            raise
+        except KeyboardInterrupt as interrupt:
+            reason = interrupt_reason(interrupt)
+            self._finish(execution, "Stopped", reason)
+            raise ExecutionInterrupted(execution.id, reason) from None
         return self._finish(execution, "Succeeded", None)
+
+    def _run_steps(
+        self,
+        execution: Execution,
+        steps: list[PlannedStep],
+        states: dict[str, dict[str, Any]],
+        scope: Scope,
+    ) -> None:
+        for step in steps:
+            if step.name in states:
+                self.echo(f"[{step.name}] already succeeded in this execution, kept")
+                continue
+            if not self._should_run(step, states):
+                state = {"name": step.name, "type": step.type, "status": "NotExecuted"}
+                execution.write_step_state(step.name, state)
+                states[step.name] = state
+                continue
+            states[step.name] = self._run_step(execution, step, scope)
 
     def _should_run(self, step: PlannedStep, states: Mapping[str, Mapping[str, Any]]) -> bool:
         if any(states.get(dependency, {}).get("status") == "NotExecuted" for dependency in step.depends_on):
@@ -285,8 +297,8 @@ class LocalEngine:
         except PipelineFailed as failure:
             self._record_failure(execution, state, started, str(failure))
             raise
-        except KeyboardInterrupt:
-            self._record_failure(execution, state, started, "interrupted")
+        except KeyboardInterrupt as interrupt:
+            self._record_failure(execution, state, started, interrupt_reason(interrupt))
             raise
         except Exception as error:
             message = f"{type(error).__name__}: {error}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -12,10 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
+from click.testing import CliRunner
 
+from pipeline.config import LOCAL_CONFIG
 from pipeline.local.context import EngineSettings
 from pipeline.local.engine import DefinitionError, LocalEngine
+from pipeline.local.interrupt import ExecutionInterrupted
 from pipeline.local.store import ObjectStore
 
 from .definitions import BUCKET, definition, get, join, processing_step, stage_script
@@ -287,3 +292,84 @@ def test_resume_after_the_engine_process_is_killed(engine: LocalEngine, tmp_path
     resumed = engine.resume(killed.id)
     assert resumed.status == "Succeeded"
     assert (tmp_path / "counter").read_text().splitlines() == ["make", "flaky", "flaky"]
+
+
+def _processes_with_env(name: str, value: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get(name) == value:
+                found.append(process)
+    return found
+
+
+def test_sigterm_stops_the_execution_and_its_job_and_resume_finishes_it(
+    engine: LocalEngine, tmp_path: Path
+) -> None:
+    """``kill`` of the engine alone (SIGTERM, not its process group) takes Ctrl-C's path: the running job
+    (its own session) is terminated too, the execution reads Stopped, and --resume keeps First."""
+    root = engine.settings.root
+    definition_path = tmp_path / "definition.json"
+    definition_path.write_text(json.dumps(two_step_definition(engine.store, tmp_path)))
+    block = tmp_path / "block"
+    block.touch()
+    program = (
+        "import json, sys; from pathlib import Path; from pipeline.local.context import EngineSettings; "
+        "from pipeline.local.engine import LocalEngine; "
+        "from pipeline.local.interrupt import ExecutionInterrupted\n"
+        "try:\n"
+        f"    LocalEngine(EngineSettings(root=Path({str(root)!r})))"
+        f".start(json.loads(Path({str(definition_path)!r}).read_text()), 't')\n"
+        "except ExecutionInterrupted as stop:\n"
+        "    print('STOPPED', stop.execution_id, stop.reason); sys.exit(130)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", program],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _processes_with_env("BLOCK", str(block)) or "flaky" not in (
+            (tmp_path / "counter").read_text() if (tmp_path / "counter").exists() else ""
+        ):
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "the engine never reached step Second"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stopped = engine.executions.latest()
+    assert process.returncode == 130 and f"STOPPED {stopped.id} interrupted (SIGTERM)" in output, output
+    assert stopped.record["status"] == "Stopped"
+    assert stopped.step_state("First")["status"] == "Succeeded"
+    assert stopped.step_state("Second")["failure_reason"] == "interrupted (SIGTERM)"
+    assert _processes_with_env("BLOCK", str(block)) == []  # the job did not outlive the engine
+
+    block.unlink()
+    resumed = engine.resume(stopped.id)
+    assert resumed.status == "Succeeded"
+    assert (tmp_path / "counter").read_text().splitlines() == ["make", "flaky", "flaky"]
+
+
+def test_an_interrupted_run_exits_130_naming_the_resume_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hint names the same --config: executions live under that config's local.root."""
+    import pipeline.local.run
+    from pipeline.cli import cli
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise ExecutionInterrupted("20260101-000000-abcdef", "interrupted (Ctrl-C)")
+
+    monkeypatch.setattr(pipeline.local.run, "run_local", interrupted)
+    config = tmp_path / "my config.yaml"
+    config.write_text(LOCAL_CONFIG.read_text())
+    result = CliRunner().invoke(cli, ["run", "--config", str(config)])
+    assert result.exit_code == 130, result.output
+    assert "execution 20260101-000000-abcdef Stopped: interrupted (Ctrl-C)" in result.output
+    assert f"dogpipe run --config '{config}' --resume 20260101-000000-abcdef" in result.output

@@ -1,0 +1,57 @@
+"""Stopping a local execution from outside: Ctrl-C, ``kill`` (SIGTERM) or a closed terminal (SIGHUP).
+
+Every job runs in its own session (so a Ctrl-C reaches the engine first, which then stops the job's
+whole process group). A SIGTERM or SIGHUP sent to the engine alone would kill it without that cleanup:
+the job would run on orphaned and the execution would read ``Executing`` forever. While an execution
+runs, both signals therefore raise :class:`KeyboardInterrupt`, taking the same path as Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class ExecutionInterrupted(KeyboardInterrupt):
+    """An execution stopped by a signal; it is recorded ``Stopped`` and ``--resume`` finishes it."""
+
+    def __init__(self, execution_id: str, reason: str) -> None:
+        super().__init__(execution_id, reason)
+        self.execution_id = execution_id
+        self.reason = reason
+
+
+def interrupt_reason(interrupt: KeyboardInterrupt) -> str:
+    """``interrupted (SIGTERM)`` for a signal this module turned into an interrupt, else Ctrl-C's."""
+    name = interrupt.args[0] if interrupt.args and isinstance(interrupt.args[0], str) else "Ctrl-C"
+    return f"interrupted ({name})"
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def terminating_signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt; the previous handlers come back after.
+
+    Only the main thread can set handlers (elsewhere this does nothing), and a signal the caller chose to
+    ignore (``nohup``) stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for signum in TERMINATING_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, _raise_interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
