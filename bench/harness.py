@@ -45,6 +45,24 @@ def measure(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 3) -> Timi
     return Timing(samples)
 
 
+def measure_interleaved(
+    cases: dict[str, Callable[[], Any]], *, warmup: int = 1, repeats: int = 3
+) -> dict[str, Timing]:
+    """Like :func:`measure` for several cases, taking turns (A B C A B C ...), so that a change in the
+    machine's load during the run (other processes, thermal limits) hits every case alike and their
+    ratios stay fair."""
+    for _ in range(warmup):
+        for fn in cases.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: Timing(values) for name, values in samples.items()}
+
+
 @dataclass
 class Row:
     """One line of the results table: a measured rate or latency with its spread."""

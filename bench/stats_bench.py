@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from bench.harness import Report, measure
+from bench.harness import Report, measure_interleaved
 from bench.photos import write_photos
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training_code"))
@@ -53,12 +53,21 @@ def run(report: Report, *, quick: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         paths = write_photos(root, images)
-        ours = measure(lambda: dogdata.compute_stats(paths, IMAGE_SIZE, num_workers=cores), repeats=repeats)
-        seed = measure(lambda: seed_style_stats(root), repeats=repeats)
-        limit = measure(lambda: one_core_decode_resize(paths), repeats=repeats)
-    ours_rate = report.rate("stats", "dogpipe compute_stats (torchdata.nodes)", ours, images, "img/s")
-    seed_rate = report.rate("stats", "seed: ImageFolder+DataLoader+PIL", seed, images, "img/s")
-    core_rate = report.rate("stats", "one core decode+resize (limit / cores)", limit, images, "img/s")
+        timings = measure_interleaved(
+            {
+                "ours": lambda: dogdata.compute_stats(paths, IMAGE_SIZE, num_workers=cores),
+                "seed": lambda: seed_style_stats(root),
+                "limit": lambda: one_core_decode_resize(paths),
+            },
+            repeats=repeats,
+        )
+    ours_rate = report.rate(
+        "stats", "dogpipe compute_stats (torchdata.nodes)", timings["ours"], images, "img/s"
+    )
+    seed_rate = report.rate("stats", "seed: ImageFolder+DataLoader+PIL", timings["seed"], images, "img/s")
+    core_rate = report.rate(
+        "stats", "one core decode+resize (limit / cores)", timings["limit"], images, "img/s"
+    )
     report.ratio("stats", "dogpipe / seed-style", ours_rate / seed_rate, ">= 4")
     report.ratio(
         "stats", f"dogpipe / limit ({cores} cores x one core)", ours_rate / (core_rate * cores), ">= 0.7"
