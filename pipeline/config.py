@@ -165,7 +165,7 @@ class HookConfig(_Strict):
 
     save_interval: int = Field(100, ge=1)
     eval_save_interval: int = Field(10, ge=1)
-    collections: list[str] = ["losses", "gradients", "weights", "biases", "relu_output"]
+    collections: list[str] = ["losses", "gradients", "weights", "biases", "relu_output", "relu_input"]
 
 
 class RuleSetting(_Strict):

@@ -19,6 +19,7 @@ from smdebug.core.modes import ModeKeys  # noqa: E402
 from smdebug.trials import create_trial  # noqa: E402
 
 from training_code import debug_rules  # noqa: E402
+from training_code.debugger_hook import HookSettings, create_debugger, register_model  # noqa: E402
 from training_code.dogrules import RULES, evaluate_rule  # noqa: E402
 
 nn = torch.nn
@@ -48,16 +49,12 @@ def write_trace(out_dir: Path, kind: str, epochs: int) -> Path:
     model = nn.Sequential(*layers)
 
     # The loss-only scenarios save only losses: writing tensors is most of a test's time.
-    collections = ["losses"] if kind in LOSS_ONLY else ["losses", "gradients", "relu_output"]
+    collections = ["losses"] if kind in LOSS_ONLY else ["losses", "gradients", "relu_input"]
     hook = smd.Hook(
         out_dir=str(out_dir), save_config=smd.SaveConfig(save_interval=1), include_collections=collections
     )
-    for module in model.modules():
-        if isinstance(module, nn.ReLU):
-            hook.get_collection("relu_output").add_module_tensors(module, outputs=True)
-    hook.register_module(model)
     loss_fn = nn.CrossEntropyLoss()
-    hook.register_loss(loss_fn)
+    register_model(hook, model, loss_fn)  # relu_input by module type, as train.py's hook does
 
     true_weights = torch.randn(16, 4, generator=generator)
 
@@ -125,6 +122,92 @@ def test_rule_fire_quiet_matrix(verdicts: dict, kind: str, rule: str, expected: 
     if expected == "IssuesFound":
         assert isinstance(result["first_step"], int)
     json.dumps(result)  # rules.json must be able to hold it
+
+
+def test_activation_check_reads_relu_inputs_named_as_aws_expects(trials: dict[str, object]) -> None:
+    """The hook saves ReLU inputs as ``<module>_relu_input`` (AWS's default regex), before the ReLU."""
+    names = trials["healthy"].tensor_names(regex=[".*relu_input"])
+    assert names == ["1_relu_input", "3_relu_input", "5_relu_input"]
+    inputs = trials["healthy"].tensor("1_relu_input").value(0)
+    assert (inputs < 0).any()  # a pre-activation, not the ReLU's (in place) output
+    finding = _activation_findings(evaluate_rule(trials["tiny_init"], "poor_weight_initialization"))[0]
+    assert finding["fires"] and finding["ratio"] > 1e3
+
+
+def _smooth_images(count: int, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Natural-image-like inputs: low-frequency noise (neighbouring pixels correlate, as in photos)."""
+    low = torch.randn(count, 3, 6, 6, generator=generator)
+    images = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    return images, torch.randint(0, 3, (count,), generator=generator)
+
+
+def write_cnn_trace(out_dir: Path, weight_scale: float) -> Path:
+    """A few training steps of torchvision's squeezenet1_1, initialised as torchvision does (then scaled
+    by ``weight_scale``), through the hook train.py uses (``create_debugger``), saving every step."""
+    from training_code.models import build_model
+
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    model = build_model("squeezenet1_1", 3, pretrained=False)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(weight_scale)
+    criterion = nn.CrossEntropyLoss()
+    settings = HookSettings(
+        out_dir=out_dir, save_interval=1, collections=("losses", "gradients", "relu_input")
+    )
+    debugger = create_debugger(model, criterion, enabled=True, config_path=None, settings=settings)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    debugger.set_mode("train")
+    for _ in range(3):
+        x, y = _smooth_images(8, 48, generator)
+        optimizer.zero_grad()
+        criterion(model(x), y).backward()
+        optimizer.step()
+    debugger.close()
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def cnn_verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    return {
+        kind: evaluate_rule(
+            create_trial(str(write_cnn_trace(tmp_path_factory.mktemp(kind) / "trace", scale))),
+            "poor_weight_initialization",
+        )
+        for kind, scale in {"healthy": 1.0, "weights_x1e-3": 1e-3}.items()
+    }
+
+
+def _activation_findings(result: dict) -> list[dict]:
+    return [f for f in result["evidence"]["findings"] if f["check"] == "activation_variance_vs_median"]
+
+
+def test_healthy_torchvision_cnn_has_commensurate_activation_variances(cnn_verdicts: dict) -> None:
+    """torchvision's own squeezenet1_1 initialisation: every layer within 10x of the median layer."""
+    healthy = cnn_verdicts["healthy"]
+    assert healthy["evidence"]["activation_layers"] == 25  # every ReLU before the head
+    findings = _activation_findings(healthy)
+    assert len(findings) == 3 and not any(f["fires"] for f in findings), json.dumps(findings, indent=1)
+
+
+def test_torchvision_cnn_with_tiny_weights_fires_poor_weight_initialization(cnn_verdicts: dict) -> None:
+    result = cnn_verdicts["weights_x1e-3"]
+    assert result["status"] == "IssuesFound" and result["first_step"] == 0
+    assert _activation_findings(result)[0]["fires"]
+
+
+def test_pretrained_backbone_activations_are_not_judged_as_an_initialisation(tmp_path: Path) -> None:
+    from training_code.models import build_model
+
+    model = build_model("squeezenet1_1", 3, pretrained=False)
+    settings = HookSettings(out_dir=tmp_path / "trace", save_interval=1, collections=("losses", "relu_input"))
+    debugger = create_debugger(
+        model, nn.CrossEntropyLoss(), enabled=True, config_path=None, settings=settings, pretrained=True
+    )
+    model(torch.zeros(2, 3, 32, 32))
+    debugger.close()
+    assert create_trial(str(tmp_path / "trace")).tensor_names(regex=[".*relu_input"]) == []
 
 
 def test_evidence_carries_the_figures(verdicts: dict) -> None:

@@ -214,7 +214,7 @@ def test_hyperparameters_from_sm_hps_with_command_line_winning(monkeypatch: pyte
     monkeypatch.setenv("SM_HPS", json.dumps({"lr": 0.5, "batch_size": 16, "pretrained": False, "epochs": 9}))
     args = train.parse_args(["--batch-size", "4", "--lr", "0.01", "--sagemaker_program", "train.py"])
     assert (args.lr, args.batch_size, args.pretrained, args.epochs) == (0.01, 4, False, 9)
-    assert args.collections == ("losses", "gradients", "weights", "biases", "relu_output")
+    assert args.collections == ("losses", "gradients", "weights", "biases", "relu_output", "relu_input")
     assert train.parse_args(["--collections", '["losses"]', "--max_steps_per_epoch", "none"]).collections == (
         "losses",
     )

@@ -8,6 +8,11 @@ Pitfalls handled here rather than in train.py:
 
 * ``relu_output`` is filled by module *type*: the usual ``.*relu_output`` regex matches module names,
   and squeezenet's ReLUs are called ``features.0.1`` and mobilenet's are ``ReLU6`` (not an ``nn.ReLU``).
+* ``relu_input`` (what AWS's PoorWeightInitialization reads, regex ``.*relu_input``) is captured by a
+  forward *pre*-hook and named ``<module>_relu_input``: torchvision's ReLUs run in place, so smdebug's own
+  input capture (after the forward) would record the output. Only at save steps (one clone per ReLU).
+  It holds only the activations before the head of a network this run initialised (none when the
+  backbone is pretrained): see :func:`initialised_activations`.
 * Frozen parameters have no gradient; registering a gradient hook on them raises "cannot register a
   hook on a tensor that doesn't require gradient" (aws/sagemaker-python-sdk#1401, transfer learning;
   smdebug < 0.7.2 and the containers' zero-code-change hook). smdebug >= 0.7.2 skips parameters that do
@@ -33,8 +38,9 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 Mode = Literal["train", "eval"]
-DEFAULT_COLLECTIONS = ("losses", "gradients", "weights", "biases", "relu_output")
+DEFAULT_COLLECTIONS = ("losses", "gradients", "weights", "biases", "relu_output", "relu_input")
 RELU_OUTPUT = "relu_output"
+RELU_INPUT = "relu_input"
 # The ReLU family, whose outputs the PoorWeightInitialization rule compares across layers.
 RELU_TYPES: tuple[type[nn.Module], ...] = (
     nn.ReLU,
@@ -86,6 +92,45 @@ def activation_modules(model: nn.Module) -> list[nn.Module]:
     return [module for module in model.modules() if isinstance(module, OTHER_ACTIVATION_TYPES)]
 
 
+def initialised_activations(model: nn.Module, *, pretrained: bool) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of the activation layers whose inputs show how this run's initialisation
+    propagates the signal: those before the classification head when the network starts from scratch;
+    none when its backbone is pretrained (the variances then reflect what the layers learnt, and dogpipe's
+    new heads hold no activation). An activation on the head's output (squeezenet's ReLU on the logits)
+    is left out: the head is initialised small on purpose (std 0.01), so near-uniform first predictions
+    would read as a collapsed signal."""
+    if pretrained:
+        return []
+    try:  # package layout (tests, local engine) or side by side in the container
+        from .models import find_head
+    except ImportError:  # pragma: no cover - container layout
+        from models import find_head  # type: ignore[no-redef]
+
+    _, head = find_head(model)
+    wanted = {id(module) for module in activation_modules(model)}
+    chosen = []
+    for name, module in model.named_modules():
+        if module is head:
+            break
+        if id(module) in wanted:
+            chosen.append((name, module))
+    return chosen
+
+
+class _ReluInputSaver:
+    """Forward pre-hook saving an activation's input before an in-place ReLU overwrites it, only at the
+    steps where the hook saves the ``relu_input`` collection."""
+
+    def __init__(self, hook, tensor_name: str) -> None:
+        self.hook = hook
+        self.tensor_name = tensor_name
+
+    def __call__(self, module: nn.Module, inputs: tuple) -> None:
+        # smdebug caches this set per step; the top module's pre-hook has already advanced the step.
+        if any(c.name == RELU_INPUT for c in self.hook._get_collections_to_save_for_step()):
+            self.hook.save_tensor(self.tensor_name, inputs[0].detach().clone(), RELU_INPUT)
+
+
 def _refuse_finished_trace(out_dir: str | os.PathLike[str]) -> None:
     """smdebug refuses to write into a finished trace; say so before training, naming the folder."""
     from smdebug.core.access_layer.utils import has_training_ended
@@ -128,12 +173,20 @@ def _hook_from_file(config_path: Path):  # -> smdebug.pytorch.Hook
     return smd.Hook.create_from_json_file(str(config_path))
 
 
-def register_model(hook, model: nn.Module, criterion: nn.Module) -> None:
-    """Attach the hook to ``model`` (forward outputs, weights, gradients) and ``criterion`` (losses)."""
-    if RELU_OUTPUT in (hook.include_collections or []):
+def register_model(hook, model: nn.Module, criterion: nn.Module, *, pretrained: bool = False) -> None:
+    """Attach the hook to ``model`` (forward outputs, weights, gradients) and ``criterion`` (losses).
+    ``pretrained``: the backbone's weights were loaded, so ``relu_input`` skips its activations."""
+    collections = hook.include_collections or []
+    if RELU_OUTPUT in collections:
         relu_collection = hook.get_collection(RELU_OUTPUT)
         for module in activation_modules(model):
             relu_collection.add_module_tensors(module, inputs=False, outputs=True)
+    if RELU_INPUT in collections:
+        collection = hook.get_collection(RELU_INPUT)
+        if not collection.include_regex:  # smdebug refuses an empty collection; AWS's config uses this
+            collection.include(".*relu_input")
+        for name, module in initialised_activations(model, pretrained=pretrained):
+            module.register_forward_pre_hook(_ReluInputSaver(hook, f"{name}_relu_input"))
     hook.register_module(model)
     hook.register_loss(criterion)
 
@@ -184,9 +237,11 @@ def create_debugger(
     enabled: bool,
     config_path: str | os.PathLike[str] | None,
     settings: HookSettings,
+    pretrained: bool = False,
 ) -> Debugger:
     """The hook for this run: from ``config_path`` when that file exists (the platform's
-    ``debughookconfig.json``), else from ``settings``; a no-op :class:`Debugger` when disabled."""
+    ``debughookconfig.json``), else from ``settings``; a no-op :class:`Debugger` when disabled.
+    ``pretrained``: the model's backbone weights were loaded rather than initialised by this run."""
     if not enabled:
         return Debugger(None)
     config_file = Path(config_path) if config_path else None
@@ -196,5 +251,5 @@ def create_debugger(
     else:
         log.info("Debugger hook configured from hyperparameters, trace in %s", settings.out_dir)
         hook = _hook_from_settings(settings)
-    register_model(hook, model, criterion)
+    register_model(hook, model, criterion, pretrained=pretrained)
     return Debugger(hook)

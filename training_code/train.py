@@ -596,6 +596,7 @@ def _run(args: argparse.Namespace, world: World, device: torch.device) -> Histor
             eval_save_interval=args.eval_save_interval,
             collections=tuple(args.collections),
         ),
+        pretrained=args.pretrained,
     )
     profiler = TrainingProfiler(
         output_dir / "profiler",
