@@ -12,12 +12,12 @@ from pathlib import Path
 import click
 
 from pipeline.cli_aws import AWS_COMMANDS
-from pipeline.cli_options import config_option, read_config, read_definition_file
+from pipeline.cli_options import FileErrorsAsMessages, config_option, read_config, read_definition_file
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.cli import LOCAL_COMMANDS
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=FileErrorsAsMessages, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dogpipe")
 def cli() -> None:
     """dogpipe: fine-tune a CNN on dog breeds as a SageMaker Pipeline, on SageMaker or on this machine."""

@@ -7,10 +7,26 @@ command group that registers those modules (which made ``python -m pipeline.cli`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from pipeline.config import DEFAULT_CONFIG, ConfigError, PipelineConfig, load_config
+
+
+class FileErrorsAsMessages(click.Group):
+    """Every command's file errors (an ``-o`` into a missing folder, a read-only ``OUT_DIR``) end with one
+    line naming the file and exit 1, instead of a traceback; each command need not guard each write.
+    OSErrors that name no file (sockets, broken pipes) are not the user's paths and propagate."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as error:
+            if error.filename is None:
+                raise
+            raise click.ClickException(f"{error.filename}: {error.strerror or error}") from None
+
 
 config_option = click.option(
     "--config",

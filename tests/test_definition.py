@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import botocore.client
 import pytest
 import requests
 import urllib3
+from click.testing import CliRunner
 
+from pipeline.cli import cli
 from pipeline.config import DEFAULT_CONFIG, load_config, parse_config
 from pipeline.definition import build_definition
 from tests.golden.regenerate import CODE_SHA256_PLACEHOLDER, GOLDEN
@@ -128,3 +131,18 @@ def test_switches_change_the_dag() -> None:
         "training_output",
         "code",
     ]
+
+
+@pytest.mark.parametrize("command", [["definition", "-o"], ["sample-data"]])
+def test_an_output_path_that_cannot_be_written_is_one_line_naming_it(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Shared by every command (the CLI group): an OSError on a user's path exits 1 without a traceback."""
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    target = blocker / "out"
+    result = CliRunner().invoke(cli, [*command, str(target)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.output.startswith(f"Error: {target}") and "Not a directory" in result.output
+    assert blocker.read_text() == "not a folder"
