@@ -320,6 +320,8 @@ def load_config(path: Path | str) -> PipelineConfig:
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8: {error.reason})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:

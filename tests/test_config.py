@@ -67,6 +67,9 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(tmp_path / "list.yaml")
+    (tmp_path / "image.yaml").write_bytes(b"\xff\xd8\xff\xe0 a JPEG saved as YAML")
+    with pytest.raises(ConfigError, match=r"image\.yaml: not a YAML text file"):
+        load_config(tmp_path / "image.yaml")
 
 
 def test_relative_local_root_is_resolved_at_load_time(
