@@ -85,12 +85,12 @@ def test_an_image_gets_the_models_top_k_breeds(
     assert reply["model_version"].startswith("sha256:") and reply["latency_ms"] > 0
 
 
-def test_the_served_model_is_traced_and_agrees_with_eager(
+def test_the_served_model_is_optimized_and_agrees_with_eager(
     served: inference.ServedModel, model_dir: Path
 ) -> None:
     traced = served
     eager = inference.load_model(model_dir, optimize="eager")
-    assert (traced.optimized, eager.optimized) == ("trace", "eager")
+    assert (traced.optimized, eager.optimized) == (inference.DEFAULT_OPTIMIZE, "eager")
     batch = torch.stack([traced.preprocess(image_bytes(color)) for color in COLORS])
     assert torch.allclose(traced.probabilities(batch), eager.probabilities(batch), atol=1e-5)
 
@@ -197,7 +197,7 @@ def test_inference_runs_from_model_tar_code_dir_like_the_container(tmp_path: Pat
     code = tmp_path / "code"
     code.mkdir()
     source = Path(inference.__file__).parent
-    for name in ("inference.py", "models.py", "dogdata.py"):
+    for name in ("inference.py", "models.py", "dogdata.py", "model_optimize.py"):
         shutil.copy(source / name, code / name)
     payload = tmp_path / "dog.jpg"
     payload.write_bytes(image_bytes(COLORS[2]))

@@ -17,7 +17,8 @@ SageMaker inference toolkit is importable (inside the container) it subclasses t
 
 The toolkit calls each handler with exactly the standard arguments, so tunables come from the
 container environment (set by the Deploy step): ``DOGPIPE_TOP_K``, ``DOGPIPE_MAX_BATCH``,
-``DOGPIPE_MODEL_VERSION``, ``DOGPIPE_OPTIMIZE`` (``trace`` or ``eager``). ``dogpipe serve`` passes the
+``DOGPIPE_MODEL_VERSION``, ``DOGPIPE_OPTIMIZE`` (``onednn``, ``compile``, ``trace`` or ``eager``; see
+``model_optimize``). ``dogpipe serve`` passes the
 same settings as arguments to :func:`load_model` and :func:`parse_request`.
 """
 
@@ -30,7 +31,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +41,10 @@ from PIL import Image
 from torch import nn
 
 if __package__:  # imported as training_code.inference (tests, dogpipe serve)
-    from . import dogdata, models
+    from . import dogdata, model_optimize, models
 else:  # inside the serving container: code/ is on sys.path
     import dogdata  # type: ignore[no-redef]
+    import model_optimize  # type: ignore[no-redef]
     import models  # type: ignore[no-redef]
 
 try:  # present only inside the SageMaker inference containers
@@ -58,7 +59,8 @@ IMAGE_TYPES: frozenset[str] = frozenset({"image/jpeg", "image/png", "application
 ACCEPTED_TYPES: frozenset[str] = IMAGE_TYPES | {JSON_TYPE}
 DEFAULT_TOP_K = 3
 DEFAULT_MAX_BATCH = 16
-OPTIMIZE_MODES = ("trace", "eager")
+OPTIMIZE_MODES = model_optimize.OPTIMIZE_MODES
+DEFAULT_OPTIMIZE = model_optimize.DEFAULT_OPTIMIZE
 
 
 class _RequestErrorBase(Exception if _ToolkitError is None else _ToolkitError):  # type: ignore[misc]
@@ -125,8 +127,8 @@ class NormalizedClassifier(nn.Module):
 
 @dataclass
 class ServedModel:
-    """The loaded classifier with everything a prediction needs: the network (traced and frozen when
-    that was exact), the class names, the image size, and the reply settings."""
+    """The loaded classifier with everything a prediction needs: the network (optimised by
+    ``model_optimize`` when that was exact), the class names, the image size, and the reply settings."""
 
     classifier: nn.Module
     classes: list[str]
@@ -208,49 +210,12 @@ def _weights_version(model_dir: Path) -> str:
     return "sha256:" + models.sha256_of(model_dir / models.MODEL_WEIGHTS_FILE)[:12]
 
 
-def optimize_classifier(classifier: nn.Module, image_size: int, mode: str = "trace") -> tuple[nn.Module, str]:
-    """``channels_last``, then (``mode="trace"``) ``torch.jit.trace`` + ``freeze``, which folds batch
-    norms, fuses the normalisation and drops Python dispatch (see ``bench/serving.py`` for the gain).
-
-    The traced graph is kept only if it gives the eager answers on a batch of another size than the one
-    traced (a forward that depends on shapes would not); otherwise eager is served and the reason logged.
-    Returns the module and the mode actually used.
-    """
-    if mode not in OPTIMIZE_MODES:
-        raise ValueError(f"optimize mode must be one of {OPTIMIZE_MODES}, got {mode!r}")
-    classifier = classifier.eval().to(memory_format=torch.channels_last)
-    if mode == "eager":
-        return classifier, "eager"
-    generator = torch.Generator().manual_seed(0)
-    example = torch.randint(0, 256, (1, 3, image_size, image_size), dtype=torch.uint8, generator=generator)
-    check = torch.randint(0, 256, (3, 3, image_size, image_size), dtype=torch.uint8, generator=generator)
-    try:
-        with torch.inference_mode():
-            expected = classifier(check)
-        with torch.no_grad(), warnings.catch_warnings():
-            # torch 2.9+ marks TorchScript deprecated; it is still the one ahead-of-time optimisation
-            # that pays on CPU without torch.compile's 10-20 s warm-up (load happens before serving).
-            warnings.simplefilter("ignore", FutureWarning)
-            traced = torch.jit.freeze(torch.jit.trace(classifier, example, check_trace=False))
-        with torch.inference_mode():
-            for _ in range(2):  # the first calls of a frozen graph run its optimisation passes
-                traced(example)
-            got = traced(check)
-    except Exception as error:  # tracing unsupported Python control flow raises many types
-        log.warning("serving the eager model: tracing failed: %s", error)
-        return classifier, "eager"
-    if not torch.allclose(got, expected, rtol=1e-3, atol=1e-5):
-        log.warning("serving the eager model: the traced model disagrees with it")
-        return classifier, "eager"
-    return traced, "trace"
-
-
 def load_model(
     model_dir: str | Path,
     *,
     top_k: int = DEFAULT_TOP_K,
     version: str | None = None,
-    optimize: str = "trace",
+    optimize: str = DEFAULT_OPTIMIZE,
 ) -> ServedModel:
     """Load ``model.pth`` + ``model_info.json`` from ``model_dir`` (``weights_only=True``, through
     ``models.load_trained_model``) and prepare it for serving."""
@@ -265,7 +230,7 @@ def load_model(
             f"{model_dir}: model_info.json lists {len(classes)} classes for num_classes {info['num_classes']}"
         )
     image_size = int(info["image_size"])
-    classifier, used = optimize_classifier(
+    classifier, used = model_optimize.optimize_classifier(
         NormalizedClassifier(network, info["mean"], info["std"]), image_size, optimize
     )
     return ServedModel(
@@ -367,7 +332,7 @@ def render(prediction: dict[str, Any], accept: str | None) -> str:
 
 def model_fn(model_dir: str) -> ServedModel:
     """Load the model the container was given; tunables come from the endpoint's environment."""
-    optimize = os.environ.get("DOGPIPE_OPTIMIZE", "trace")
+    optimize = os.environ.get("DOGPIPE_OPTIMIZE") or DEFAULT_OPTIMIZE
     return load_model(
         model_dir,
         top_k=_env_int("DOGPIPE_TOP_K", DEFAULT_TOP_K),

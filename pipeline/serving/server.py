@@ -1,8 +1,9 @@
 """Start the server: resolve and load the model, size the threads, run uvicorn, announce the URL.
 
-The model is loaded (and traced) before the socket listens, so a client that can connect gets a
-loaded model and ``/ping`` is 200. ``url_file`` is written once uvicorn accepts connections, which
-lets a script start ``--port 0`` and learn the port without parsing logs.
+The model is loaded (and optimised by ``training_code/model_optimize.py``) before the socket listens,
+so a client that can connect gets a loaded model and ``/ping`` is 200. ``url_file`` is written once
+uvicorn accepts connections, which lets a script start ``--port 0`` and learn the port without parsing
+logs.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class ServeOptions:
     max_batch: int = 16
     workers: int = 2
     threads: int | None = None
-    optimize: str = "trace"
+    optimize: str = "onednn"  # training_code.model_optimize.DEFAULT_OPTIMIZE, without importing torch
     model_version: str | None = None
     url_file: Path | None = None
     log_level: str = "info"
