@@ -1,43 +1,54 @@
-"""Endpoint latency and throughput: bare eager ``predict_fn`` vs the served (traced) model over HTTP.
+"""Endpoint latency and throughput: bare eager ``predict_fn`` vs each optimisation vs what ``dogpipe serve``
+serves by default, over HTTP.
 
-One squeezenet1_1 (random weights, 10 breeds, 224 px) and one 500x375 JPEG, measured in this run:
-- eager predict_fn: ``inference.load_model(optimize="eager")`` called in-process, with torch's default
-  threads and with one thread; the faster is the baseline of issue 6 (a plain handler, no server);
-- traced predict_fn: the same call on the model ``model_fn`` serves (``jit.trace`` + ``freeze``);
-- HTTP p50: ``python -m pipeline.serving`` on loopback, one request at a time (client, HTTP, JSON and
-  the thread hop included);
-- HTTP req/s: 8 concurrent clients;
-- batch of 8 vs 8 single forwards in-process: what batching concurrent requests could gain at most.
+For each default model (squeezenet1_1 at 224 px, SageMaker; mobilenet_v2 at 96 px, the local demo), with
+random weights, 10 breeds and one 500x375 JPEG, every case taking turns (``measure_interleaved``) so load
+from other processes hits them alike:
+- eager predict_fn: ``inference.load_model(optimize="eager")`` in-process with torch's default threads
+  and with one; the faster is the baseline of issue 6 (a plain handler, no server);
+- trace / onednn / compile predict_fn, one thread (what each of the server's 2 workers gets on 2 cores);
+  compile is left out of ``--quick``;
+- HTTP: ``python -m pipeline.serving`` with its default ``--optimize`` on loopback, one request at a
+  time over a keep-alive connection (stdlib ``http.client``, so the figure is the server's, not a client
+  library's), and the same through ``httpx``;
+- server start (model load + optimisation until it accepts connections) and in-process load per mode;
+- req/s at 1, 4 and 16 concurrent clients; batch of 8 vs 8 single forwards in-process.
 """
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
 from PIL import Image
 
-from bench.harness import Report, measure
-from training_code import inference, models
+from bench.harness import Report, Row, Timing, measure, measure_interleaved
+from training_code import inference, model_optimize, models
 
 REPO = Path(__file__).resolve().parent.parent
+#: (architecture, image size, what uses it)
+MODELS = (("squeezenet1_1", 224, "SageMaker default"), ("mobilenet_v2", 96, "local demo"))
+CONCURRENCY = (1, 4, 16)
 
 
-def write_model(directory: Path, image_size: int, classes: int = 10) -> Path:
+def write_model(
+    directory: Path, image_size: int, classes: int = 10, architecture: str = "squeezenet1_1"
+) -> Path:
     torch.manual_seed(0)
-    torch.save(
-        models.build_model("squeezenet1_1", classes).state_dict(), directory / models.MODEL_WEIGHTS_FILE
-    )
+    torch.save(models.build_model(architecture, classes).state_dict(), directory / models.MODEL_WEIGHTS_FILE)
     info = {
-        "architecture": "squeezenet1_1",
+        "architecture": architecture,
         "num_classes": classes,
         "classes": [f"{i:03d}.breed" for i in range(classes)],
         "image_size": image_size,
@@ -58,108 +69,177 @@ def photo_jpeg(width: int = 500, height: int = 375) -> bytes:
     return buffer.getvalue()
 
 
-def latencies_ms(fn, count: int) -> list[float]:
-    fn()
-    samples = []
-    for _ in range(count):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
-
-
-def start_server(model_dir: Path, url_file: Path, log: Path) -> subprocess.Popen:
+def start_server(model_dir: Path, url_file: Path, log: Path, *options: str) -> subprocess.Popen:
+    """``python -m pipeline.serving MODEL --port 0`` (plus ``options``), returned once it accepts
+    connections."""
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.serving",
+        str(model_dir),
+        "--port",
+        "0",
+        "--url-file",
+        str(url_file),
+    ]
     with log.open("wb") as stream:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipeline.serving",
-                str(model_dir),
-                "--port",
-                "0",
-                "--url-file",
-                str(url_file),
-            ],
-            cwd=REPO,
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 180
+        process = subprocess.Popen([*command, *options], cwd=REPO, stdout=stream, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
     while not url_file.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
+        time.sleep(0.05)
     return process
 
 
-CONCURRENCY = (1, 4, 16)
+def keep_alive_post(url: str, payload: bytes) -> Callable[[], None]:
+    """One POST /invocations per call over one persistent connection, checked for a 200."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    headers = {"Content-Type": "image/jpeg", "Accept": "application/json"}
+
+    def post() -> None:
+        connection.request("POST", "/invocations", body=payload, headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+
+    return post
 
 
-def run(report: Report, *, quick: bool = False) -> None:
+def with_threads(threads: int, fn: Callable[[], object]) -> Callable[[], None]:
+    """``fn`` under ``threads`` intra-op threads (setting the count costs microseconds)."""
+
+    def call() -> None:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            fn()
+        finally:
+            torch.set_num_threads(previous)
+
+    return call
+
+
+def load_modes(
+    model_dir: Path, modes: tuple[str, ...], report: Report, tag: str
+) -> dict[str, inference.ServedModel]:
+    """Each mode loaded in-process, its load time recorded. ``trace`` is loaded (and warmed, which fixes
+    its plan) before ``onednn`` switches TorchScript's process-wide fusion on, so it stays plain."""
+    served = {}
+    for mode in modes:
+        started = time.perf_counter()
+        served[mode] = inference.load_model(model_dir, optimize=mode)
+        seconds = time.perf_counter() - started
+        if served[mode].optimized != mode:
+            raise RuntimeError(f"{tag}: optimize={mode} fell back to {served[mode].optimized}; see the log")
+        report.rows.append(Row("endpoint", f"{tag} load, optimize={mode}", "s", seconds, seconds, seconds))
+    return served
+
+
+def throughput(url: str, payload: bytes, requests: int) -> dict[int, float]:
+    """Requests per second with ``CONCURRENCY`` clients sharing one connection pool."""
     import httpx
 
-    image_size, count, concurrent_requests = (64, 10, 16) if quick else (224, 60, 160)
+    rates: dict[int, float] = {}
+    headers = {"Content-Type": "image/jpeg"}
+    with httpx.Client(base_url=url, timeout=60) as client:
+
+        def post(_: int) -> int:
+            return client.post("/invocations", content=payload, headers=headers).status_code
+
+        for clients in CONCURRENCY:
+            with ThreadPoolExecutor(max_workers=clients) as pool:
+                started = time.perf_counter()
+                statuses = set(pool.map(post, range(requests)))
+                rates[clients] = requests / (time.perf_counter() - started)
+            if statuses != {200}:
+                raise RuntimeError(f"non-200 replies under {clients} clients: {statuses}")
+    return rates
+
+
+def bench_model(report: Report, architecture: str, image_size: int, *, quick: bool) -> None:
+    import httpx
+
+    tag = f"{architecture} {image_size}px"
+    repeats, concurrent_requests = (10, 16) if quick else (60, 160)
+    modes = ("eager", "trace", "onednn") + (() if quick else ("compile",))
     payload = photo_jpeg()
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what the server gives each of its 2 workers on 2 cores
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = write_model(Path(tmp), image_size)
-        eager = inference.load_model(model_dir, optimize="eager")
-        traced = inference.model_fn(str(model_dir))
-
-        def call(model: inference.ServedModel):
-            return lambda: inference.predict_fn(inference.input_fn(payload, "image/jpeg"), model)
-
-        default_threads = torch.get_num_threads()
-        eager_default_ms = latencies_ms(call(eager), count)
-        torch.set_num_threads(1)  # what the server gives each of its 2 workers on 2 cores
-        eager_one_ms = latencies_ms(call(eager), count)
-        traced_ms = latencies_ms(call(traced), count)
-        torch.set_num_threads(default_threads)
-        report.latency("endpoint", f"eager predict_fn, {default_threads} threads", eager_default_ms)
-        report.latency("endpoint", "eager predict_fn, 1 thread", eager_one_ms)
-        report.latency("endpoint", f"{traced.optimized} predict_fn, 1 thread", traced_ms)
-        # The baseline is the faster of the two eager settings, so the server is not flattered by
-        # oversubscribed intra-op threads when another process holds a core.
-        eager_ms = min(eager_default_ms, eager_one_ms, key=lambda samples: float(np.median(samples)))
-
-        batch = torch.stack([traced.preprocess(payload)] * 8)
-        single = batch[:1]
-        batched = measure(lambda: traced.probabilities(batch), repeats=3)
-        singles = measure(lambda: [traced.probabilities(single) for _ in range(8)], repeats=3)
-
+        model_dir = write_model(Path(tmp), image_size, architecture=architecture)
+        started = time.perf_counter()
         process = start_server(model_dir, Path(tmp) / "url", Path(tmp) / "server.log")
+        start_s = time.perf_counter() - started
+        report.rows.append(
+            Row("endpoint", f"{tag} server start (default mode)", "s", start_s, start_s, start_s)
+        )
         try:
             url = (Path(tmp) / "url").read_text().strip()
-            headers = {"Content-Type": "image/jpeg"}
-            with httpx.Client(base_url=url, timeout=30) as http:
-                http_ms = latencies_ms(
-                    lambda: http.post("/invocations", content=payload, headers=headers), count
+            served = load_modes(model_dir, modes, report, tag)
+
+            def predict_fn(model: inference.ServedModel) -> Callable[[], object]:
+                return lambda: inference.predict_fn(inference.input_fn(payload, "image/jpeg"), model)
+
+            cases: dict[str, Callable[[], object]] = {
+                f"eager predict_fn, {default_threads} threads": with_threads(
+                    default_threads, predict_fn(served["eager"])
+                ),
+                **{f"{mode} predict_fn, 1 thread": predict_fn(served[mode]) for mode in modes},
+                "HTTP, default mode (http.client keep-alive)": keep_alive_post(url, payload),
+            }
+            with httpx.Client(base_url=url, timeout=60) as client:
+                headers = {"Content-Type": "image/jpeg"}
+                cases["HTTP, default mode (httpx)"] = lambda: client.post(
+                    "/invocations", content=payload, headers=headers
                 )
-
-                def post(_: int) -> int:
-                    return http.post("/invocations", content=payload, headers=headers).status_code
-
-                throughput: dict[int, float] = {}
-                statuses: set[int] = set()
-                for clients in CONCURRENCY:
-                    with ThreadPoolExecutor(max_workers=clients) as pool:
-                        started = time.perf_counter()
-                        statuses.update(pool.map(post, range(concurrent_requests)))
-                        throughput[clients] = concurrent_requests / (time.perf_counter() - started)
+                timings = measure_interleaved(cases, warmup=3, repeats=repeats)
+            rates = throughput(url, payload, concurrent_requests)
+            default = served[model_optimize.DEFAULT_OPTIMIZE]
+            batch = torch.stack([default.preprocess(payload)] * 8)
+            batched = measure(lambda: default.probabilities(batch), warmup=3, repeats=3)
+            singles = measure(lambda: [default.probabilities(batch[:1]) for _ in range(8)], repeats=3)
         finally:
             process.terminate()
             process.wait(timeout=30)
-    assert statuses == {200}, statuses
-    p95 = float(np.percentile(http_ms, 95))
-    report.latency("endpoint", "HTTP single image (loopback)", http_ms, note=f"p95 {p95:.1f} ms")
-    median = lambda samples: float(np.median(samples))  # noqa: E731
+            torch.set_num_threads(default_threads)
+    record(report, tag, timings, default_threads)
+    for clients, rate in rates.items():
+        report.ratio("endpoint", f"{tag}: req/s, {clients} concurrent client(s)", rate)
     report.ratio(
-        "endpoint", "HTTP p50 / bare eager predict_fn p50", median(http_ms) / median(eager_ms), "<= 1.0"
+        "endpoint", f"{tag}: batch-of-8 forward speed-up over 8 singles", singles.median / batched.median
     )
+
+
+def record(report: Report, tag: str, timings: dict[str, Timing], default_threads: int) -> None:
+    """Latency rows, and the ratios against the faster eager setting (so the server is not flattered by
+    oversubscribed intra-op threads when another process holds a core)."""
+    for case, timing in timings.items():
+        samples = [seconds * 1000 for seconds in timing.samples]
+        note = f"p95 {np.percentile(samples, 95):.1f} ms" if case.startswith("HTTP") else ""
+        report.latency("endpoint", f"{tag} {case}", samples, note=note)
+    eager = min(
+        timings[f"eager predict_fn, {default_threads} threads"].median,
+        timings["eager predict_fn, 1 thread"].median,
+    )
+    http_ms = timings["HTTP, default mode (http.client keep-alive)"].median
+    report.ratio("endpoint", f"{tag}: HTTP p50 / bare eager predict_fn p50", http_ms / eager, "<= 1.0")
     report.ratio(
-        "endpoint", "traced / eager predict_fn p50 (1 thread)", median(traced_ms) / median(eager_one_ms)
+        "endpoint", f"{tag}: same, httpx client", timings["HTTP, default mode (httpx)"].median / eager
     )
-    for clients, rate in throughput.items():
-        report.ratio("endpoint", f"req/s, {clients} concurrent client(s)", rate)
-    report.ratio("endpoint", "batch-of-8 forward speed-up over 8 singles", singles.median / batched.median)
+    for case, timing in timings.items():
+        if case.endswith("predict_fn, 1 thread") and not case.startswith("eager"):
+            mode = case.split()[0]
+            report.ratio(
+                "endpoint",
+                f"{tag}: {mode} / eager predict_fn p50 (1 thread)",
+                timing.median / timings["eager predict_fn, 1 thread"].median,
+            )
+
+
+def run(report: Report, *, quick: bool = False) -> None:
+    for architecture, image_size, _ in MODELS:
+        bench_model(report, architecture, min(image_size, 64) if quick else image_size, quick=quick)
