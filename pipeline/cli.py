@@ -56,7 +56,7 @@ for _command in (*AWS_COMMANDS, *LOCAL_COMMANDS):
     type=click.Choice(["onednn", "compile", "trace", "eager"]),  # training_code/model_optimize.py
     default="onednn",
     show_default=True,
-    help="How the model is prepared for serving (compile: +10-90 s at start, no faster on 2 cores).",
+    help="How the model is prepared for serving (compile: +6-90 s at start, slower here than onednn).",
 )
 @click.option("--model-version", help="Version in replies (default: registry version or weights hash).")
 @click.option(
