@@ -48,7 +48,7 @@ def one_core_decode_resize(paths: list[Path]) -> None:
 
 
 def run(report: Report, *, quick: bool = False) -> None:
-    images, repeats = (16, 1) if quick else (300, 3)
+    images, repeats = (16, 1) if quick else (300, 5)
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
