@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -127,16 +128,26 @@ class Report:
         return "\n".join(lines)
 
     def write(self, path: Path = RESULTS, extra: dict[str, Any] | None = None) -> None:
-        machine = {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "cpu_count": __import__("os").cpu_count(),
-        }
+        """Write the results; the figures of benchmarks this run did not measure (``--only``) are kept
+        from the file, so it always holds the latest figures of every benchmark."""
+        measured = {r.benchmark for r in self.rows} | {r.benchmark for r in self.ratios}
+        previous: dict[str, Any] = {}
+        if path.exists():
+            try:
+                previous = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                previous = {}
+        kept_rows = [r for r in previous.get("rows", []) if r.get("benchmark") not in measured]
+        kept_ratios = [r for r in previous.get("ratios", []) if r.get("benchmark") not in measured]
         payload = {
-            "machine": machine,
-            "rows": [asdict(r) for r in self.rows],
-            "ratios": [asdict(r) for r in self.ratios],
+            "machine": {
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "processor": platform.processor(),
+                "cpu_count": os.cpu_count(),
+            },
+            "rows": kept_rows + [asdict(r) for r in self.rows],
+            "ratios": kept_ratios + [asdict(r) for r in self.ratios],
             **(extra or {}),
         }
         path.write_text(json.dumps(payload, indent=2) + "\n")

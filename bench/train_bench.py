@@ -94,7 +94,7 @@ PROJECTED_INTERVALS = {100: "<= 1.05", 10: None}
 
 
 def run(report: Report, *, quick: bool = False) -> None:
-    batch_size, size, steps, repeats = (8, 64, 3, 1) if quick else (32, 224, 10, 5)
+    batch_size, size, steps, repeats = (8, 64, 3, 1) if quick else (32, 224, 8, 7)
     generator = torch.Generator().manual_seed(0)
     batches = CachedBatches(
         [
@@ -106,6 +106,8 @@ def run(report: Report, *, quick: bool = False) -> None:
     cases = {
         "plain": ("plain fp32 NCHW", 100, steps),
         "channels_last": ("train.py (channels_last), hook off", 100, steps),
+        # The same again: how far two identical cases drift apart here (the noise floor).
+        "control": ("train.py (channels_last), hook off, again", 100, steps),
         # Saves at step 0 only (spent in the warm-up): the hook's cost on a step that saves nothing.
         "hook_idle": ("train.py + hook, step without a save", 10**9, steps),
         # Saves every step: the cost of a step that saves every collection (about 0.5 GB of tensors
@@ -132,6 +134,9 @@ def run(report: Report, *, quick: bool = False) -> None:
     )
     # Time per step: off, idle (hooks run, nothing written), saving (everything written). At save
     # interval N one step in N saves, so a step costs idle + (saving - idle) / N on average.
+    report.ratio(
+        "train", "hook off, again / hook off (noise floor)", rates["channels_last"] / rates["control"]
+    )
     off, idle, saving = (1 / rates[case] for case in ("channels_last", "hook_idle", "hook_saving"))
     for interval, goal in PROJECTED_INTERVALS.items():
         projected = (idle + (saving - idle) / interval) / off
