@@ -198,9 +198,7 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--debug-dir", type=Path, default=Path(processing_input("debug")))
-    parser.add_argument(
-        "--training-output", type=Path, default=Path(processing_input("training_output"))
-    )
+    parser.add_argument("--training-output", type=Path, default=Path(processing_input("training_output")))
     parser.add_argument("--output-dir", type=Path, default=Path(processing_output("rules")))
     parser.add_argument("--rules", default=None, help="JSON {rule: {enabled, fail_pipeline, parameters}}")
     parser.add_argument("--profiler-rules", default=None, help="JSON {ProfilerRule: {parameter: value}}")
