@@ -12,7 +12,13 @@ from pathlib import Path
 import click
 
 from pipeline.cli_aws import AWS_COMMANDS
-from pipeline.cli_options import FileErrorsAsMessages, config_option, read_config, read_definition_file
+from pipeline.cli_options import (
+    FileErrorsAsMessages,
+    config_option,
+    definition_option,
+    definition_text,
+    read_config,
+)
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.cli import LOCAL_COMMANDS
 
@@ -131,33 +137,13 @@ def predict(image: Path, endpoint: str, config_path: Path | None) -> None:
     click.echo(format_reply(reply))
 
 
-def _definition_text(
-    config_path: Path | None, definition_path: Path | None, role_arn: str | None = None
-) -> str:
-    """The definition to inspect: a file when given, else built from the config (no AWS calls)."""
-    if definition_path is not None:
-        return read_definition_file(definition_path)
-    from pipeline.definition import build_definition
-
-    return build_definition(read_config(config_path), role_arn=role_arn)
-
-
-definition_option = click.option(
-    "--definition",
-    "definition_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="A definition JSON file instead of building one from the config.",
-)
-
-
 @cli.command("definition")
 @config_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--role-arn", envvar="DOGPIPE_ROLE_ARN", default=None, help="Execution role (else config).")
 def definition(config_path: Path | None, output: Path | None, role_arn: str | None) -> None:
     """Print (or write) the SageMaker pipeline definition JSON; same bytes on every build, no AWS calls."""
-    text = _definition_text(config_path, None, role_arn)
+    text = definition_text(read_config(config_path), None, role_arn=role_arn)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -172,8 +158,7 @@ def validate(config_path: Path | None, definition_path: Path | None) -> None:
     """Check the config and the definition (DAG and every step's API request shape)."""
     from pipeline.validate import validate_definition
 
-    read_config(config_path)
-    text = _definition_text(config_path, definition_path)
+    text = definition_text(read_config(config_path), definition_path)
     problems = validate_definition(text)
     for problem in problems:
         click.echo(str(problem), err=True)
@@ -189,7 +174,7 @@ def graph(config_path: Path | None, definition_path: Path | None) -> None:
     """Print the pipeline DAG as a Mermaid flowchart."""
     from pipeline.graph import mermaid
 
-    click.echo(mermaid(_definition_text(config_path, definition_path)), nl=False)
+    click.echo(mermaid(definition_text(read_config(config_path), definition_path)), nl=False)
 
 
 @cli.command("report")

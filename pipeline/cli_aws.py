@@ -15,8 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pipeline.cli_options import config_option, read_config, read_definition_file
-from pipeline.code import CodeArchive
+from pipeline.cli_options import config_option, definition_option, definition_text, read_config
 from pipeline.config import PipelineConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,26 +76,6 @@ def clients_for(cfg: PipelineConfig) -> Any:
         return AwsClients.for_config(cfg)
 
 
-def local_definition(
-    cfg: PipelineConfig, definition_file: Path | None, code: CodeArchive | None = None
-) -> str:
-    """The definition to upsert or compare: a reviewed file, else built from the config and ``code``."""
-    if definition_file is not None:
-        return read_definition_file(definition_file)
-    from pipeline.definition import build_definition
-
-    return build_definition(cfg, role_arn=cfg.project.role_arn, code=code)
-
-
-definition_option = click.option(
-    "--definition",
-    "definition_file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="Use this definition JSON (from `dogpipe definition -o`) instead of building one.",
-)
-
-
 @click.command("upsert")
 @config_option
 @aws_options
@@ -107,7 +86,7 @@ def upsert(
     region: str | None,
     bucket: str | None,
     role_arn: str | None,
-    definition_file: Path | None,
+    definition_path: Path | None,
 ) -> None:
     """Stage the training code in S3 (only what is missing), then create or update the pipeline."""
     from pipeline.code import package_code
@@ -115,7 +94,7 @@ def upsert(
 
     cfg = aws_config(config_path, region, bucket, role_arn)
     code = package_code()  # packed once: the definition refers to exactly what is staged
-    definition = local_definition(cfg, definition_file, code)
+    definition = definition_text(cfg, definition_path, role_arn=cfg.project.role_arn, code=code)
     with friendly_errors():
         result = upsert_pipeline(clients_for(cfg), cfg, definition, code)
     click.echo(f"code: {len(result.staged)} object(s) uploaded, {result.already_staged} already in S3")
@@ -199,14 +178,14 @@ def diff(
     region: str | None,
     bucket: str | None,
     role_arn: str | None,
-    definition_file: Path | None,
+    definition_path: Path | None,
 ) -> None:
     """What `dogpipe upsert` would change: per step and parameter, with the JSON paths that differ."""
     from pipeline.diff import diff_definitions
     from pipeline.remote import require_deployed_definition
 
     cfg = aws_config(config_path, region, bucket, role_arn)
-    local = local_definition(cfg, definition_file)
+    local = definition_text(cfg, definition_path, role_arn=cfg.project.role_arn)
     with friendly_errors():
         clients = clients_for(cfg)
         clients.check_credentials()

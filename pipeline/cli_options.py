@@ -7,11 +7,14 @@ command group that registers those modules (which made ``python -m pipeline.cli`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipeline.config import DEFAULT_CONFIG, ConfigError, PipelineConfig, load_config
+
+if TYPE_CHECKING:
+    from pipeline.code import CodeArchive
 
 
 class FileErrorsAsMessages(click.Group):
@@ -35,6 +38,31 @@ config_option = click.option(
     default=None,
     help="Pipeline YAML (default: config/pipeline.yaml; config/local.yaml for local-engine commands).",
 )
+
+
+definition_option = click.option(
+    "--definition",
+    "definition_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A definition JSON file (from `dogpipe definition -o`) instead of building one from the config.",
+)
+
+
+def definition_text(
+    cfg: PipelineConfig,
+    definition_path: Path | None,
+    *,
+    role_arn: str | None = None,
+    code: CodeArchive | None = None,
+) -> str:
+    """The definition a command works on: the ``--definition`` file when given, else built from ``cfg``
+    (no AWS calls; ``role_arn`` and ``code`` as ``build_definition`` takes them)."""
+    if definition_path is not None:
+        return read_definition_file(definition_path)
+    from pipeline.definition import build_definition
+
+    return build_definition(cfg, role_arn=role_arn, code=code)
 
 
 def read_definition_file(path: Path) -> str:
