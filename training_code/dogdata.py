@@ -334,8 +334,7 @@ class ImageFolderLoader:
         return decode_image(path, self.image_size), label
 
     def _collate(self, batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        images = torch.stack([image for image, _ in batch]).to(torch.float32).div_(255.0)
-        images.sub_(self.mean).div_(self.std)
+        images = normalize(torch.stack([image for image, _ in batch]), self.mean, self.std)
         labels = torch.tensor([label for _, label in batch], dtype=torch.int64)
         return images, labels
 
@@ -344,6 +343,12 @@ class ImageFolderLoader:
         node = tn.Batcher(node, batch_size=self.batch_size, drop_last=self.drop_last)
         node = tn.Mapper(node, self._collate)
         return iter(tn.Loader(node))
+
+
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 ``N x 3 x S x S`` → float32 ``(x / 255 - mean) / std`` with per-channel ``3 x 1 x 1`` mean
+    and std: the one normalisation of training, evaluation and serving (the serving module traces it)."""
+    return images.to(torch.float32).div(255.0).sub(mean).div(std)
 
 
 def map_node(source: tn.BaseNode, fn: Callable, num_workers: int) -> tn.BaseNode:

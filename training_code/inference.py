@@ -116,11 +116,11 @@ class NormalizedClassifier(nn.Module):
     def __init__(self, network: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.network = network
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = images.to(torch.float32).div(255.0).sub(self.mean).div(self.std)
+        pixels = dogdata.normalize(images, self.mean, self.std)
         logits = self.network(pixels.contiguous(memory_format=torch.channels_last))
         return torch.softmax(logits.float(), dim=1)
 
