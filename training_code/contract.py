@@ -11,7 +11,9 @@ Nothing here imports torch: the contract must be readable before heavy imports, 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 from typing import Any
 
 # The local engine runs each job in its own folder and names it here; in a container this is unset.
@@ -134,3 +136,11 @@ def processing_input(name: str) -> str:
 def processing_output(name: str) -> str:
     """``/opt/ml/processing/output/<name>``: what a processing job uploads as output ``name``."""
     return f"{PROCESSING_OUTPUT}/{name}"
+
+
+def configure_logging() -> None:
+    """INFO lines with timestamps on stdout, where SageMaker jobs (CloudWatch) and the local engine's
+    per-step logs read them; one format for every script."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout
+    )

@@ -36,11 +36,11 @@ from typing import Any
 
 try:  # package layout (tests, local engine) or side by side in the container
     from . import profiler_rules
-    from .contract import processing_input, processing_output
+    from .contract import configure_logging, processing_input, processing_output
     from .dogrules import ERROR, ISSUES_FOUND, NOT_RUN, RULES, evaluate_rule
 except ImportError:  # pragma: no cover - container layout
     import profiler_rules  # type: ignore[no-redef]
-    from contract import processing_input, processing_output  # type: ignore[no-redef]
+    from contract import configure_logging, processing_input, processing_output  # type: ignore[no-redef]
     from dogrules import ERROR, ISSUES_FOUND, NOT_RUN, RULES, evaluate_rule  # type: ignore[no-redef]
 
 log = logging.getLogger("debug_rules")
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", default=None, help="JSON {rule: {enabled, fail_pipeline, parameters}}")
     parser.add_argument("--profiler-rules", default=None, help="JSON {ProfilerRule: {parameter: value}}")
     args, unknown = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     if unknown:
         log.warning("ignoring unknown arguments %s", unknown)
     try:

@@ -24,6 +24,11 @@ _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._\-]*)")
 
 log = logging.getLogger("launch")
 
+if __package__:  # imported as training_code.launch (tests)
+    from . import contract
+else:  # run as a script from the code folder; contract uses the standard library only
+    import contract  # type: ignore[no-redef]
+
 
 def read_requirements(path: Path) -> list[str]:
     """Requirement lines of ``path`` without comments, blanks and pip options."""
@@ -82,9 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         raise SystemExit("usage: launch.py SCRIPT.py [ARGS...]")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout
-    )
+    contract.configure_logging()
     missing = missing_requirements()
     if missing:
         log.info("missing or wrong version: %s", ", ".join(missing))

@@ -398,9 +398,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout
-    )
+    contract.configure_logging()
     args = parse_args(argv)
     try:
         run(args.input_dir, args.output_dir, args.stats_dir, args.image_size, args.num_workers)

@@ -634,18 +634,14 @@ def _spawned(local_rank: int, args: argparse.Namespace, node_rank: int, nodes: i
         WORLD_SIZE=str(nodes * nproc),
         LOCAL_WORLD_SIZE=str(nproc),
     )
-    _configure_logging()
+    contract.configure_logging()
     return run(args, world_from_env())
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: Sequence[str] | None = None) -> History | None:
     """Parse, then train here or in ``nproc_per_node`` spawned processes. Returns the history when
     training ran in this process (``None`` after spawning)."""
-    _configure_logging()
+    contract.configure_logging()
     args = parse_args(argv)
     plan = plan_world(args.nproc_per_node)
     if plan is None:
