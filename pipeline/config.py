@@ -165,7 +165,8 @@ class HookConfig(_Strict):
 
     save_interval: int = Field(100, ge=1)
     eval_save_interval: int = Field(10, ge=1)
-    collections: list[str] = ["losses", "gradients", "weights", "biases", "relu_output", "relu_input"]
+    # What the rules read; add "relu_output" to keep activations (hundreds of MB per saved step at 224 px).
+    collections: list[str] = ["losses", "gradients", "weights", "biases", "relu_input"]
 
 
 class RuleSetting(_Strict):
