@@ -38,9 +38,9 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 Mode = Literal["train", "eval"]
-# What the five rules of debug_rules.py read, plus weights/biases (one copy of the parameters per save). ``relu_output`` (what
-# AWS's DeadRelu rule reads; none of dogpipe's) is opt-in: at batch 32 and 224 px it is hundreds of MB
-# per saved step and most of the hook's cost (BENCHMARKS.md, train).
+# What the five rules of debug_rules.py read, plus weights/biases (one copy of the parameters per
+# save). ``relu_output`` (what AWS's DeadRelu rule reads; none of dogpipe's) is opt-in: at batch 32 and
+# 224 px it is hundreds of MB per saved step and most of the hook's cost (BENCHMARKS.md, train).
 DEFAULT_COLLECTIONS = ("losses", "gradients", "weights", "biases", "relu_input")
 RELU_OUTPUT = "relu_output"
 RELU_INPUT = "relu_input"
