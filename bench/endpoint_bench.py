@@ -6,7 +6,8 @@ random weights, 10 breeds and one 500x375 JPEG, every case taking turns (``measu
 from other processes hits them alike:
 - eager predict_fn: ``inference.load_model(optimize="eager")`` in-process with torch's default threads
   and with one; the faster is the baseline of issue 6 (a plain handler, no server);
-- trace / onednn / compile predict_fn, one thread (what each of the server's 2 workers gets on 2 cores);
+- trace / onednn / compile predict_fn with torch's default threads (what the server runs for a request
+  that is alone), and onednn's one-thread build (what it runs for requests side by side on 2 cores);
   compile is left out of ``--quick``;
 - HTTP: ``python -m pipeline.serving`` with its default ``--optimize`` on loopback, one request at a
   time over a keep-alive connection (stdlib ``http.client``, so the figure is the server's, not a client
@@ -131,7 +132,8 @@ def load_modes(
     served = {}
     for mode in modes:
         started = time.perf_counter()
-        served[mode] = inference.load_model(model_dir, optimize=mode)
+        # Two builds for thread-bound modes, as the server makes them: all threads and one.
+        served[mode] = inference.load_model(model_dir, optimize=mode, shared_threads=1)
         seconds = time.perf_counter() - started
         if served[mode].optimized != mode:
             raise RuntimeError(f"{tag}: optimize={mode} fell back to {served[mode].optimized}; see the log")
@@ -168,7 +170,6 @@ def bench_model(report: Report, architecture: str, image_size: int, *, quick: bo
     modes = ("eager", "trace", "onednn") + (() if quick else ("compile",))
     payload = photo_jpeg()
     default_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # what the server gives each of its 2 workers on 2 cores
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = write_model(Path(tmp), image_size, architecture=architecture)
         started = time.perf_counter()
@@ -184,11 +185,18 @@ def bench_model(report: Report, architecture: str, image_size: int, *, quick: bo
             def predict_fn(model: inference.ServedModel) -> Callable[[], object]:
                 return lambda: inference.predict_fn(inference.input_fn(payload, "image/jpeg"), model)
 
+            def shared_predict(model: inference.ServedModel) -> Callable[[], object]:
+                request = lambda: inference.input_fn(payload, "image/jpeg")  # noqa: E731
+                return with_threads(1, lambda: inference.predict(model, request(), shared=True))
+
             cases: dict[str, Callable[[], object]] = {
-                f"eager predict_fn, {default_threads} threads": with_threads(
-                    default_threads, predict_fn(served["eager"])
-                ),
-                **{f"{mode} predict_fn, 1 thread": predict_fn(served[mode]) for mode in modes},
+                f"eager predict_fn, {default_threads} threads": predict_fn(served["eager"]),
+                "eager predict_fn, 1 thread": with_threads(1, predict_fn(served["eager"])),
+                **{
+                    f"{mode} predict_fn, {default_threads} threads": predict_fn(served[mode])
+                    for mode in modes[1:]
+                },
+                "onednn predict_fn, 1-thread build (requests side by side)": shared_predict(served["onednn"]),
                 "HTTP, default mode (http.client keep-alive)": keep_alive_post(url, payload),
             }
             with httpx.Client(base_url=url, timeout=60) as client:
@@ -205,7 +213,6 @@ def bench_model(report: Report, architecture: str, image_size: int, *, quick: bo
         finally:
             process.terminate()
             process.wait(timeout=30)
-            torch.set_num_threads(default_threads)
     record(report, tag, timings, default_threads)
     for clients, rate in rates.items():
         report.ratio("endpoint", f"{tag}: req/s, {clients} concurrent client(s)", rate)
@@ -231,13 +238,8 @@ def record(report: Report, tag: str, timings: dict[str, Timing], default_threads
         "endpoint", f"{tag}: same, httpx client", timings["HTTP, default mode (httpx)"].median / eager
     )
     for case, timing in timings.items():
-        if case.endswith("predict_fn, 1 thread") and not case.startswith("eager"):
-            mode = case.split()[0]
-            report.ratio(
-                "endpoint",
-                f"{tag}: {mode} / eager predict_fn p50 (1 thread)",
-                timing.median / timings["eager predict_fn, 1 thread"].median,
-            )
+        if not case.startswith(("eager", "HTTP")):
+            report.ratio("endpoint", f"{tag}: {case} / eager p50", timing.median / eager)
 
 
 def run(report: Report, *, quick: bool = False) -> None:

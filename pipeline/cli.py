@@ -56,7 +56,11 @@ for _command in (*AWS_COMMANDS, *LOCAL_COMMANDS):
     "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
 )
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Inference threads")
-@click.option("--threads", type=click.IntRange(1, 256), help="Torch threads each (default: cores/workers).")
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    help="Torch threads of a request running beside others (default: cores/workers; alone: all cores).",
+)
 @click.option(
     "--optimize",
     type=click.Choice(["onednn", "compile", "trace", "eager"]),  # training_code/model_optimize.py

@@ -95,6 +95,33 @@ def test_the_served_model_is_optimized_and_agrees_with_eager(
     assert torch.allclose(traced.probabilities(batch), eager.probabilities(batch), atol=1e-5)
 
 
+@pytest.fixture
+def two_threads() -> object:
+    """torch at 2 intra-op threads for the test (a server's all-cores setting on a 2-core machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.usefixtures("two_threads")
+def test_a_server_load_adds_a_one_thread_build_that_agrees(model_dir: Path) -> None:
+    served = inference.load_model(model_dir, shared_threads=1)
+    assert torch.get_num_threads() == 2  # the build under one thread left the setting as it was
+    assert served.shared_classifier is not None and served.shared_classifier is not served.classifier
+    eager = inference.load_model(model_dir, optimize="eager")
+    batch = torch.stack([served.preprocess(image_bytes(color)) for color in COLORS])
+    expected = eager.probabilities(batch)
+    assert torch.allclose(served.probabilities(batch, shared=True), expected, atol=1e-5)
+    assert torch.allclose(served.probabilities(batch), expected, atol=1e-5)
+
+
+@pytest.mark.usefixtures("two_threads")
+def test_modes_that_follow_the_callers_threads_get_one_build(model_dir: Path) -> None:
+    assert inference.load_model(model_dir, optimize="trace", shared_threads=1).shared_classifier is None
+    assert inference.load_model(model_dir, shared_threads=2).shared_classifier is None  # not fewer threads
+
+
 def test_json_single_and_batch_give_the_per_image_answers(served: inference.ServedModel) -> None:
     payloads = [image_bytes(color) for color in COLORS]
     singles = [answer(served, payload, "image/jpeg")["predictions"][0] for payload in payloads]

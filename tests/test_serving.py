@@ -3,13 +3,16 @@ request as a 4xx, a bounded mixed load test on loopback, model sources, and the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import io
 import json
 import os
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import warnings
 from collections import Counter
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 import yaml
 from botocore.stub import Stubber
 from click.testing import CliRunner
@@ -91,6 +95,57 @@ def test_ping_and_a_good_image(client: TestClient, model: inference.ServedModel)
     body = reply.json()
     assert_same_predictions(body["predictions"], expected_reply(model, payload))
     assert body["model_version"] == "test-model/1" and body["latency_ms"] > 0
+
+
+class _Recording(torch.nn.Module):
+    """Wraps a classifier: records each call, and can hold it until ``release`` is set."""
+
+    def __init__(self, inner: torch.nn.Module, hold: threading.Event | None = None) -> None:
+        super().__init__()
+        self.inner, self.hold, self.calls = inner, hold, 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.hold is not None:
+            assert self.hold.wait(timeout=20), "the second request never reached the shared build"
+        return self.inner(images)
+
+
+def test_a_request_beside_another_runs_the_shared_build(model: inference.ServedModel) -> None:
+    """The first request (alone) runs the all-cores build; one arriving while it runs gets the build for
+    a share of the cores. The first is held until the second has run, so the overlap is certain."""
+    second_ran = threading.Event()
+    alone = _Recording(model.classifier, hold=second_ran)
+    shared = _Recording(model.classifier)
+    original_forward = shared.forward
+
+    def shared_forward(images: torch.Tensor) -> torch.Tensor:
+        result = original_forward(images)
+        second_ran.set()
+        return result
+
+    shared.forward = shared_forward  # type: ignore[method-assign]
+    twin = dataclasses.replace(model, classifier=alone, shared_classifier=shared)
+    payloads = [image_bytes(COLORS[0]), image_bytes(COLORS[1])]
+
+    async def two_requests() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=create_app(twin, ServingSettings(workers=2)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            first = asyncio.create_task(
+                http.post("/invocations", content=payloads[0], headers={"Content-Type": "image/jpeg"})
+            )
+            while alone.calls == 0:  # the first is inside the all-cores build
+                await asyncio.sleep(0.01)
+            second = await http.post(
+                "/invocations", content=payloads[1], headers={"Content-Type": "image/jpeg"}
+            )
+            return [await first, second]
+
+    replies = asyncio.run(asyncio.wait_for(two_requests(), timeout=60))
+    assert [reply.status_code for reply in replies] == [200, 200]
+    assert (alone.calls, shared.calls) == (1, 1)
+    for reply, payload in zip(replies, payloads, strict=True):
+        assert_same_predictions(reply.json()["predictions"], expected_reply(model, payload))
 
 
 def test_json_batch_answers_each_image(client: TestClient, model: inference.ServedModel) -> None:

@@ -128,7 +128,11 @@ class NormalizedClassifier(nn.Module):
 @dataclass
 class ServedModel:
     """The loaded classifier with everything a prediction needs: the network (optimised by
-    ``model_optimize`` when that was exact), the class names, the image size, and the reply settings."""
+    ``model_optimize`` when that was exact), the class names, the image size, and the reply settings.
+
+    ``shared_classifier``, when present, is the same network built for fewer threads, for requests that
+    run side by side with others (``model_optimize.THREAD_BOUND_MODES`` keep their build's threads, so a
+    server needs one build for a request alone, using every core, and one for requests sharing them)."""
 
     classifier: nn.Module
     classes: list[str]
@@ -137,15 +141,20 @@ class ServedModel:
     top_k: int = DEFAULT_TOP_K
     optimized: str = "eager"
     info: dict[str, Any] = field(default_factory=dict)
+    shared_classifier: nn.Module | None = None
 
     def preprocess(self, payload: bytes) -> torch.Tensor:
         """One encoded image → a uint8 ``3×S×S`` tensor, decoded exactly as evaluation decodes."""
         return decode_payload(payload, self.image_size)
 
-    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """Class probabilities for a uint8 ``N×3×S×S`` batch."""
+    def probabilities(self, images: torch.Tensor, *, shared: bool = False) -> torch.Tensor:
+        """Class probabilities for a uint8 ``N×3×S×S`` batch; ``shared``: other requests are running,
+        so use the build for fewer threads when there is one."""
+        classifier = (
+            self.shared_classifier if shared and self.shared_classifier is not None else self.classifier
+        )
         with torch.inference_mode():
-            return self.classifier(images)
+            return classifier(images)
 
     def top_k_of(self, probabilities: torch.Tensor) -> list[dict[str, Any]]:
         """Per image, the ``top_k`` breeds with their probabilities, most likely first."""
@@ -216,9 +225,13 @@ def load_model(
     top_k: int = DEFAULT_TOP_K,
     version: str | None = None,
     optimize: str = DEFAULT_OPTIMIZE,
+    shared_threads: int | None = None,
 ) -> ServedModel:
     """Load ``model.pth`` + ``model_info.json`` from ``model_dir`` (``weights_only=True``, through
-    ``models.load_trained_model``) and prepare it for serving."""
+    ``models.load_trained_model``) and prepare it for serving with torch's current thread count.
+
+    ``shared_threads``: also build a ``shared_classifier`` for that many threads, when it is fewer and
+    the served mode keeps its build's threads (a server running several requests at once)."""
     model_dir = Path(model_dir)
     network, info = models.load_trained_model(model_dir)
     missing = [key for key in ("classes", "image_size", "mean", "std") if key not in info]
@@ -230,9 +243,21 @@ def load_model(
             f"{model_dir}: model_info.json lists {len(classes)} classes for num_classes {info['num_classes']}"
         )
     image_size = int(info["image_size"])
-    classifier, used = model_optimize.optimize_classifier(
-        NormalizedClassifier(network, info["mean"], info["std"]), image_size, optimize
-    )
+    normalized = NormalizedClassifier(network, info["mean"], info["std"])
+    classifier, used = model_optimize.optimize_classifier(normalized, image_size, optimize)
+    shared = None
+    if (
+        used in model_optimize.THREAD_BOUND_MODES
+        and shared_threads
+        and shared_threads < torch.get_num_threads()
+    ):
+        shared, shared_used = model_optimize.optimize_classifier(
+            normalized, image_size, used, threads=shared_threads
+        )
+        if shared_used != used:  # it fell back: one build serves every request, as without the option
+            log.warning("no %s build for %d thread(s); every request uses the %d-thread one", used,
+                        shared_threads, torch.get_num_threads())  # fmt: skip
+            shared = None
     return ServedModel(
         classifier=classifier,
         classes=classes,
@@ -241,6 +266,7 @@ def load_model(
         top_k=top_k,
         optimized=used,
         info=info,
+        shared_classifier=shared,
     )
 
 
@@ -302,11 +328,12 @@ def parse_request(body: bytes | str | None, content_type: str | None, max_batch:
     return ImagePayloads((bytes(body),))
 
 
-def predict(model: ServedModel, payloads: ImagePayloads) -> dict[str, Any]:
-    """Decode, classify and rank one request's images; the reply before serialisation."""
+def predict(model: ServedModel, payloads: ImagePayloads, *, shared: bool = False) -> dict[str, Any]:
+    """Decode, classify and rank one request's images; the reply before serialisation. ``shared``: other
+    requests run at the same time (see :meth:`ServedModel.probabilities`)."""
     started = time.perf_counter()
     batch = torch.stack([model.preprocess(payload) for payload in payloads.images])
-    predictions = model.top_k_of(model.probabilities(batch))
+    predictions = model.top_k_of(model.probabilities(batch, shared=shared))
     return {
         "predictions": predictions,
         "model_version": model.version,

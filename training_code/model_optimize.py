@@ -21,12 +21,20 @@ image and a batch of another size), so serving never trades correctness for spee
 
 ``onednn`` switches TorchScript's oneDNN fusion on for the whole process (``torch.jit`` has only a
 global switch); graphs that are already optimised keep the plan they have.
+
+Threads: oneDNN Graph partitions keep the intra-op thread count they were *built* under. Measured on 2
+cores (squeezenet1_1, 224 px): built under 2 threads, a forward takes 7.4 ms and uses both cores even
+when its caller allows one; built under 1 thread, 11.2 ms on one core, and giving it 2 threads later only
+makes the second spin. So a server that runs one request alone and several side by side needs one build
+of each: :func:`optimize_classifier` takes the thread count to build under.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +48,9 @@ OPTIMIZE_MODES: tuple[str, ...] = ("onednn", "compile", "trace", "eager")
 DEFAULT_OPTIMIZE = "onednn"
 #: The mode tried when one fails; eager cannot fail.
 FALLBACKS: dict[str, str] = {"compile": "onednn", "onednn": "trace", "trace": "eager"}
+#: Modes whose kernels keep the intra-op thread count they were built under (see the module docstring);
+#: the others follow the caller's ``torch.get_num_threads()`` at every call.
+THREAD_BOUND_MODES: frozenset[str] = frozenset({"onednn"})
 #: Calls that let TorchScript's profiling executor record shapes and install its optimised plan.
 PROFILING_RUNS = 3
 RTOL, ATOL = 1e-3, 1e-5
@@ -143,8 +154,24 @@ def optimize_for_probe(classifier: nn.Module, probe: Probe, mode: str) -> tuple[
         return optimize_for_probe(classifier, probe, fallback)
 
 
-def optimize_classifier(classifier: nn.Module, image_size: int, mode: str) -> tuple[nn.Module, str]:
-    """``classifier`` (uint8 ``N×3×S×S`` in, probabilities out) prepared for serving as ``mode``.
+@contextmanager
+def intra_op_threads(count: int | None) -> Iterator[None]:
+    """Run the block under ``count`` torch intra-op threads (``None``: as they are), then restore."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def optimize_classifier(
+    classifier: nn.Module, image_size: int, mode: str, *, threads: int | None = None
+) -> tuple[nn.Module, str]:
+    """``classifier`` (uint8 ``N×3×S×S`` in, probabilities out) prepared for serving as ``mode``, built
+    under ``threads`` intra-op threads (default: torch's current count), which a ``THREAD_BOUND_MODES``
+    module then keeps.
 
     Returns the module and the mode actually served (a fallback's name when ``mode`` failed; for
     ``compile``, ``compile+trace`` or ``compile+eager`` when the module for other batch sizes fell back).
@@ -152,4 +179,5 @@ def optimize_classifier(classifier: nn.Module, image_size: int, mode: str) -> tu
     if mode not in OPTIMIZE_MODES:
         raise ValueError(f"optimize mode must be one of {', '.join(OPTIMIZE_MODES)}, got {mode!r}")
     classifier = classifier.eval().to(memory_format=torch.channels_last)
-    return optimize_for_probe(classifier, Probe.for_size(image_size), mode)
+    with intra_op_threads(threads):
+        return optimize_for_probe(classifier, Probe.for_size(image_size), mode)

@@ -5,6 +5,9 @@ any work (content type → 415, ``Accept`` → 406, declared size → 413), coun
 an oversized upload is refused without being held in memory, then runs ``parse_request`` + ``predict``
 from ``training_code/inference.py`` in a bounded thread pool: decoding and the forward pass release the
 GIL, so ``workers`` threads keep that many cores busy while the event loop keeps accepting requests.
+A request that finds no other in flight runs the model built for every core; one that shares the CPU
+runs the build for its share (``ServedModel.shared_classifier``), which is what keeps both the
+single-request latency and the throughput under concurrency at their best (BENCHMARKS.md, endpoint).
 Every refusal is ``{"error": "..."}`` with a 4xx status; the server keeps serving.
 """
 
@@ -77,11 +80,13 @@ class InferenceService:
         self.model = model
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="dogpipe-infer")
+        # Requests between submission and reply; read and written on the event loop only.
+        self.in_flight = 0
 
-    def classify(self, body: bytes, content_type: str | None) -> dict[str, Any]:
+    def classify(self, body: bytes, content_type: str | None, shared: bool) -> dict[str, Any]:
         """Runs in a worker thread: the same parse and predict the SageMaker handlers run."""
         payloads = inference.parse_request(body, content_type, self.settings.max_batch)
-        return inference.predict(self.model, payloads)
+        return inference.predict(self.model, payloads, shared=shared)
 
     async def ping(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "model_version": self.model.version})
@@ -95,7 +100,12 @@ class InferenceService:
             inference.check_accept(accept)
             body = await read_body(request, self.settings.max_payload_bytes)
             loop = asyncio.get_running_loop()
-            reply = await loop.run_in_executor(self.executor, self.classify, body, content_type)
+            self.in_flight += 1
+            try:
+                shared = self.in_flight > 1
+                reply = await loop.run_in_executor(self.executor, self.classify, body, content_type, shared)
+            finally:
+                self.in_flight -= 1
         except inference.RequestError as error:
             return error_response(error.status_code, error.message)
         except Exception:  # a bug, not the client's fault: say so without leaking a stack trace

@@ -39,9 +39,10 @@ class ServeOptions:
     log_level: str = "info"
 
 
-def intra_op_threads(workers: int, requested: int | None = None) -> int:
-    """Torch threads per forward pass: the cores shared out between the worker threads, so that
-    ``workers`` concurrent requests do not oversubscribe the CPU (see bench/serving.py)."""
+def shared_threads(workers: int, requested: int | None = None) -> int:
+    """Torch threads of a request that runs beside others: the cores shared out between the worker
+    threads, so that ``workers`` concurrent requests do not oversubscribe the CPU. A request alone gets
+    every core (bench/endpoint_bench.py measures both)."""
     if requested is not None:
         return max(1, requested)
     return max(1, (os.cpu_count() or 1) // workers)
@@ -71,7 +72,6 @@ class _AnnouncingServer(uvicorn.Server):
 
 def serve_model(model: str, registry_root: Path, options: ServeOptions) -> None:
     """Serve MODEL until interrupted (Ctrl-C or SIGTERM)."""
-    import torch
 
     from pipeline.serving.app import ServingSettings, create_app
     from pipeline.serving.model_source import resolve_model
@@ -80,7 +80,6 @@ def serve_model(model: str, registry_root: Path, options: ServeOptions) -> None:
     settings = ServingSettings(
         max_payload_bytes=options.max_payload_bytes, max_batch=options.max_batch, workers=options.workers
     )
-    torch.set_num_threads(intra_op_threads(options.workers, options.threads))
     with ExitStack() as stack:
         source = resolve_model(model, registry_root, stack)
         served = inference.load_model(
@@ -88,6 +87,7 @@ def serve_model(model: str, registry_root: Path, options: ServeOptions) -> None:
             top_k=options.top_k,
             version=options.model_version or source.version,
             optimize=options.optimize,
+            shared_threads=shared_threads(options.workers, options.threads) if options.workers > 1 else None,
         )
         log.info("loaded %s (%s, %d classes)", served.version, served.optimized, len(served.classes))
         config = uvicorn.Config(
