@@ -3,15 +3,15 @@
 Modes, fastest first on a 2-core x86 CPU (``bench/endpoint_bench.py`` measures them side by side):
 
 - ``onednn``: ``torch.jit.trace`` + ``freeze`` with TorchScript's oneDNN Graph fusion turned on, which
-  fuses convolutions with their activations and adds. predict_fn (decode included) at 0.48-0.49x eager
-  for mobilenet_v2 at 96 px and 0.77-0.79x for squeezenet1_1 at 224 px, ready in about a second. The
+  fuses convolutions with their activations and adds. predict_fn (decode included, 2 threads) at 0.42x
+  eager for mobilenet_v2 at 96 px and 0.67x for squeezenet1_1 at 224 px, ready in about a second. The
   default.
 - ``trace``: ``jit.trace`` + ``freeze`` alone (folds batch norms, drops Python dispatch).
 - ``compile``: ``torch.compile`` (inductor, ``freezing``, ``dynamic=False``) for single images, which
   are what an endpoint mostly sees; any other batch size goes to the ``onednn`` module, so a batch the
   warm-up did not see never waits for a multi-second recompile. The compile happens here, at load
   time (6-30 s on 2 cores with inductor's cache warm, 40-90 s cold), so ``/ping`` answers only once it
-  is done. Slower than ``onednn`` on 2 cores: 0.82-0.86x eager for both models.
+  is done. Slower than ``onednn`` on 2 cores: 0.79-0.85x eager for both models.
 - ``eager``: the module as trained (``channels_last``).
 
 Every optimised module is kept only if it gives the eager answers on fixed random images (one single
