@@ -191,7 +191,15 @@ def graph(config_path: Path | None, definition_path: Path | None) -> None:
     default=None,
     help="Where to write it (default: the execution's folder locally, ./report.html for SageMaker).",
 )
-def report(execution_id: str | None, config_path: Path | None, output: Path | None) -> None:
+@click.option(
+    "--screenshot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also render the report in headless Chromium and save the whole page as this PNG.",
+)
+def report(
+    execution_id: str | None, config_path: Path | None, output: Path | None, screenshot: Path | None
+) -> None:
     """Write report.html for an execution (default: the latest): local, or fetched from SageMaker and S3
     when the config's engine is sagemaker (EXECUTION_ID is then the pipeline execution ARN)."""
     cfg = read_config(config_path, LOCAL_CONFIG)
@@ -199,20 +207,29 @@ def report(execution_id: str | None, config_path: Path | None, output: Path | No
         from pipeline.report.collect import write_local_report
 
         try:
-            click.echo(write_local_report(cfg.local.root, execution_id, output))
+            written = write_local_report(cfg.local.root, execution_id, output)
         except LookupError as error:
             raise click.ClickException(str(error)) from None
-        return
-    import tempfile
+    else:
+        import tempfile
 
-    from pipeline.cli_aws import aws_config, clients_for, friendly_errors
-    from pipeline.report import build_report
-    from pipeline.report.fetch import inputs_from_sagemaker_execution
+        from pipeline.cli_aws import aws_config, clients_for, friendly_errors
+        from pipeline.report import build_report
+        from pipeline.report.fetch import inputs_from_sagemaker_execution
 
-    cfg = aws_config(config_path, None, None)
-    with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch, friendly_errors():
-        inputs = inputs_from_sagemaker_execution(clients_for(cfg), cfg, execution_id, Path(scratch))
-        click.echo(build_report(inputs, output or Path("report.html")))
+        cfg = aws_config(config_path, None, None)
+        with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch, friendly_errors():
+            inputs = inputs_from_sagemaker_execution(clients_for(cfg), cfg, execution_id, Path(scratch))
+            written = build_report(inputs, output or Path("report.html"))
+    click.echo(written)
+    if screenshot is not None:
+        from pipeline.report.screenshot import ScreenshotError
+        from pipeline.report.screenshot import screenshot as render
+
+        try:
+            click.echo(render(written, screenshot))
+        except ScreenshotError as error:
+            raise click.ClickException(str(error)) from None
 
 
 def main() -> None:

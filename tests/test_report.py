@@ -7,6 +7,7 @@ import io
 import json
 import re
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ torch = pytest.importorskip("torch")
 smd = pytest.importorskip("smdebug.pytorch")
 
 from pipeline.report import ReportInputs, build_report  # noqa: E402
+from pipeline.report.screenshot import ScreenshotError, find_browser, screenshot  # noqa: E402
 from training_code.profiler import TrainingProfiler  # noqa: E402
 from training_code.profiler_rules import summarize  # noqa: E402
 
@@ -144,6 +146,31 @@ def test_report_has_every_section_with_real_figures(tmp_path: Path, artifacts: R
         document, "sample-prediction"
     )
     assert "Dataloader" in _section(document, "profiler")
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium here (.ci/run installs one)")
+def test_the_report_renders_in_chromium_with_its_plots_and_status_colours(
+    tmp_path: Path, artifacts: ReportInputs
+) -> None:
+    """What a person sees: the page as Chromium paints it, not the HTML text."""
+    from PIL import Image
+
+    png = screenshot(build_report(artifacts, tmp_path / "report.html"), tmp_path / "report.png")
+    with Image.open(png) as image:
+        page = image.convert("RGB")
+    colours = Counter(page.getdata())
+    assert page.width == 1280 and page.height > 2000  # every section laid out, the blank tail cut
+    assert colours[(0xDD, 0x84, 0x52)] > 500  # the best trial's bar: embedded plots are drawn
+    assert colours[(0xFD, 0xE2, 0xE1)] > 500  # the IssuesFound row: the stylesheet applies
+
+
+def test_a_screenshot_without_a_browser_says_how_to_get_one(
+    tmp_path: Path, artifacts: ReportInputs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOGPIPE_CHROMIUM", str(tmp_path / "no-such-browser"))
+    with pytest.raises(ScreenshotError, match="apt-get install chromium"):
+        screenshot(build_report(artifacts, tmp_path / "report.html"), tmp_path / "report.png")
+    assert not (tmp_path / "report.png").exists()
 
 
 def test_missing_and_corrupt_inputs_leave_notes_not_a_broken_report(tmp_path: Path) -> None:

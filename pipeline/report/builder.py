@@ -59,11 +59,39 @@ def _table(rows: list[dict[str, Any]], columns: list[str] | None = None, row_cla
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+#: Characters of a dict or list shown in one cell (rule evidence, profiler figures) before "…".
+CELL_LIMIT = 600
+
+
+def _rounded(value: Any) -> Any:
+    """Floats at 4 significant digits, inside dicts and lists too: figures to read, not to copy."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
+
+
+def _decimal(text: str) -> float | None:
+    """``text`` as a float when it is a non-integer number (SageMaker passes hyperparameters as strings)."""
+    if not any(mark in text for mark in ".eE"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, str) and (number := _decimal(value)) is not None:
+        return f'<span title="{html.escape(value)}">{number:.4g}</span>'  # the exact value on hover
     if isinstance(value, (dict, list)):
-        return f"<code>{html.escape(json.dumps(value)[:300])}</code>"
+        text = json.dumps(_rounded(value))
+        return f"<code>{html.escape(text if len(text) <= CELL_LIMIT else text[:CELL_LIMIT] + ' …')}</code>"
     return html.escape("" if value is None else str(value))
 
 
