@@ -158,7 +158,7 @@ def test_the_report_renders_in_chromium_with_its_plots_and_status_colours(
     png = screenshot(build_report(artifacts, tmp_path / "report.html"), tmp_path / "report.png")
     with Image.open(png) as image:
         page = image.convert("RGB")
-    colours = Counter(page.getdata())
+    colours = Counter(page.get_flattened_data())
     assert page.width == 1280 and page.height > 2000  # every section laid out, the blank tail cut
     assert colours[(0xDD, 0x84, 0x52)] > 500  # the best trial's bar: embedded plots are drawn
     assert colours[(0xFD, 0xE2, 0xE1)] > 500  # the IssuesFound row: the stylesheet applies
