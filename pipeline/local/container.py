@@ -34,6 +34,21 @@ class JobStopped(RuntimeError):
     """A job was stopped on request (a pruned tuning trial)."""
 
 
+class JobTimedOut(JobFailed):
+    """A job ran past its ``StoppingCondition.MaxRuntimeInSeconds`` and was ended as SageMaker ends one."""
+
+
+#: Seconds SageMaker leaves a job between SIGTERM and the end when it reaches MaxRuntimeInSeconds, so the
+#: script can save what it has (AWS StoppingCondition docs); the local engine gives the same.
+STOP_GRACE_S = 120.0
+
+
+def max_runtime_seconds(request: Mapping[str, Any]) -> float | None:
+    """``StoppingCondition.MaxRuntimeInSeconds`` of a Create*Job request, or None when it sets none."""
+    value = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+    return float(value) if value is not None else None
+
+
 def job_name(step: str, suffix: str | None = None) -> str:
     """A SageMaker-valid job name (≤ 63 chars, ``[a-zA-Z0-9-]``) derived from the step name."""
     base = re.sub(r"[^a-zA-Z0-9-]+", "-", step).strip("-").lower()[:40] or "job"
@@ -97,14 +112,19 @@ def run_logged(
     cwd: Path,
     log_path: Path,
     on_line: Callable[[str], bool | None] | None = None,
+    max_runtime_s: float | None = None,
+    grace_s: float = STOP_GRACE_S,
 ) -> None:
     """Run ``argv``, copying stdout+stderr to ``log_path`` and to ``on_line`` as lines arrive.
 
     ``on_line`` returning True stops the job (SIGTERM to its process group) and raises
-    :class:`JobStopped`. A non-zero exit raises :class:`JobFailed` with the log tail.
+    :class:`JobStopped`. After ``max_runtime_s`` the job gets SIGTERM, ``grace_s`` seconds to save and
+    exit, then SIGKILL, and :class:`JobTimedOut` is raised. A non-zero exit raises :class:`JobFailed`
+    with the log tail.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     stop_requested = threading.Event()
+    timed_out = threading.Event()
     with log_path.open("a", buffering=1) as log:
         try:
             process = subprocess.Popen(
@@ -119,6 +139,15 @@ def run_logged(
             )
         except OSError as error:
             raise JobFailed(f"cannot start {argv[0]!r}: {error}") from None
+
+        def end_overdue_job() -> None:
+            timed_out.set()
+            _terminate(process, grace_s)
+
+        deadline = threading.Timer(max_runtime_s, end_overdue_job) if max_runtime_s is not None else None
+        if deadline is not None:
+            deadline.daemon = True
+            deadline.start()
         try:
             assert process.stdout is not None
             for line in process.stdout:
@@ -130,18 +159,27 @@ def run_logged(
         except BaseException:
             _terminate(process)
             raise
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+    if timed_out.is_set():
+        raise JobTimedOut(
+            f"ran past MaxRuntimeInSeconds={max_runtime_s:g} and was stopped (SIGTERM, then up to "
+            f"{grace_s:g} s to exit, as SageMaker does); last lines of {log_path}:\n{log_tail(log_path)}"
+        )
     if stop_requested.is_set():
         raise JobStopped(f"stopped on request: {' '.join(argv[:2])}")
     if code != 0:
         raise JobFailed(f"exited with code {code}; last lines of {log_path}:\n{log_tail(log_path)}")
 
 
-def _terminate(process: subprocess.Popen[str]) -> None:
+def _terminate(process: subprocess.Popen[str], grace_s: float = 10.0) -> None:
+    """SIGTERM to the job's process group, SIGKILL if it has not exited ``grace_s`` seconds later."""
     if process.poll() is not None:
         return
     try:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
+        process.wait(timeout=grace_s)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.local.container import Container, job_name, run_logged
+from pipeline.local.container import Container, job_name, max_runtime_seconds, run_logged
 from pipeline.local.context import StepContext, arn
 
 
@@ -50,7 +50,14 @@ def run_processing(ctx: StepContext) -> dict[str, Any]:
     argv = container.command(entrypoint + list(app.get("ContainerArguments") or []))
     env = container.environment(arguments.get("Environment") or {})
     ctx.echo(f"  [{ctx.name}] {' '.join(argv[1:])}")
-    run_logged(argv, env, container.job_dir, ctx.log_dir / f"{name}.log", on_line=_echo_prefixed(ctx))
+    run_logged(
+        argv,
+        env,
+        container.job_dir,
+        ctx.log_dir / f"{name}.log",
+        on_line=_echo_prefixed(ctx),
+        max_runtime_s=max_runtime_seconds(arguments),
+    )
 
     for item in outputs:
         ctx.store.put_tree(container.path(item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])

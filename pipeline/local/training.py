@@ -22,7 +22,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.local.container import Container, JobFailed, job_name, metric_values, run_logged
+from pipeline.local.container import (
+    Container,
+    JobFailed,
+    job_name,
+    max_runtime_seconds,
+    metric_values,
+    run_logged,
+)
 from pipeline.local.context import StepContext, arn
 from pipeline.local.store import ObjectStore
 
@@ -236,6 +243,7 @@ class TrainingJob:
                     container.path("/opt/ml/code") if self.program else container.job_dir,
                     log_dir / f"{self.name}-{self.hosts[index]}.log",
                     on_line=watch,
+                    max_runtime_s=max_runtime_seconds(self.request),
                 )
             except BaseException as error:
                 errors.append(error)

@@ -373,3 +373,48 @@ def test_an_interrupted_run_exits_130_naming_the_resume_command(
     assert result.exit_code == 130, result.output
     assert "execution 20260101-000000-abcdef Stopped: interrupted (Ctrl-C)" in result.output
     assert f"dogpipe run --config '{config}' --resume 20260101-000000-abcdef" in result.output
+
+
+SLOW = """
+    import os, pathlib, signal, sys, time
+    def save_and_exit(signum, frame):
+        pathlib.Path(os.environ["MARKER"]).write_text("saved on SIGTERM")
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, save_and_exit)
+    print("working", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_job_past_its_max_runtime_is_stopped_and_fails_the_step(
+    engine: LocalEngine, tmp_path: Path
+) -> None:
+    """StoppingCondition.MaxRuntimeInSeconds as SageMaker applies it: SIGTERM, time to save, then failed."""
+    marker = tmp_path / "marker"
+    step = processing_step(
+        "Slow", stage_script(engine.store, "slow.py", SLOW), environment={"MARKER": str(marker)}
+    )
+    step["Arguments"]["StoppingCondition"] = {"MaxRuntimeInSeconds": 1}
+    started = time.monotonic()
+    result = engine.start(definition(step), "test")
+    assert time.monotonic() - started < 30  # not the script's 60 s
+    assert result.status == "Failed"
+    assert "MaxRuntimeInSeconds=1" in result.failure_reason and "working" in result.failure_reason
+    assert marker.read_text() == "saved on SIGTERM"  # the grace period let the script save
+
+
+def test_a_job_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
+    from pipeline.local.container import JobTimedOut, run_logged
+
+    script = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); "
+        "time.sleep(60)"
+    )
+    started = time.monotonic()
+    with pytest.raises(JobTimedOut, match=r"MaxRuntimeInSeconds=0\.5"):
+        run_logged(
+            [sys.executable, "-c", script], dict(os.environ), tmp_path, tmp_path / "job.log",
+            max_runtime_s=0.5, grace_s=0.5,
+        )  # fmt: skip
+    assert time.monotonic() - started < 20
+    assert "up" in (tmp_path / "job.log").read_text()
