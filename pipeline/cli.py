@@ -18,6 +18,7 @@ from pipeline.cli_options import (
     definition_option,
     definition_text,
     read_config,
+    require_known_architecture,
 )
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.cli import LOCAL_COMMANDS
@@ -162,7 +163,9 @@ def validate(config_path: Path | None, definition_path: Path | None) -> None:
     """Check the config and the definition (DAG and every step's API request shape)."""
     from pipeline.validate import validate_definition
 
-    text = definition_text(read_config(config_path), definition_path)
+    cfg = read_config(config_path)
+    require_known_architecture(cfg)
+    text = definition_text(cfg, definition_path)
     problems = validate_definition(text)
     for problem in problems:
         click.echo(str(problem), err=True)

@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 
 import click
 
-from pipeline.cli_options import config_option, definition_option, definition_text, read_config
+from pipeline.cli_options import (
+    config_option,
+    definition_option,
+    definition_text,
+    read_config,
+    require_known_architecture,
+)
 from pipeline.config import PipelineConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,6 +99,7 @@ def upsert(
     from pipeline.remote import upsert_pipeline
 
     cfg = aws_config(config_path, region, bucket, role_arn)
+    require_known_architecture(cfg)
     code = package_code()  # packed once: the definition refers to exactly what is staged
     definition = definition_text(cfg, definition_path, role_arn=cfg.project.role_arn, code=code)
     with friendly_errors():

@@ -86,3 +86,12 @@ def read_config(config_path: Path | None, default: Path = DEFAULT_CONFIG) -> Pip
         return load_config(config_path or default)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
+
+
+def require_known_architecture(cfg: PipelineConfig) -> None:
+    """Exit naming the problem when the config's model cannot be built (checked with torchvision)."""
+    from pipeline.model_check import architecture_problem
+
+    problem = architecture_problem(cfg.model)
+    if problem is not None:
+        raise click.ClickException(problem)

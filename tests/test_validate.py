@@ -135,3 +135,28 @@ def test_a_definition_file_that_is_not_one_is_refused_by_every_command(
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert f"definition {path}" in result.output and message in result.output
+
+
+@pytest.mark.parametrize("command", ["validate", "upsert"])
+def test_an_unknown_architecture_is_refused_naming_the_closest_ones(tmp_path: Path, command: str) -> None:
+    """A typo in model.architecture stops the command before any job (or AWS call) could start."""
+    import yaml
+
+    from pipeline.config import DEFAULT_CONFIG
+
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw["model"]["architecture"] = "squeezenet1_l"
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(cli, [command, "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert "model.architecture 'squeezenet1_l' is not a torchvision classification model" in result.output
+    assert "did you mean squeezenet1_1" in result.output
+
+
+def test_every_shipped_config_names_a_known_architecture() -> None:
+    from pipeline.config import DEFAULT_CONFIG, LOCAL_CONFIG, load_config
+    from pipeline.model_check import architecture_problem
+
+    for path in (DEFAULT_CONFIG, LOCAL_CONFIG):
+        assert architecture_problem(load_config(path).model) is None, path
