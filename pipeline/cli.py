@@ -60,7 +60,8 @@ for _command in (*AWS_COMMANDS, *LOCAL_COMMANDS):
 @click.option(
     "--threads",
     type=click.IntRange(1, 256),
-    help="Torch threads of a request running beside others (default: cores/workers; alone: all cores).",
+    help="Torch threads of a request running beside others (default: cores/workers; alone: all cores); "
+    "with --workers 1, of every request.",
 )
 @click.option(
     "--optimize",

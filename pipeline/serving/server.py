@@ -72,6 +72,7 @@ class _AnnouncingServer(uvicorn.Server):
 
 def serve_model(model: str, registry_root: Path, options: ServeOptions) -> None:
     """Serve MODEL until interrupted (Ctrl-C or SIGTERM)."""
+    import torch
 
     from pipeline.serving.app import ServingSettings, create_app
     from pipeline.serving.model_source import resolve_model
@@ -80,6 +81,8 @@ def serve_model(model: str, registry_root: Path, options: ServeOptions) -> None:
     settings = ServingSettings(
         max_payload_bytes=options.max_payload_bytes, max_batch=options.max_batch, workers=options.workers
     )
+    if options.workers == 1 and options.threads is not None:
+        torch.set_num_threads(options.threads)  # one request at a time: its build gets what was asked
     with ExitStack() as stack:
         source = resolve_model(model, registry_root, stack)
         served = inference.load_model(
