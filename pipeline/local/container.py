@@ -141,8 +141,9 @@ def run_logged(
             raise JobFailed(f"cannot start {argv[0]!r}: {error}") from None
 
         def end_overdue_job() -> None:
-            timed_out.set()
-            _terminate(process, grace_s)
+            if process.poll() is None:  # a job that finished at the deadline did not time out
+                timed_out.set()
+                _terminate(process, grace_s)
 
         deadline = threading.Timer(max_runtime_s, end_overdue_job) if max_runtime_s is not None else None
         if deadline is not None:
