@@ -114,12 +114,8 @@ def with_threads(threads: int, fn: Callable[[], object]) -> Callable[[], None]:
     """``fn`` under ``threads`` intra-op threads (setting the count costs microseconds)."""
 
     def call() -> None:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with model_optimize.intra_op_threads(threads):
             fn()
-        finally:
-            torch.set_num_threads(previous)
 
     return call
 
