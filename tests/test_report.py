@@ -164,6 +164,21 @@ def test_the_report_renders_in_chromium_with_its_plots_and_status_colours(
     assert colours[(0xFD, 0xE2, 0xE1)] > 500  # the IssuesFound row: the stylesheet applies
 
 
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium here (.ci/run installs one)")
+def test_a_screenshot_is_png_whatever_its_name_and_a_bad_path_is_a_clear_error(
+    tmp_path: Path, artifacts: ReportInputs
+) -> None:
+    from PIL import Image
+
+    report = build_report(artifacts, tmp_path / "report.html")
+    with Image.open(screenshot(report, tmp_path / "shot")) as image:
+        assert image.format == "PNG"
+    (tmp_path / "a-file").write_text("kept")
+    with pytest.raises(ScreenshotError, match="cannot write the screenshot"):
+        screenshot(report, tmp_path / "a-file" / "shot.png")
+    assert (tmp_path / "a-file").read_text() == "kept" and report.is_file()
+
+
 def test_a_screenshot_without_a_browser_says_how_to_get_one(
     tmp_path: Path, artifacts: ReportInputs, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -45,14 +45,10 @@ def screenshot(report: str | Path, png: str | Path, *, width: int = WIDTH) -> Pa
         raise ScreenshotError(f"no report at {report}")
     browser = find_browser()
     if browser is None:
+        where = os.environ.get("DOGPIPE_CHROMIUM")
         raise ScreenshotError(
-            "no Chromium found"
-            + (
-                f" at DOGPIPE_CHROMIUM={os.environ['DOGPIPE_CHROMIUM']}"
-                if os.environ.get("DOGPIPE_CHROMIUM")
-                else ""
-            )
-            + ": install one (Debian/Ubuntu: apt-get install chromium) or set DOGPIPE_CHROMIUM to its path"
+            f"no Chromium found{f' at DOGPIPE_CHROMIUM={where}' if where else ''}: install one "
+            "(Debian/Ubuntu: apt-get install chromium) or set DOGPIPE_CHROMIUM to its path"
         )
     with tempfile.TemporaryDirectory(prefix="dogpipe-screenshot-") as scratch:
         raw = Path(scratch) / "window.png"
@@ -79,6 +75,14 @@ def screenshot(report: str | Path, png: str | Path, *, width: int = WIDTH) -> Pa
         background = Image.new("RGB", page.size, page.getpixel((page.width - 1, page.height - 1)))
         content = ImageChops.difference(page, background).getbbox()
         bottom = min(page.height, (content[3] if content else 1) + 32)
-        png.parent.mkdir(parents=True, exist_ok=True)
-        page.crop((0, 0, page.width, bottom)).save(png)
+        # PNG whatever the name says, written beside the target and renamed: a failed write leaves
+        # any earlier screenshot of that name as it was.
+        partial = png.with_name(png.name + ".part")
+        try:
+            png.parent.mkdir(parents=True, exist_ok=True)
+            page.crop((0, 0, page.width, bottom)).save(partial, format="PNG")
+            partial.replace(png)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise ScreenshotError(f"cannot write the screenshot {png}: {error.strerror or error}") from None
     return png
