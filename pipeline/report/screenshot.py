@@ -10,6 +10,7 @@ report and the blank space below the last section is cut off.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -83,6 +84,7 @@ def screenshot(report: str | Path, png: str | Path, *, width: int = WIDTH) -> Pa
             page.crop((0, 0, page.width, bottom)).save(partial, format="PNG")
             partial.replace(png)
         except OSError as error:
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # nothing to remove when the folder could not be made
+                partial.unlink(missing_ok=True)
             raise ScreenshotError(f"cannot write the screenshot {png}: {error.strerror or error}") from None
     return png
