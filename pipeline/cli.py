@@ -122,7 +122,7 @@ def predict(image: Path, endpoint: str, config_path: Path | None) -> None:
     try:
         data, content_type = read_image(image)
         if cfg.engine == "local":
-            from pipeline.local.endpoints import EndpointError, read_endpoint
+            from pipeline.local.endpoint_servers import EndpointError, read_endpoint
 
             try:
                 url = read_endpoint(cfg.local.root, endpoint)["url"]

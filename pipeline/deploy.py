@@ -242,7 +242,7 @@ def deploy_locally(cfg: PipelineConfig, stage: str, registry: ModelRegistry) -> 
 
     Returns the endpoint record (``name``, ``url``, ``pid``…) that ``dogpipe predict`` reads.
     """
-    from pipeline.local.endpoints import start_endpoint
+    from pipeline.local.endpoint_servers import start_endpoint
     from pipeline.local.store import ObjectStore
 
     package = approved_package(registry, cfg.registry.model_package_group)

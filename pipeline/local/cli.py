@@ -98,7 +98,7 @@ def _write_report(cfg: PipelineConfig, execution_id: str, sample: tuple[Path, di
 
 def _show_endpoint(cfg: PipelineConfig, result, image: Path | None) -> tuple[Path, dict] | None:  # type: ignore[no-untyped-def]
     """Print the deployed endpoint and its answer for ``image``; returns (image, reply) for the report."""
-    from pipeline.local.endpoints import EndpointError, read_endpoint
+    from pipeline.local.endpoint_servers import EndpointError, read_endpoint
 
     sample = None
     for state in result.steps.values():

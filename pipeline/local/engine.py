@@ -33,7 +33,7 @@ class DefinitionError(ValueError):
 
 def _runners() -> dict[str, StepRunner]:
     # Imported here: the tuning runner pulls in optuna, the registry the registry module.
-    from pipeline.local.endpoint import run_create_model, run_endpoint, run_endpoint_config
+    from pipeline.local.endpoint_steps import run_create_model, run_endpoint, run_endpoint_config
     from pipeline.local.processing import run_processing
     from pipeline.local.registry_step import run_register
     from pipeline.local.training import run_training

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
 from pipeline.config import LOCAL_CONFIG
-from pipeline.local.endpoints import read_endpoint, stop_endpoint
+from pipeline.local.endpoint_servers import read_endpoint, stop_endpoint
 from pipeline.local.executions import ExecutionStore
 from pipeline.registry import LocalRegistry
 

@@ -2,7 +2,7 @@
 
 Models and endpoint configs are records under ``<root>/control/`` (what the SageMaker control plane
 would hold); an Endpoint step follows config → model → model data (or the registered package's) and
-starts a local server via :mod:`pipeline.local.endpoints`.
+starts a local server via :mod:`pipeline.local.endpoint_servers`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.local.container import job_name
 from pipeline.local.context import StepContext, arn
-from pipeline.local.endpoints import start_endpoint
+from pipeline.local.endpoint_servers import start_endpoint
 from pipeline.local.executions import read_json, write_json
 from pipeline.registry import LocalRegistry
 
