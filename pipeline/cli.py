@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli_aws import AWS_COMMANDS
+from pipeline.cli_models import MODEL_COMMANDS
 from pipeline.cli_options import (
     FileErrorsAsMessages,
     config_option,
@@ -20,6 +20,7 @@ from pipeline.cli_options import (
     read_config,
     require_known_architecture,
 )
+from pipeline.cli_pipeline import PIPELINE_COMMANDS
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.cli import LOCAL_COMMANDS
 
@@ -46,7 +47,7 @@ def sample_data(out_dir: Path, classes: int, per_class: int, seed: int, with_bad
     click.echo(summary)
 
 
-for _command in (*AWS_COMMANDS, *LOCAL_COMMANDS):
+for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, *LOCAL_COMMANDS):
     cli.add_command(_command)
 
 
@@ -217,7 +218,7 @@ def report(
     else:
         import tempfile
 
-        from pipeline.cli_aws import aws_config, clients_for, friendly_errors
+        from pipeline.cli_options import aws_config, clients_for, friendly_errors
         from pipeline.report import build_report
         from pipeline.report.fetch import inputs_from_sagemaker_execution
 

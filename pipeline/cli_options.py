@@ -1,4 +1,4 @@
-"""Options and config loading shared by every ``dogpipe`` command module (cli, cli_aws, local.cli).
+"""Options, config loading and error handling shared by every ``dogpipe`` command module.
 
 They live apart from ``pipeline/cli.py`` so the command modules import them without importing the
 command group that registers those modules (which made ``python -m pipeline.cli`` circular).
@@ -6,8 +6,10 @@ command group that registers those modules (which made ``python -m pipeline.cli`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -95,3 +97,61 @@ def require_known_architecture(cfg: PipelineConfig) -> None:
     problem = architecture_problem(cfg.model)
     if problem is not None:
         raise click.ClickException(problem)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def aws_options(function: F) -> F:
+    """--region and --bucket, which override DOGPIPE_REGION / DOGPIPE_BUCKET and the config file."""
+    function = click.option("--bucket", default=None, help="S3 bucket (else DOGPIPE_BUCKET, else config).")(
+        function
+    )
+    return click.option("--region", default=None, help="AWS region (else DOGPIPE_REGION, else config).")(
+        function
+    )
+
+
+role_option = click.option(
+    "--role-arn", default=None, help="SageMaker execution role (else DOGPIPE_ROLE_ARN, else config)."
+)
+local_option = click.option(
+    "--local",
+    "use_local",
+    is_flag=True,
+    help="Act on the local engine (default when the config's engine is local).",
+)
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Expected failures as one clear line (exit 1); nothing else is caught."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from pipeline.aws import AwsError, translate
+    from pipeline.deploy import DeployError
+    from pipeline.registry import RegistryError
+    from pipeline.remote import PipelineError
+
+    try:
+        yield
+    except (AwsError, DeployError, PipelineError, RegistryError) as error:
+        raise click.ClickException(str(error)) from None
+    except (BotoCoreError, ClientError) as error:
+        raise click.ClickException(str(translate(error))) from None
+
+
+def aws_config(
+    config_path: Path | None, region: str | None, bucket: str | None, role_arn: str | None = None
+) -> PipelineConfig:
+    from pipeline.aws import with_aws_settings
+
+    with friendly_errors():
+        return with_aws_settings(read_config(config_path), region=region, bucket=bucket, role_arn=role_arn)
+
+
+def clients_for(cfg: PipelineConfig) -> Any:
+    from pipeline.aws import AwsClients
+
+    with friendly_errors():
+        return AwsClients.for_config(cfg)
