@@ -13,6 +13,7 @@ import click
 
 from pipeline.cli_models import MODEL_COMMANDS
 from pipeline.cli_options import (
+    CONFIG_RULE,
     FileErrorsAsMessages,
     config_option,
     definition_option,
@@ -21,11 +22,12 @@ from pipeline.cli_options import (
     require_known_architecture,
 )
 from pipeline.cli_pipeline import PIPELINE_COMMANDS
-from pipeline.config import LOCAL_CONFIG
 from pipeline.local.cli import LOCAL_COMMANDS
 
 
-@click.group(cls=FileErrorsAsMessages, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=FileErrorsAsMessages, context_settings={"help_option_names": ["-h", "--help"]}, epilog=CONFIG_RULE
+)
 @click.version_option(package_name="dogpipe")
 def cli() -> None:
     """dogpipe: fine-tune a CNN on dog breeds as a SageMaker Pipeline, on SageMaker or on this machine."""
@@ -92,7 +94,7 @@ def serve(
     from pipeline.serving.model_source import ModelSourceError
     from pipeline.serving.server import ServeOptions, serve_model
 
-    cfg = read_config(config_path, LOCAL_CONFIG)
+    cfg = read_config(config_path)
     options = ServeOptions(
         host=host,
         port=port,
@@ -119,7 +121,7 @@ def predict(image: Path, endpoint: str, config_path: Path | None) -> None:
     """Send IMAGE to an endpoint and print its top-k breeds (HTTP locally, InvokeEndpoint on AWS)."""
     from pipeline.serving.client import PredictError, format_reply, invoke_http, invoke_sagemaker, read_image
 
-    cfg = read_config(config_path, LOCAL_CONFIG)
+    cfg = read_config(config_path)
     try:
         data, content_type = read_image(image)
         if cfg.engine == "local":
@@ -207,7 +209,7 @@ def report(
 ) -> None:
     """Write report.html for an execution (default: the latest): local, or fetched from SageMaker and S3
     when the config's engine is sagemaker (EXECUTION_ID is then the pipeline execution ARN)."""
-    cfg = read_config(config_path, LOCAL_CONFIG)
+    cfg = read_config(config_path)
     if cfg.engine == "local":
         from pipeline.report.collect import write_local_report
 

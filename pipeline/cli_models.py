@@ -21,11 +21,11 @@ from pipeline.cli_options import (
 from pipeline.config import PipelineConfig
 
 
-def registry_for(cfg: PipelineConfig, use_local: bool) -> Any:
-    """The local registry for a local config or ``--local``, else SageMaker's."""
+def registry_for(cfg: PipelineConfig) -> Any:
+    """The registry of the config's engine: the local one for engine: local, else SageMaker's."""
     from pipeline.registry import LocalRegistry, SageMakerRegistry
 
-    if use_local or cfg.engine == "local":
+    if cfg.engine == "local":
         return LocalRegistry(cfg.local.root)
     clients = clients_for(cfg)
     with friendly_errors():
@@ -42,12 +42,12 @@ def models() -> None:
 @config_option
 @aws_options
 @local_option
-def models_list(config_path: Path | None, region: str | None, bucket: str | None, use_local: bool) -> None:
+def models_list(config_path: Path | None, region: str | None, bucket: str | None) -> None:
     """Versions of the model package group: status, creation time, accuracy."""
     cfg = aws_config(config_path, region, bucket)
     group = cfg.registry.model_package_group
     with friendly_errors():
-        packages = registry_for(cfg, use_local).list_packages(group)
+        packages = registry_for(cfg).list_packages(group)
     if not packages:
         click.echo(f"no model packages in group {group}")
         return
@@ -58,11 +58,11 @@ def models_list(config_path: Path | None, region: str | None, bucket: str | None
         click.echo(f"{package.version:>7}  {package.approval_status:<22} {created:<20} {accuracy}")
 
 
-def _set_status(cfg: PipelineConfig, use_local: bool, version: str, status: str, note: str | None) -> None:
+def _set_status(cfg: PipelineConfig, version: str, status: str, note: str | None) -> None:
     from pipeline.registry import parse_version
 
     with friendly_errors():
-        package = registry_for(cfg, use_local).set_approval(
+        package = registry_for(cfg).set_approval(
             cfg.registry.model_package_group, parse_version(version), status, note
         )
     click.echo(f"{package.group} version {package.version}: {package.approval_status}")
@@ -80,10 +80,9 @@ def models_approve(
     config_path: Path | None,
     region: str | None,
     bucket: str | None,
-    use_local: bool,
 ) -> None:
     """Mark VERSION Approved: it becomes eligible for `dogpipe deploy --stage prod`."""
-    _set_status(aws_config(config_path, region, bucket), use_local, version, "Approved", note)
+    _set_status(aws_config(config_path, region, bucket), version, "Approved", note)
 
 
 @models.command("reject")
@@ -98,10 +97,9 @@ def models_reject(
     config_path: Path | None,
     region: str | None,
     bucket: str | None,
-    use_local: bool,
 ) -> None:
     """Mark VERSION Rejected."""
-    _set_status(aws_config(config_path, region, bucket), use_local, version, "Rejected", note)
+    _set_status(aws_config(config_path, region, bucket), version, "Rejected", note)
 
 
 @click.command("deploy")
@@ -117,7 +115,6 @@ def deploy(
     region: str | None,
     bucket: str | None,
     role_arn: str | None,
-    use_local: bool,
     wait: bool,
 ) -> None:
     """Deploy the latest Approved model package to the stage's endpoint; refuses when none is approved."""
@@ -125,14 +122,14 @@ def deploy(
     from pipeline.deploy import SageMakerDeployer, approved_package, deploy_locally
 
     cfg = aws_config(config_path, region, bucket, role_arn)
-    if use_local or cfg.engine == "local":
+    if cfg.engine == "local":
         with friendly_errors():
-            record = deploy_locally(cfg, stage, registry_for(cfg, True))
+            record = deploy_locally(cfg, stage, registry_for(cfg))
         click.echo(f"endpoint {record['name']} serving {record['model_package_arn']} at {record['url']}")
         return
     with friendly_errors():
         role = require_role(cfg)
-        package = approved_package(registry_for(cfg, False), cfg.registry.model_package_group)
+        package = approved_package(registry_for(cfg), cfg.registry.model_package_group)
         clients = clients_for(cfg)
         result = SageMakerDeployer(clients.sagemaker, clients.autoscaling).deploy(
             cfg, stage, package, role, wait=wait

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pipeline.config import DEFAULT_CONFIG, ConfigError, PipelineConfig, load_config
+from pipeline.config import ConfigError, PipelineConfig, load_config
 
 if TYPE_CHECKING:
     from pipeline.code import CodeArchive
@@ -33,12 +33,41 @@ class FileErrorsAsMessages(click.Group):
             raise click.ClickException(f"{error.filename}: {error.strerror or error}") from None
 
 
+CONFIG_ENV = "DOGPIPE_CONFIG"
+#: Relative to the working directory: after ``make demo`` (run in the checkout) every command acts on the
+#: local engine and the store the demo filled, with nothing to type; SageMaker is one flag or variable away.
+DEFAULT_CONFIG_PATH = Path("config/local.yaml")
+CONFIG_RULE = (
+    f"Every command reads one pipeline YAML: --config FILE, else ${CONFIG_ENV}, else "
+    f"{DEFAULT_CONFIG_PATH} in the current directory (the local engine `make demo` ran). The config's "
+    "`engine:` (local or sagemaker) alone decides where a command acts; e.g. "
+    f"`export {CONFIG_ENV}=config/pipeline.yaml` for SageMaker."
+)
+
 config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Pipeline YAML (default: config/pipeline.yaml; config/local.yaml for local-engine commands).",
+    default=DEFAULT_CONFIG_PATH,
+    envvar=CONFIG_ENV,
+    show_envvar=True,
+    show_default=True,
+    help="Pipeline YAML; its `engine:` decides where the command acts.",
+)
+
+
+def _removed_local_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        raise click.UsageError(
+            "--local was removed: the engine comes from the config alone (`engine: local` in "
+            f"{DEFAULT_CONFIG_PATH}, the default); pass --config FILE or set {CONFIG_ENV}",
+            ctx,
+        )
+
+
+#: ``--local`` used to pick the engine beside the config; it now fails naming the one rule (exit 2).
+local_option = click.option(
+    "--local", is_flag=True, hidden=True, expose_value=False, callback=_removed_local_flag
 )
 
 
@@ -82,12 +111,30 @@ def read_definition_file(path: Path) -> str:
     return text
 
 
-def read_config(config_path: Path | None, default: Path = DEFAULT_CONFIG) -> PipelineConfig:
-    """Load the config or exit with the validation errors, before anything runs."""
+def read_config(config_path: Path | None = None) -> PipelineConfig:
+    """Load the config the one rule names (``CONFIG_RULE``) or exit with the validation errors, before
+    anything runs. ``None`` (a caller outside click) means the rule's default."""
+    path = config_path or DEFAULT_CONFIG_PATH
+    if not path.exists() and not path.is_absolute() and path == DEFAULT_CONFIG_PATH:
+        raise click.ClickException(
+            f"no {DEFAULT_CONFIG_PATH} in {Path.cwd()}: run dogpipe from the checkout, "
+            f"pass --config FILE or set {CONFIG_ENV}"
+        )
     try:
-        return load_config(config_path or default)
+        return load_config(path)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
+
+
+def require_engine(cfg: PipelineConfig, config_path: Path | None, engine: str, command: str) -> None:
+    """Exit naming the rule when ``command`` exists on one engine only and the config names the other."""
+    if cfg.engine == engine:
+        return
+    hint = "config/pipeline.yaml" if engine == "sagemaker" else str(DEFAULT_CONFIG_PATH)
+    raise click.ClickException(
+        f"`dogpipe {command}` acts on engine: {engine}, but {config_path or DEFAULT_CONFIG_PATH} has "
+        f"engine: {cfg.engine}; pass --config {hint} or set {CONFIG_ENV}={hint}"
+    )
 
 
 def require_known_architecture(cfg: PipelineConfig) -> None:
@@ -115,12 +162,6 @@ def aws_options(function: F) -> F:
 role_option = click.option(
     "--role-arn", default=None, help="SageMaker execution role (else DOGPIPE_ROLE_ARN, else config)."
 )
-local_option = click.option(
-    "--local",
-    "use_local",
-    is_flag=True,
-    help="Act on the local engine (default when the config's engine is local).",
-)
 
 
 @contextmanager
@@ -144,10 +185,14 @@ def friendly_errors() -> Iterator[None]:
 def aws_config(
     config_path: Path | None, region: str | None, bucket: str | None, role_arn: str | None = None
 ) -> PipelineConfig:
+    """The config; for engine: sagemaker with region, bucket and role from flags, else the environment."""
     from pipeline.aws import with_aws_settings
 
+    cfg = read_config(config_path)
+    if cfg.engine == "local":
+        return cfg
     with friendly_errors():
-        return with_aws_settings(read_config(config_path), region=region, bucket=bucket, role_arn=role_arn)
+        return with_aws_settings(cfg, region=region, bucket=bucket, role_arn=role_arn)
 
 
 def clients_for(cfg: PipelineConfig) -> Any:

@@ -20,6 +20,7 @@ from pipeline.cli_options import (
     definition_text,
     friendly_errors,
     local_option,
+    require_engine,
     require_known_architecture,
     role_option,
 )
@@ -42,6 +43,7 @@ def upsert(
     from pipeline.remote import upsert_pipeline
 
     cfg = aws_config(config_path, region, bucket, role_arn)
+    require_engine(cfg, config_path, "sagemaker", "upsert")
     require_known_architecture(cfg)
     code = package_code()  # packed once: the definition refers to exactly what is staged
     definition = definition_text(cfg, definition_path, role_arn=cfg.project.role_arn, code=code)
@@ -71,6 +73,7 @@ def start(
     from pipeline.remote import parse_overrides, start_execution, wait_for_execution
 
     cfg = aws_config(config_path, region, bucket)
+    require_engine(cfg, config_path, "sagemaker", "start")
     with friendly_errors():
         clients = clients_for(cfg)
         arn = start_execution(clients, cfg, parse_overrides(params))
@@ -92,13 +95,12 @@ def status(
     region: str | None,
     bucket: str | None,
     execution_arn: str | None,
-    use_local: bool,
 ) -> None:
     """Status of an execution (the latest when none is given) and of its steps."""
     from pipeline.remote import execution_report
 
     cfg = aws_config(config_path, region, bucket)
-    if use_local or cfg.engine == "local":
+    if cfg.engine == "local":
         from pipeline.local.cli import local_status
 
         local_status(cfg, execution_arn)
@@ -135,6 +137,7 @@ def diff(
     from pipeline.remote import require_deployed_definition
 
     cfg = aws_config(config_path, region, bucket, role_arn)
+    require_engine(cfg, config_path, "sagemaker", "diff")
     local = definition_text(cfg, definition_path, role_arn=cfg.project.role_arn)
     with friendly_errors():
         clients = clients_for(cfg)

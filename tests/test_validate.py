@@ -131,7 +131,9 @@ def test_a_definition_file_that_is_not_one_is_refused_by_every_command(
     """Every ``--definition`` reader refuses a wrong file with one line, before any AWS call."""
     path = tmp_path / "definition.json"
     path.write_bytes(content)
-    result = CliRunner().invoke(cli, [command, "--definition", str(path)])
+    from pipeline.config import DEFAULT_CONFIG  # diff/upsert act on SageMaker: name its config
+
+    result = CliRunner().invoke(cli, [command, "--definition", str(path), "--config", str(DEFAULT_CONFIG)])
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert f"definition {path}" in result.output and message in result.output

@@ -10,16 +10,13 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli_options import config_option, read_config
-from pipeline.config import LOCAL_CONFIG, PipelineConfig
+from pipeline.cli_options import config_option, read_config, require_engine
+from pipeline.config import PipelineConfig
 
 
-def _config(config_path: Path | None) -> PipelineConfig:
-    cfg = read_config(config_path, LOCAL_CONFIG)
-    if cfg.engine != "local":
-        raise click.ClickException(
-            f"{config_path}: engine is {cfg.engine!r}; `dogpipe run` needs engine: local"
-        )
+def _config(config_path: Path | None, command: str) -> PipelineConfig:
+    cfg = read_config(config_path)
+    require_engine(cfg, config_path, "local", command)
     return cfg
 
 
@@ -42,7 +39,7 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
     from pipeline.local.run import RunError, find_test_image, parse_params, run_local
     from pipeline.local.store import ObjectStore
 
-    cfg = _config(config_path)
+    cfg = _config(config_path, "run")
     try:
         result = run_local(
             cfg, data_dir=data_dir, params=parse_params(params), resume=resume, echo=click.echo
@@ -136,7 +133,7 @@ def list_executions(config_path: Path | None) -> None:
     """Executions, newest first: id, status, start time, failure."""
     from pipeline.local.report import executions_table
 
-    click.echo(executions_table(_config(config_path).local.root))
+    click.echo(executions_table(_config(config_path, "executions list").local.root))
 
 
 def local_status(cfg: PipelineConfig, execution_id: str | None) -> None:

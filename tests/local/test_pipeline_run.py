@@ -165,3 +165,41 @@ def test_executions_list_and_status_show_the_runs(pipeline_run: dict[str, Any]) 
     status = runner.invoke(cli, ["status", ids[0], "--config", str(pipeline_run["config"])])
     assert status.exit_code == 0, status.output
     assert f"execution: {ids[0]}" in status.output and "Deploy" in status.output
+
+
+def test_a_newcomer_types_commands_without_config_and_they_act_on_the_local_engine(
+    pipeline_run: dict[str, Any], sample_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the demo, in the checkout: no --config, no DOGPIPE_CONFIG, no AWS account. Each command
+    answers from the store the run filled (an AWS call would fail: no credentials exist here)."""
+    from tests.moto_server import hide_aws_config
+
+    hide_aws_config(monkeypatch, tmp_path)
+    monkeypatch.delenv("DOGPIPE_CONFIG", raising=False)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "local.yaml").write_text(pipeline_run["config"].read_text())
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    latest = ExecutionStore(pipeline_run["root"]).latest()
+    image = next((sample_dataset / "test").rglob("*.jpg"))
+
+    def ok(*args: str) -> str:
+        result = runner.invoke(cli, list(args))
+        assert result.exit_code == 0, (args, result.output)
+        return result.output
+
+    assert f"execution: {latest.id}" in ok("status")
+    assert "PendingManualApproval" in ok("models", "list")
+    if "endpoints" in cli.commands:  # the deploy issue adds `dogpipe endpoints list`
+        assert "dogpipe-test-staging" in ok("endpoints", "list")
+    classes = {path.name for path in (sample_dataset / "train").iterdir()}
+    assert any(name in ok("predict", str(image), "--endpoint", "dogpipe-test-staging") for name in classes)
+    report = tmp_path / "report.html"
+    assert str(report) in ok("report", "-o", str(report)) and latest.id in report.read_text()
+    # The README's approvers' sequence, on the same engine from start to end.
+    try:
+        ok("models", "approve", "2", "--note", "checked the report")
+        assert "dogpipe-prod" in ok("deploy", "--stage", "prod")
+        assert any(name in ok("predict", str(image), "--endpoint", "dogpipe-prod") for name in classes)
+    finally:
+        stop_endpoint(pipeline_run["root"], "dogpipe-prod")
