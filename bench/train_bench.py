@@ -28,6 +28,7 @@ from bench.harness import Report, Timing, measure_interleaved
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training_code"))
 import debugger_hook
+import distributed
 import train
 from models import build_model
 from profiler import TrainingProfiler
@@ -80,7 +81,7 @@ def make_trainer(
             out_dir=out_dir / "tensors",
             save_interval=save_interval,
             eval_save_interval=10,
-            collections=debugger_hook.parse_collections(",".join(train.DEFAULT_COLLECTIONS)),
+            collections=debugger_hook.DEFAULT_COLLECTIONS,
         ),
         # As config/pipeline.yaml trains it (pretrained: true): ReLU inputs, which only the rule on
         # weight initialisation reads, are not saved for a backbone this run did not initialise.
@@ -88,7 +89,7 @@ def make_trainer(
     )
     profiler = TrainingProfiler(out_dir / "profiler", enabled=case != "profiler_off", meta={})
     cls = PlainTrainer if case == "plain" else train.Trainer
-    world = train.world_from_env()
+    world = distributed.world_from_env()
     return cls(args, world, torch.device("cpu"), model, criterion, batches, batches, debugger, profiler)
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Optimizer = Literal["sgd", "adam", "adamw"]
+from training_code.hyperparameters import HYPERPARAMETERS, Hyperparameter
+
+Optimizer = Literal[HYPERPARAMETERS["optimizer"].choices]  # type: ignore[valid-type]
 ApprovalStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
 RuleName = Literal[
     "vanishing_gradient", "overfit", "overtraining", "poor_weight_initialization", "loss_not_decreasing"
@@ -31,6 +33,29 @@ ALL_RULES: tuple[str, ...] = (
 
 class ConfigError(ValueError):
     """A configuration file is missing, is not YAML, or does not match the schema."""
+
+
+def _hyperparameter_type(hp: Hyperparameter) -> Any:
+    kinds: dict[str, Any] = {"int": int, "float": float, "bool": bool, "str": str, "list": list[str]}
+    base = Literal[hp.choices] if hp.choices else kinds[hp.kind]  # type: ignore[valid-type]
+    return base | None if hp.optional else base
+
+
+def declared(name: str) -> Any:
+    """The field of hyperparameter ``name`` exactly as ``training_code/hyperparameters.py`` declares it:
+    type, default, range, pattern and description. Used as an annotation (``lr: declared("lr")``)."""
+    if name not in HYPERPARAMETERS:
+        raise KeyError(
+            f"pipeline/config.py reads hyperparameter {name!r}, which training_code/hyperparameters.py "
+            f"does not declare (it declares: {', '.join(HYPERPARAMETERS)})"
+        )
+    hp = HYPERPARAMETERS[name]
+    default = list(hp.default) if isinstance(hp.default, tuple) else hp.default
+    bounds = {"ge": hp.ge, "gt": hp.gt, "le": hp.le, "lt": hp.lt, "pattern": hp.pattern}
+    field = Field(
+        default, description=hp.help, **{key: value for key, value in bounds.items() if value is not None}
+    )
+    return Annotated[_hyperparameter_type(hp), field]
 
 
 class _Strict(BaseModel):
@@ -68,7 +93,7 @@ class DataConfig(_Strict):
     """The ImageFolder data set (train/valid/test, one folder per breed) as an S3 prefix or a .zip URI."""
 
     s3_uri: str
-    image_size: int = Field(224, ge=16, le=1024, description="Training resolution in pixels.")
+    image_size: declared("image_size")
 
     @field_validator("s3_uri")
     @classmethod
@@ -79,29 +104,26 @@ class DataConfig(_Strict):
 class ModelConfig(_Strict):
     """The torchvision classification model to fine-tune and where its pretrained weights come from."""
 
-    architecture: str = "squeezenet1_1"
-    pretrained: bool = True
-    weights_path: str | None = Field(
-        None,
-        description="Local weights file (state dict). A value 'package:<module>/<file>' names a file "
-        "inside an installed Python package, e.g. the offline MobileNetV2 weights.",
-    )
-    weights_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{8,64}$")
-    freeze: Literal["none", "features"] = "none"
+    architecture: declared("architecture")
+    pretrained: declared("pretrained")
+    weights_path: declared("weights_path")
+    weights_sha256: declared("weights_sha256")
+    freeze: declared("freeze")
 
 
 class Hyperparameters(_Strict):
-    """Training hyperparameters; Tune overrides lr, batch_size and optimizer with its best trial."""
+    """Training hyperparameters; Tune overrides lr, batch_size and optimizer with its best trial.
+    Type, default and range of each come from ``training_code/hyperparameters.py``."""
 
-    epochs: int = Field(5, ge=1)
-    lr: float = Field(1e-3, gt=0, lt=10)
-    batch_size: int = Field(32, ge=1)
-    optimizer: Optimizer = "adamw"
-    weight_decay: float = Field(0.0, ge=0)
-    patience: int = Field(3, ge=1, description="Early stopping: epochs without valid-loss improvement.")
-    num_workers: int = Field(2, ge=0)
-    seed: int = 0
-    max_steps_per_epoch: int | None = Field(None, ge=1, description="Caps an epoch, for quick runs.")
+    epochs: declared("epochs")
+    lr: declared("lr")
+    batch_size: declared("batch_size")
+    optimizer: declared("optimizer")
+    weight_decay: declared("weight_decay")
+    patience: declared("patience")
+    num_workers: declared("num_workers")
+    seed: declared("seed")
+    max_steps_per_epoch: declared("max_steps_per_epoch")
 
 
 class JobResources(_Strict):
@@ -163,10 +185,9 @@ class TrainingConfig(_Strict):
 class HookConfig(_Strict):
     """What the smdebug hook saves and how often (steps)."""
 
-    save_interval: int = Field(100, ge=1)
-    eval_save_interval: int = Field(10, ge=1)
-    # What the rules read; add "relu_output" to keep activations (hundreds of MB per saved step at 224 px).
-    collections: list[str] = ["losses", "gradients", "weights", "biases", "relu_input"]
+    save_interval: declared("save_interval")
+    eval_save_interval: declared("eval_save_interval")
+    collections: declared("collections")
 
 
 class RuleSetting(_Strict):
@@ -181,14 +202,14 @@ class DebuggerConfig(_Strict):
     """SageMaker Debugger: the hook, the five rules, and the profiler. Each switch is independent,
     since Debugger is closed to new AWS customers and some accounts must turn the platform side off."""
 
-    hook: bool = True
+    hook: declared("debug_hook")
     hook_config: HookConfig = HookConfig()
     platform_rules: bool = Field(
         True, description="Send DebugRuleConfigurations to SageMaker (built-in rule containers)."
     )
     rules: dict[RuleName, RuleSetting] = {name: RuleSetting() for name in ALL_RULES}
-    profiler: bool = True
-    profiler_interval_ms: int = Field(500, ge=100)
+    profiler: declared("profiler")
+    profiler_interval_ms: declared("profiler_interval_ms")
 
     @field_validator("rules")
     @classmethod
@@ -295,6 +316,15 @@ class PipelineConfig(_Strict):
     deploy: DeployConfig = DeployConfig()
     steps: StepsConfig = StepsConfig()
     local: LocalEngineConfig = LocalEngineConfig()
+
+    def value_at(self, key_path: str) -> Any:
+        """The value at a dotted key path (``training.hyperparameters.lr``), as the YAML spells it."""
+        value: Any = self
+        for part in key_path.split("."):
+            if not isinstance(value, BaseModel) or part not in type(value).model_fields:
+                raise KeyError(f"the config has no key {key_path!r} (at {part!r})")
+            value = getattr(value, part)
+        return value
 
 
 def _format_errors(path: Path, error: ValidationError) -> str:

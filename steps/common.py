@@ -139,10 +139,15 @@ def cache_config(cfg: PipelineConfig) -> CacheConfig:
     return CacheConfig(enable_caching=cfg.steps.cache, expire_after=cfg.steps.cache_expire_after)
 
 
-def as_hyperparameter(value: bool | int | float | str | PipelineVariable) -> str | PipelineVariable:
-    """The string form ``train.py`` parses (booleans ``true``/``false``); pipeline variables pass through."""
+def as_hyperparameter(
+    value: bool | int | float | str | list[str] | PipelineVariable,
+) -> str | PipelineVariable:
+    """The string form ``train.py`` parses (booleans ``true``/``false``, lists ``a,b``); pipeline variables
+    pass through."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value)
     if isinstance(value, (int, float, str)):
         return str(value)
     return value

@@ -10,8 +10,8 @@ from steps.common import StepContext, as_hyperparameter, cache_config, job_retry
 from steps.debugger import debugger_request_fields
 from steps.preprocess import DATA_OUTPUT, STATS_OUTPUT
 from steps.processing import output_uri
-from steps.trainer import channels, make_trainer, static_hyperparameters
-from steps.tune import TUNED
+from steps.trainer import TUNED, channels, make_trainer, static_hyperparameters
+from training_code.hyperparameters import HYPERPARAMETERS
 
 
 def tuned_hyperparameters(ctx: StepContext, tune: TuningStep | None) -> dict[str, Any]:
@@ -19,8 +19,7 @@ def tuned_hyperparameters(ctx: StepContext, tune: TuningStep | None) -> dict[str
     if tune is not None:
         best = tune.properties.BestTrainingJob.TunedHyperParameters
         return {name: best[name] for name in TUNED}
-    hps = ctx.cfg.training.hyperparameters
-    return {name: as_hyperparameter(getattr(hps, name)) for name in TUNED}
+    return {name: as_hyperparameter(ctx.cfg.value_at(HYPERPARAMETERS[name].config)) for name in TUNED}
 
 
 def build_train(ctx: StepContext, preprocess: ProcessingStep, tune: TuningStep | None) -> TrainingStep:

@@ -17,6 +17,10 @@ from sagemaker.train.model_trainer import ModelTrainer
 
 from pipeline.config import PipelineConfig
 from steps.common import StepContext, as_hyperparameter, framework_image
+from training_code.hyperparameters import HYPERPARAMETERS
+
+#: The hyperparameters Tune searches; Train reads the best trial's values of exactly these.
+TUNED = ("lr", "batch_size", "optimizer")
 
 #: ``train.py`` prints ``epoch=3 train_loss=0.41 valid_loss=0.39 valid_accuracy=0.87`` per epoch.
 METRIC_REGEXES: dict[str, str] = {
@@ -56,31 +60,15 @@ class DebuggerModelTrainer(ModelTrainer):
 def static_hyperparameters(
     ctx: StepContext, *, epochs: int, debug_hook: bool, profiler: bool
 ) -> dict[str, Any]:
-    """Hyperparameters every trial and the final training share (see training_code/README.md)."""
+    """Every declared hyperparameter except the tuned ones, from its config key
+    (``training_code/hyperparameters.py``), plus the launcher's ``sagemaker_program`` and
+    ``sagemaker_submit_directory``. ``epochs``, ``debug_hook`` and ``profiler`` differ per step."""
     cfg = ctx.cfg
-    model, hps, hook = cfg.model, cfg.training.hyperparameters, cfg.debugger.hook_config
     values: dict[str, Any] = {
-        "sagemaker_program": "train.py",
-        "sagemaker_submit_directory": ctx.code.sourcedir_uri(cfg),
-        "architecture": model.architecture,
-        "pretrained": model.pretrained,
-        "weights_path": model.weights_path,
-        "weights_sha256": model.weights_sha256,
-        "freeze": model.freeze,
-        "image_size": cfg.data.image_size,
-        "epochs": epochs,
-        "weight_decay": hps.weight_decay,
-        "patience": hps.patience,
-        "num_workers": hps.num_workers,
-        "seed": hps.seed,
-        "max_steps_per_epoch": hps.max_steps_per_epoch,
-        "debug_hook": debug_hook,
-        "save_interval": hook.save_interval,
-        "eval_save_interval": hook.eval_save_interval,
-        "collections": ",".join(hook.collections),
-        "profiler": profiler,
-        "profiler_interval_ms": cfg.debugger.profiler_interval_ms,
+        hp.name: cfg.value_at(hp.config) for hp in HYPERPARAMETERS.values() if hp.name not in TUNED
     }
+    values.update(epochs=epochs, debug_hook=debug_hook, profiler=profiler)
+    values.update(sagemaker_program="train.py", sagemaker_submit_directory=ctx.code.sourcedir_uri(cfg))
     return {name: as_hyperparameter(value) for name, value in values.items() if value is not None}
 
 

@@ -11,9 +11,6 @@ from steps.preprocess import DATA_OUTPUT, STATS_OUTPUT
 from steps.processing import output_uri
 from steps.trainer import METRIC_REGEXES, channels, make_trainer, static_hyperparameters
 
-#: The hyperparameters Tune searches; Train reads the best trial's values of exactly these.
-TUNED = ("lr", "batch_size", "optimizer")
-
 
 def build_tune(ctx: StepContext, preprocess: ProcessingStep) -> TuningStep:
     """Trials train without the Debugger hook: tuning job definitions cannot carry Debugger settings."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training_code import dogdata, train
+from training_code import distributed, dogdata, train
 from training_code.debugger_hook import DebuggerError
 from training_code.models import build_model, load_trained_model
 
@@ -308,17 +308,17 @@ def test_two_hosts_train_with_ddp_on_cpu_and_only_rank_0_writes(
 
 
 def test_plan_world_for_local_processes_and_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert train.plan_world(1) is None
-    assert train.plan_world(2) == (0, 1, 2)
+    assert distributed.plan_world(1) is None
+    assert distributed.plan_world(2) == (0, 1, 2)
     assert os.environ["MASTER_ADDR"] == "127.0.0.1" and int(os.environ["MASTER_PORT"]) > 0
     monkeypatch.delenv("MASTER_ADDR")
     monkeypatch.delenv("MASTER_PORT")
     monkeypatch.setenv("SM_HOSTS", '["algo-1", "algo-2"]')
     monkeypatch.setenv("SM_CURRENT_HOST", "algo-2")
-    assert train.plan_world(1) == (1, 2, 1)
+    assert distributed.plan_world(1) == (1, 2, 1)
     assert (os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]) == ("algo-1", "29500")
     monkeypatch.setenv("SM_CURRENT_HOST", "algo-9")
     with pytest.raises(ValueError, match="algo-9"):
-        train.plan_world(1)
+        distributed.plan_world(1)
     monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun already set everything up
-    assert train.plan_world(2) is None
+    assert distributed.plan_world(2) is None

@@ -35,13 +35,18 @@ from typing import Literal
 
 from torch import nn
 
+if __package__:  # imported as training_code.debugger_hook (tests, the local engine's in-process runs)
+    from .hyperparameters import HYPERPARAMETERS, parse_list
+else:  # inside the training container: the source dir is the working directory
+    from hyperparameters import HYPERPARAMETERS, parse_list  # type: ignore[no-redef]
+
 log = logging.getLogger(__name__)
 
 Mode = Literal["train", "eval"]
 # What the five rules of debug_rules.py read, plus weights/biases (one copy of the parameters per
 # save). ``relu_output`` (what AWS's DeadRelu rule reads; none of dogpipe's) is opt-in: at batch 32 and
 # 224 px it is hundreds of MB per saved step and most of the hook's cost (BENCHMARKS.md, train).
-DEFAULT_COLLECTIONS = ("losses", "gradients", "weights", "biases", "relu_input")
+DEFAULT_COLLECTIONS: tuple[str, ...] = HYPERPARAMETERS["collections"].default
 RELU_OUTPUT = "relu_output"
 RELU_INPUT = "relu_input"
 # The ReLU family, whose outputs the PoorWeightInitialization rule compares across layers.
@@ -75,13 +80,9 @@ class HookSettings:
 
 
 def parse_collections(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """``collections`` as SageMaker passes it: ``"a,b"``, a JSON list string, or a list."""
-    if isinstance(value, str):
-        text = value.strip()
-        items = json.loads(text) if text.startswith("[") else text.split(",")
-    else:
-        items = list(value)
-    names = tuple(str(item).strip() for item in items if str(item).strip())
+    """``collections`` as SageMaker passes it: ``"a,b"``, a JSON list string, Python's repr of a list
+    (what the training toolkit makes of a JSON list), or a list."""
+    names = parse_list(value)
     if not names:
         raise DebuggerError("debugger collections is empty; name at least one (e.g. losses)")
     return names
