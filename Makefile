@@ -19,6 +19,8 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/dogpipe sample-data $(DATA) --classes 5 --per-class 40
 	$(BIN)/dogpipe run --config config/local.yaml --data $(DATA)
+	@echo "The staging endpoint keeps serving after the demo. See what runs: $(BIN)/dogpipe endpoints list --config config/local.yaml"
+	@echo "Stop it with: $(BIN)/dogpipe endpoints stop --all --config config/local.yaml"
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli_endpoints import endpoints
 from pipeline.cli_models import MODEL_COMMANDS
 from pipeline.cli_options import (
     CONFIG_RULE,
@@ -49,7 +50,7 @@ def sample_data(out_dir: Path, classes: int, per_class: int, seed: int, with_bad
     click.echo(summary)
 
 
-for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, *LOCAL_COMMANDS):
+for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, *LOCAL_COMMANDS, endpoints):
     cli.add_command(_command)
 
 

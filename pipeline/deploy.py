@@ -242,7 +242,7 @@ def deploy_locally(cfg: PipelineConfig, stage: str, registry: ModelRegistry) -> 
 
     Returns the endpoint record (``name``, ``url``, ``pid``…) that ``dogpipe predict`` reads.
     """
-    from pipeline.local.endpoint_servers import start_endpoint
+    from pipeline.local.endpoint_servers import smoke_prediction, start_endpoint
     from pipeline.local.store import ObjectStore
 
     package = approved_package(registry, cfg.registry.model_package_group)
@@ -260,4 +260,5 @@ def deploy_locally(cfg: PipelineConfig, stage: str, registry: ModelRegistry) -> 
         model_package_arn=package.arn,
         host=cfg.local.endpoint_host,
         port=cfg.local.endpoint_port,
+        smoke=smoke_prediction,
     )

@@ -1,15 +1,25 @@
 """Local endpoints: detached ``python -m pipeline.serving`` processes, one record file each.
 
-``<root>/endpoints/<name>.json`` = ``{"name", "url", "pid", "model_data", "model_package_arn",
-"started_at"}`` is how ``dogpipe predict --endpoint NAME`` finds a server that outlived the
-``dogpipe run`` that started it. Starting an endpoint whose name is taken stops the old server first,
-as an UpdateEndpoint replaces the old instances.
+``<root>/endpoints/<name>.json`` (``name``, ``url``, ``pid``, ``create_time``, ``model_data``,
+``model_package_arn``, ``model_version``, ``log``, ``started_at``) is how ``dogpipe predict``,
+``dogpipe endpoints list|stop`` and a later deploy find a server that outlived the command that
+started it. A pid alone is not an identity (pids are reused), so liveness is the pid *and* the
+process's start time, as psutil reports it.
+
+Everything that changes a name's server happens under one lock per name (``fcntl.flock`` on
+``<name>.lock``): start the new server beside the old one, check it (``/ping`` and a smoke prediction),
+write the record, then stop the old server. Two deploys of one name at once therefore leave exactly one
+tracked server, a new server that fails its check is stopped while the old one keeps serving, and an
+interrupt (Ctrl-C, SIGTERM, SIGHUP) during a start stops the half-started server before it propagates.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -17,70 +27,161 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from pipeline.local.interrupt import terminating_signals_interrupt
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 120.0
+STOP_GRACE_S = 10.0
+
+#: A check of a freshly started server (``url``); raises with the reason when the server is unfit.
+SmokeCheck = Callable[[str], None]
 
 
 class EndpointError(RuntimeError):
-    """An endpoint that is unknown, or a server that did not come up."""
+    """An endpoint that is unknown, or a server that did not come up or failed its check."""
 
 
-def _folder(root: Path | str) -> Path:
+def endpoints_folder(root: Path | str) -> Path:
     return Path(root) / "endpoints"
 
 
+def _record_path(root: Path | str, name: str) -> Path:
+    return endpoints_folder(root) / f"{name}.json"
+
+
+@contextlib.contextmanager
+def endpoint_lock(root: Path | str, name: str) -> Iterator[None]:
+    """Exclusive hold on endpoint ``name`` across processes (released when the holder dies)."""
+    folder = endpoints_folder(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{name}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def write_endpoint(root: Path | str, record: dict[str, Any]) -> Path:
-    path = _folder(root) / f"{record['name']}.json"
+    path = _record_path(root, record["name"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.part")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.part")
     temp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     temp.replace(path)
     return path
 
 
+def known_endpoints(root: Path | str) -> list[str]:
+    folder = endpoints_folder(root)
+    return sorted(path.stem for path in folder.glob("*.json")) if folder.is_dir() else []
+
+
 def read_endpoint(root: Path | str, name: str) -> dict[str, Any]:
     """The record of endpoint ``name``; raises :class:`EndpointError` listing the known ones."""
-    path = _folder(root) / f"{name}.json"
+    path = _record_path(root, name)
     if not path.is_file():
-        known = sorted(item.stem for item in _folder(root).glob("*.json")) if _folder(root).is_dir() else []
-        raise EndpointError(
-            f"no local endpoint {name!r} under {_folder(root)} (known: {', '.join(known) or 'none'})"
-        )
+        known = ", ".join(known_endpoints(root)) or "none"
+        raise EndpointError(f"no local endpoint {name!r} under {endpoints_folder(root)} (known: {known})")
     return json.loads(path.read_text())
 
 
-def _is_server(pid: int) -> bool:
-    """Whether ``pid`` is alive and still one of our servers (pids are reused)."""
+def _process(record: dict[str, Any]) -> psutil.Process | None:
+    """The record's server process if it still runs: same pid *and* same start time."""
+    pid = int(record.get("pid") or 0)
+    if pid <= 0:
+        return None
     try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
+        process = psutil.Process(pid)
+        started = process.create_time()
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    expected = record.get("create_time")
+    if expected is None or abs(started - float(expected)) > 0.01:
+        return None  # the pid now belongs to another process
+    return process
+
+
+def server_alive(record: dict[str, Any]) -> bool:
+    return _process(record) is not None
+
+
+def _stop_process(process: psutil.Process, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the server's process group (it leads its own session), SIGKILL what is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.TimeoutExpired):
+            process.wait(timeout=grace_s)
+    except psutil.NoSuchProcess:
+        pass
+
+
+def _stop_unlocked(root: Path | str, name: str) -> bool:
+    path = _record_path(root, name)
+    if not path.is_file():
         return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    return "pipeline.serving" in cmdline.read_text().replace("\0", " ") if cmdline.exists() else True
+    process = _process(json.loads(path.read_text()))
+    if process is not None:
+        _stop_process(process)
+    path.unlink(missing_ok=True)
+    return process is not None
 
 
 def stop_endpoint(root: Path | str, name: str) -> bool:
     """Stop the server of ``name`` and forget it; True when a live server was stopped."""
-    path = _folder(root) / f"{name}.json"
-    if not path.is_file():
-        return False
-    record = json.loads(path.read_text())
-    pid = int(record.get("pid", 0))
-    stopped = False
-    if pid and _is_server(pid):
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _is_server(pid):
-            time.sleep(0.1)
-        if _is_server(pid):
-            os.killpg(pid, signal.SIGKILL)
-        stopped = True
-    path.unlink(missing_ok=True)
-    return stopped
+    with endpoint_lock(root, name):
+        return _stop_unlocked(root, name)
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    """One row of ``dogpipe endpoints list``."""
+
+    name: str
+    model_version: str
+    url: str
+    pid: int
+    alive: bool
+    model_package_arn: str | None
+    started_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def list_endpoints(root: Path | str) -> list[EndpointStatus]:
+    rows = []
+    for name in known_endpoints(root):
+        try:
+            record = read_endpoint(root, name)
+        except (EndpointError, ValueError):
+            continue  # removed or being replaced while we listed
+        rows.append(
+            EndpointStatus(
+                name=name,
+                model_version=str(record.get("model_version") or "-"),
+                url=str(record.get("url", "")),
+                pid=int(record.get("pid") or 0),
+                alive=server_alive(record),
+                model_package_arn=record.get("model_package_arn"),
+                started_at=str(record.get("started_at", "")),
+            )
+        )
+    return rows
 
 
 def _free_port(host: str) -> int:
@@ -89,14 +190,18 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+def _log_tail(log: Path, lines: int = 20) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+
 def wait_for_ping(
     url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = STARTUP_TIMEOUT_S
 ) -> None:
+    """Return once ``/ping`` answers 200; an exited server or the timeout is an :class:`EndpointError`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
-            raise EndpointError(f"endpoint server exited with code {process.returncode}:\n{tail}")
+            raise EndpointError(f"endpoint server exited with code {process.returncode}:\n{_log_tail(log)}")
         try:
             with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
                 if response.status == 200:
@@ -104,8 +209,42 @@ def wait_for_ping(
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.3)
-    process.terminate()
     raise EndpointError(f"endpoint at {url} did not answer /ping within {timeout:.0f} s (log: {log})")
+
+
+def model_version_of(model_package_arn: str | None) -> str | None:
+    """``group/N`` of a package ARN, which servers put in their replies instead of a weights hash."""
+    if not model_package_arn:
+        return None
+    return model_package_arn.partition("model-package/")[2] or model_package_arn
+
+
+def _launch(root: Path | str, name: str, model_path: Path, host: str, port: int, version: str | None):  # type: ignore[no-untyped-def]
+    url = f"http://{host}:{port}"
+    log = endpoints_folder(root) / f"{name}.{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "pipeline.serving", str(model_path), "--host", host, "--port", str(port)]
+    if version:
+        command += ["--model-version", version]
+    with log.open("ab") as stream:
+        process = subprocess.Popen(
+            command,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=PACKAGE_ROOT,
+            start_new_session=True,  # outlives the command that started it, and its Ctrl-C
+        )
+    return process, url, log
+
+
+def _kill_started(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        _stop_process(psutil.Process(process.pid), grace_s=5.0)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
 
 
 def start_endpoint(
@@ -117,36 +256,65 @@ def start_endpoint(
     model_package_arn: str | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    smoke: SmokeCheck | None = None,
 ) -> dict[str, Any]:
-    """Serve ``model_path`` (model.tar.gz or folder) as endpoint ``name``; returns its record."""
-    stop_endpoint(root, name)
-    port = port or _free_port(host)
-    url = f"http://{host}:{port}"
-    log = _folder(root) / f"{name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "pipeline.serving", str(model_path), "--host", host, "--port", str(port)]
-    if model_package_arn:  # replies name the registry version (group/N) rather than a weights hash
-        command += ["--model-version", model_package_arn.partition("model-package/")[2] or model_package_arn]
-    with log.open("ab") as stream:
-        process = subprocess.Popen(
-            command,
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=PACKAGE_ROOT,
-            start_new_session=True,  # outlives `dogpipe run` and its Ctrl-C
-        )
-    wait_for_ping(url, process, log)
-    record = {
-        "name": name,
-        "url": url,
-        "pid": process.pid,
-        "model_data": model_data,
-        "model_package_arn": model_package_arn,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_endpoint(root, record)
-    return record
+    """Serve ``model_path`` (model.tar.gz or folder) as endpoint ``name``; returns its new record.
+
+    Blue/green under the name's lock: the new server starts beside the old one, must answer ``/ping``
+    and pass ``smoke``, and only then replaces the record and the old server is stopped. If anything
+    fails (or the caller is interrupted) the new server is stopped and the old one keeps serving.
+    A fixed ``port`` cannot hold two servers, so there the old one is stopped first.
+    """
+    version = model_version_of(model_package_arn)
+    with endpoint_lock(root, name), terminating_signals_interrupt():
+        if port:
+            _stop_unlocked(root, name)
+        previous = _process(read_endpoint(root, name)) if _record_path(root, name).is_file() else None
+        process = None
+        try:
+            process, url, log = _launch(root, name, model_path, host, port or _free_port(host), version)
+            wait_for_ping(url, process, log)
+            if smoke is not None:
+                smoke(url)
+            record = {
+                "name": name,
+                "url": url,
+                "pid": process.pid,
+                "create_time": psutil.Process(process.pid).create_time(),
+                "model_data": model_data,
+                "model_package_arn": model_package_arn,
+                "model_version": version,
+                "log": str(log),
+                "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            write_endpoint(root, record)
+        except BaseException:
+            if process is not None:
+                _kill_started(process)
+            raise
+        if previous is not None and previous.pid != process.pid:
+            _stop_process(previous)
+        return record
+
+
+def smoke_prediction(url: str) -> None:
+    """One prediction on a generated image: the server must answer with a top-k for it.
+
+    A server can answer ``/ping`` and still be unable to predict (wrong weights, a broken model), which
+    is what a health check before switching traffic is for.
+    """
+    import io
+
+    from PIL import Image
+
+    from pipeline.serving.client import PredictError, invoke_http
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 90, 60)).save(buffer, format="JPEG")
+    try:
+        reply = invoke_http(url, buffer.getvalue(), "image/jpeg", timeout=60)
+    except PredictError as error:
+        raise EndpointError(f"smoke prediction failed: {error}") from None
+    predictions = reply.get("predictions") or []
+    if not predictions or not predictions[0].get("top_k"):
+        raise EndpointError(f"smoke prediction failed: no top-k in the reply {json.dumps(reply)[:300]}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.local.container import job_name
 from pipeline.local.context import StepContext, arn
-from pipeline.local.endpoint_servers import start_endpoint
+from pipeline.local.endpoint_servers import smoke_prediction, start_endpoint
 from pipeline.local.executions import read_json, write_json
 from pipeline.registry import LocalRegistry
 
@@ -91,6 +91,7 @@ def run_endpoint(ctx: StepContext) -> dict[str, Any]:
         model_package_arn=package_arn,
         host=ctx.settings.endpoint_host,
         port=ctx.settings.endpoint_port,
+        smoke=smoke_prediction,
     )
     ctx.echo(f"  [{ctx.name}] {name} serving at {record['url']}")
     return {**arguments, "EndpointArn": arn("endpoint", str(name)), "EndpointStatus": "InService"}

@@ -1,0 +1,130 @@
+"""``dogpipe endpoints list|stop|delete``: what serves where, and how to stop it.
+
+Locally an endpoint is a server process with a record (``pipeline.local.endpoint_servers``); on
+SageMaker it is an endpoint that bills until deleted (``pipeline.sagemaker_endpoints``). ``list`` shows
+both with the same columns; the config's ``engine`` decides which.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.cli_options import config_option, friendly_errors, read_config
+
+ENDPOINT_COLUMNS = ("name", "model_version", "url", "pid", "alive")
+
+output_option = click.option(
+    "--output",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="json: one object per row with the table's fields.",
+)
+
+
+def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], output: str, empty: str) -> str:
+    """A fixed-width table (``-`` for empty cells) or a JSON list carrying the same fields."""
+    if output == "json":
+        return json.dumps([{column: row.get(column) for column in columns} for row in rows], indent=2)
+    if not rows:
+        return empty
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
+    lines = ["  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True))]
+    lines += [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in cells
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+@click.group("endpoints")
+def endpoints() -> None:
+    """Endpoints: list what serves where, stop local servers, delete SageMaker endpoints."""
+
+
+@endpoints.command("list")
+@config_option
+@output_option
+def endpoints_list(config_path: Path | None, output: str) -> None:
+    """Endpoints with the model version each serves, its URL, its server pid and whether it is alive."""
+    cfg = read_config(config_path)
+    if cfg.engine == "local":
+        from pipeline.local.endpoint_servers import list_endpoints
+
+        rows = [row.to_json() for row in list_endpoints(cfg.local.root)]
+        empty = f"no local endpoints under {cfg.local.root / 'endpoints'}"
+    else:
+        from pipeline.cli_options import aws_config, clients_for
+        from pipeline.sagemaker_endpoints import list_sagemaker_endpoints
+
+        cfg = aws_config(config_path, None, None)
+        with friendly_errors():
+            rows = list_sagemaker_endpoints(clients_for(cfg).sagemaker, cfg.project.region)
+        empty = f"no SageMaker endpoints in {cfg.project.region}"
+    click.echo(render_rows(rows, ENDPOINT_COLUMNS, output, empty))
+
+
+@endpoints.command("stop")
+@click.argument("name", required=False)
+@click.option("--all", "stop_all", is_flag=True, help="Stop every local endpoint.")
+@config_option
+def endpoints_stop(name: str | None, stop_all: bool, config_path: Path | None) -> None:
+    """Stop the local server of endpoint NAME (or --all) and forget its record."""
+    from pipeline.local.endpoint_servers import known_endpoints, read_endpoint, stop_endpoint
+
+    cfg = read_config(config_path)
+    if cfg.engine != "local":
+        raise click.ClickException(
+            "`endpoints stop` stops local servers; on SageMaker use `dogpipe endpoints delete NAME --yes`"
+        )
+    if bool(name) == stop_all:
+        raise click.UsageError("give one endpoint NAME or --all")
+    root = cfg.local.root
+    names = known_endpoints(root) if stop_all else [str(name)]
+    if not stop_all:
+        from pipeline.local.endpoint_servers import EndpointError
+
+        try:
+            read_endpoint(root, str(name))
+        except EndpointError as error:
+            raise click.ClickException(str(error)) from None
+    for item in names:
+        stopped = stop_endpoint(root, item)
+        click.echo(f"{item}: {'stopped' if stopped else 'was not running; record removed'}")
+    if not names:
+        click.echo("no local endpoints to stop")
+
+
+@endpoints.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Really delete: the endpoint stops serving at once.")
+@config_option
+def endpoints_delete(name: str, yes: bool, config_path: Path | None) -> None:
+    """Delete SageMaker endpoint NAME (it stops billing); its config and model stay for a redeploy."""
+    from pipeline.cli_options import aws_config, clients_for
+
+    cfg = read_config(config_path)
+    if cfg.engine == "local":
+        raise click.ClickException("local endpoints are servers: use `dogpipe endpoints stop NAME`")
+    if not yes:
+        raise click.ClickException(f"deleting {name} stops it serving at once: add --yes to confirm")
+    from pipeline.sagemaker_endpoints import delete_sagemaker_endpoint
+
+    cfg = aws_config(config_path, None, None)
+    with friendly_errors():
+        delete_sagemaker_endpoint(clients_for(cfg).sagemaker, name)
+    click.echo(f"endpoint {name}: deleting")
