@@ -99,7 +99,7 @@ def definition_text(
 def read_definition_file(path: Path) -> str:
     """A definition JSON file given with ``--definition``, refused before use when it cannot be read or
     is not a pipeline definition (every command that takes one reads it through here)."""
-    from pipeline.dag import DefinitionFormatError, parse_definition
+    from pipeline.definition_reader import DefinitionFormatError, parse_definition
 
     try:
         text = path.read_text()

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.iso_duration import parse_iso_duration
 from training_code.hyperparameters import HYPERPARAMETERS, Hyperparameter
 
 Optimizer = Literal[HYPERPARAMETERS["optimizer"].choices]  # type: ignore[valid-type]
@@ -280,8 +281,14 @@ class StepsConfig(_Strict):
     """Behaviour shared by the job steps: step caching and retries on throttling/capacity errors."""
 
     cache: bool = True
-    cache_expire_after: str = Field("P30D", pattern=r"^P(\d+[YMWD])*(T(\d+[HMS])+)?$")
+    cache_expire_after: str = Field("P30D", description="ISO-8601 duration, e.g. P30D or PT12H.")
     retry: RetryConfig = RetryConfig()
+
+    @field_validator("cache_expire_after")
+    @classmethod
+    def _iso_duration(cls, value: str) -> str:
+        parse_iso_duration(value)
+        return value
 
 
 class LocalEngineConfig(_Strict):

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from deepdiff import DeepDiff
 
+from pipeline.definition_reader import BRANCHES, walk_steps
+
 ChangeKind = Literal["added", "removed", "changed"]
 
 
@@ -68,16 +70,13 @@ def flatten_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     condition or the membership of its branches does, not whenever a step inside a branch does.
     """
     flat: list[dict[str, Any]] = []
-    for step in steps:
-        arguments = step.get("Arguments")
-        if isinstance(arguments, dict) and ({"IfSteps", "ElseSteps"} & arguments.keys()):
-            branches = {key: arguments.get(key, []) for key in ("IfSteps", "ElseSteps")}
-            names = {key: [inner["Name"] for inner in branch] for key, branch in branches.items()}
-            flat.append({**step, "Arguments": {**arguments, **names}})
-            for branch in branches.values():
-                flat.extend(flatten_steps(branch))
+    for node in walk_steps(steps):
+        arguments = node.raw.get("Arguments")
+        if node.type == "Condition" and isinstance(arguments, dict):
+            names = {key: [inner.get("Name") for inner in arguments.get(key) or []] for key in BRANCHES}
+            flat.append({**node.raw, "Arguments": {**arguments, **names}})
         else:
-            flat.append(step)
+            flat.append(dict(node.raw))
     return flat
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.dag import dependencies, parse_definition, walk_steps
+from pipeline.definition_reader import parse_definition, steps_of
 
 _SHAPES = {"Condition": ("{", "}"), "Fail": ("[/", "/]")}
 
@@ -14,25 +14,18 @@ def _node_id(name: str) -> str:
 
 
 def mermaid(json_text: str) -> str:
-    """Nodes labelled with name and type; condition branches labelled ``if``/``else``.
-
-    A step inside a branch is drawn from its condition and from siblings only: its data edges to steps
-    upstream of the condition are implied, and drawing them would bury the branch structure.
-    """
-    definition = parse_definition(json_text)
-    nodes = list(walk_steps(definition["Steps"]))
-    graph = dependencies(definition)
+    """Nodes labelled with name and type, and every dependency the engines honour: the edge from a
+    condition to a step of its branches is labelled ``if``/``else``, the others (``DependsOn`` and data
+    references, e.g. a branch step reading an upstream property file) are plain."""
+    nodes = steps_of(parse_definition(json_text))
     lines = ["flowchart TD"]
     for node in nodes:
         left, right = _SHAPES.get(node.type, ("[", "]"))
         lines.append(f'    {_node_id(node.name)}{left}"{node.name}<br/>{node.type}"{right}')
-    parents = {node.name: node.parent for node in nodes}
     for node in nodes:
-        for upstream in sorted(graph.get(node.name, ())):
-            if node.parent and upstream != node.parent and parents.get(upstream) != node.parent:
-                continue
+        for upstream in sorted(node.needs()):
             if upstream == node.parent:
-                label = "if" if node.branch == "IfSteps" else "else"
+                label = "if" if node.needed_outcome else "else"
                 lines.append(f"    {_node_id(upstream)} -->|{label}| {_node_id(node.name)}")
             else:
                 lines.append(f"    {_node_id(upstream)} --> {_node_id(node.name)}")

@@ -22,14 +22,15 @@ from typing import Any
 
 from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
 
-from pipeline.dag import (
-    STEP_REFERENCE,
+from pipeline.definition_reader import (
     DefinitionFormatError,
     StepNode,
     dependencies,
     expressions,
+    own_arguments,
     parse_definition,
-    walk_steps,
+    step_of_reference,
+    steps_of,
 )
 
 #: Step type → (create API validated against, Describe API whose output holds the step's properties).
@@ -226,14 +227,13 @@ def check_reference(reference: str, steps: dict[str, StepNode], parameters: set[
         return None if rest in EXECUTION_VARIABLES else f"unknown execution variable {rest!r}"
     if kind != "Steps":
         return f"unknown reference kind {kind!r} in {reference!r}"
-    match = STEP_REFERENCE.match(reference)
-    name = match.group(1) if match else ""
+    name = step_of_reference(reference) or ""
     if name not in steps:
         return f"unknown step {name!r} in {reference!r}"
     prop = reference[len(f"Steps.{name}.") :]
     if prop.startswith("PropertyFiles."):
         file_name = prop[len("PropertyFiles.") :]
-        files = {item.get("PropertyFileName") for item in steps[name].raw.get("PropertyFiles") or []}
+        files = steps[name].property_files()
         return None if file_name in files else f"step {name!r} has no property file {file_name!r}"
     error = property_error(steps[name].type, prop)
     return f"{reference!r}: {error}" if error else None
@@ -258,10 +258,7 @@ def _dag_problems(definition: dict[str, Any], nodes: list[StepNode]) -> list[Pro
                 )
     parameters = {str(p.get("Name")) for p in definition.get("Parameters") or [] if isinstance(p, dict)}
     for node in nodes:
-        own = {k: v for k, v in node.raw.items() if k != "Arguments"}
-        own["Arguments"] = {
-            k: v for k, v in (node.raw.get("Arguments") or {}).items() if k not in ("IfSteps", "ElseSteps")
-        }
+        own = {**node.raw, "Arguments": own_arguments(node.raw)}
         for path, reference in expressions(own, node.path):
             error = check_reference(reference, steps, parameters)
             if error:
@@ -280,7 +277,7 @@ def validate_definition(json_text: str) -> list[Problem]:
         definition = parse_definition(json_text)
     except DefinitionFormatError as error:
         return [Problem("(definition)", "", str(error))]
-    nodes = list(walk_steps(definition["Steps"]))
+    nodes = steps_of(definition)
     problems = _dag_problems(definition, nodes)
     for node in nodes:
         if node.type in STEP_APIS:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from pipeline.iso_duration import parse_iso_duration
 from pipeline.local.executions import read_json, write_json
 from pipeline.local.store import ObjectStore
 
@@ -36,20 +37,14 @@ _OUTPUT_KEYS = frozenset(
         "TransformOutput",
     }
 )
-_DURATION = re.compile(
-    r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$"
-)
 
 
 def parse_duration(text: str) -> timedelta:
     """ISO-8601 duration of CacheConfig.ExpireAfter (``P30D``, ``PT1H``); months count 30 days."""
-    match = _DURATION.match(text or "")
-    if not match or text in ("P", "PT"):
-        raise ValueError(f"CacheConfig.ExpireAfter is not an ISO-8601 duration: {text!r}")
-    years, months, weeks, days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return timedelta(
-        days=365 * years + 30 * months + 7 * weeks + days, hours=hours, minutes=minutes, seconds=seconds
-    )
+    try:
+        return parse_iso_duration(text)
+    except ValueError as error:
+        raise ValueError(f"CacheConfig.ExpireAfter is {error}") from None
 
 
 def input_uris(arguments: Any) -> list[str]:

@@ -9,6 +9,7 @@ Describe*-shaped properties are recorded and feed later expressions.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -16,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from pipeline.definition_reader import own_arguments, steps_of
 from pipeline.local.cache import StepCache, cache_enabled, cache_key
 from pipeline.local.condition import PipelineFailed, evaluate_all, fail
 from pipeline.local.context import LOCAL_ACCOUNT, LOCAL_REGION, EngineSettings, StepContext
 from pipeline.local.executions import Execution, ExecutionStore, now_iso
-from pipeline.local.expressions import ExpressionError, Scope, get_step_property, referenced_steps, resolve
+from pipeline.local.expressions import ExpressionError, Scope, property_file_location, resolve
 from pipeline.local.interrupt import ExecutionInterrupted, interrupt_reason, terminating_signals_interrupt
 from pipeline.local.store import ObjectStore
 
@@ -67,30 +69,16 @@ class PlannedStep:
         return str(self.definition.get("Type"))
 
 
-def _flatten(
-    steps: list[Mapping[str, Any]], branch: tuple[str, bool] | None, out: dict[str, PlannedStep]
-) -> None:
-    for step in steps:
-        name = step.get("Name")
-        if not name:
-            raise DefinitionError(f"a step has no Name: {dict(step)!r:.200}")
-        if name in out:
-            raise DefinitionError(f"duplicate step name {name!r}")
-        arguments = step.get("Arguments") or {}
-        own = {key: value for key, value in arguments.items() if key not in ("IfSteps", "ElseSteps")}
-        depends = set(step.get("DependsOn") or []) | referenced_steps(own)
-        if branch:
-            depends.add(branch[0])
-        out[name] = PlannedStep(name, step, depends, branch)
-        if step.get("Type") == "Condition":
-            _flatten(arguments.get("IfSteps") or [], (name, True), out)
-            _flatten(arguments.get("ElseSteps") or [], (name, False), out)
-
-
 def plan(definition: Mapping[str, Any]) -> list[PlannedStep]:
     """Steps in an order that respects every dependency; definition order breaks ties."""
     steps: dict[str, PlannedStep] = {}
-    _flatten(list(definition.get("Steps") or []), None, steps)
+    for node in steps_of(definition):
+        if not node.raw.get("Name"):
+            raise DefinitionError(f"a step has no Name: {dict(node.raw)!r:.200}")
+        if node.name in steps:
+            raise DefinitionError(f"duplicate step name {node.name!r}")
+        branch = (node.parent, bool(node.needed_outcome)) if node.parent else None
+        steps[node.name] = PlannedStep(node.name, node.raw, node.needs(), branch)
     known = set(steps)
     runners = _runners()
     for step in steps.values():
@@ -218,7 +206,7 @@ class LocalEngine:
             return state["properties"]
 
         def property_file(step: str, name: str) -> Any:
-            return self._read_property_file(by_name, step, name, step_properties(step))
+            return self._read_property_file(by_name[step].definition, name, step_properties(step))
 
         scope = Scope(
             parameters=record["parameters"],
@@ -277,14 +265,7 @@ class LocalEngine:
         execution.write_step_state(step.name, state)
         self.echo(f"[{step.name}] {step.type} ...")
         try:
-            arguments = resolve(
-                {
-                    key: value
-                    for key, value in (step.definition.get("Arguments") or {}).items()
-                    if key not in ("IfSteps", "ElseSteps")
-                },
-                scope,
-            )
+            arguments = resolve(own_arguments(step.definition), scope)
             state["arguments"] = arguments
             if step.type == "Condition":
                 outcome = evaluate_all(arguments.get("Conditions") or [])
@@ -345,29 +326,13 @@ class LocalEngine:
         execution.write_step_state(state["name"], state)
         self.echo(f"[{state['name']}] FAILED: {message}")
 
-    def _read_property_file(
-        self, steps: Mapping[str, PlannedStep], step: str, name: str, properties: Mapping[str, Any]
-    ) -> Any:
-        import json
-
-        files = {
-            item.get("PropertyFileName"): item for item in steps[step].definition.get("PropertyFiles") or []
-        }
-        if name not in files:
-            raise ExpressionError(
-                f"step {step!r} has no property file {name!r} "
-                f"(it has: {', '.join(map(str, files)) or 'none'})"
-            )
-        spec = files[name]
-        output = get_step_property(
-            properties, step, f"ProcessingOutputConfig.Outputs['{spec['OutputName']}'].S3Output.S3Uri"
-        )
-        uri = f"{str(output).rstrip('/')}/{spec['FilePath'].lstrip('/')}"
+    def _read_property_file(self, step: Mapping[str, Any], name: str, properties: Mapping[str, Any]) -> Any:
+        uri = property_file_location(step, name, properties)
         try:
             return json.loads(self.store.read_text(uri))
         except (OSError, ValueError) as error:
             raise ExpressionError(
-                f"property file {name!r} of step {step!r} ({uri}) cannot be read: {error}"
+                f"property file {name!r} of step {step.get('Name')!r} ({uri}) cannot be read: {error}"
             ) from None
 
     def _finish(self, execution: Execution, status: str, reason: str | None) -> ExecutionResult:

@@ -15,6 +15,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.definition_reader import (
+    OUTPUT_URI_PROPERTY,
+    PROPERTY_FILE_REFERENCE,
+    property_file_spec,
+    property_file_uri,
+)
+
 EXECUTION_VARIABLES = (
     "PipelineExecutionId",
     "PipelineExecutionArn",
@@ -103,6 +110,19 @@ def json_path(document: Any, path: str, where: str) -> Any:
         raise ExpressionError(f"JsonGet: path {path!r} not found in {where}") from None
 
 
+def property_file_location(step: Mapping[str, Any], name: str, properties: Mapping[str, Any]) -> str:
+    """The URI of property file ``name`` of a finished ``step`` (its definition), from the S3 prefix
+    of the output the file's spec names; :class:`ExpressionError` naming what is missing."""
+    try:
+        spec = property_file_spec(step, name)
+    except KeyError as error:
+        raise ExpressionError(error.args[0]) from None
+    output = get_step_property(
+        properties, str(step.get("Name")), OUTPUT_URI_PROPERTY.format(output=spec.get("OutputName"))
+    )
+    return property_file_uri(output, spec)
+
+
 def _get(reference: str, scope: Scope) -> Any:
     kind, _, rest = reference.partition(".")
     if kind == "Parameters":
@@ -147,7 +167,7 @@ def _json_get(arguments: Mapping[str, Any], scope: Scope) -> Any:
     source = arguments.get("PropertyFile")
     if isinstance(source, Mapping) and "Get" in source:
         reference = str(source["Get"])
-        match = re.fullmatch(r"Steps\.([^.]+)\.PropertyFiles\.(.+)", reference)
+        match = PROPERTY_FILE_REFERENCE.match(reference)
         if not match:
             raise ExpressionError(
                 f"Std:JsonGet PropertyFile must be Steps.<step>.PropertyFiles.<name>, got {reference!r}"
@@ -172,18 +192,3 @@ def resolve(value: Any, scope: Scope) -> Any:
     if isinstance(value, list):
         return [resolve(item, scope) for item in value]
     return value
-
-
-def referenced_steps(value: Any) -> set[str]:
-    """Names of the steps whose properties or property files ``value`` reads (data dependencies)."""
-    found: set[str] = set()
-    if isinstance(value, Mapping):
-        for key, inner in value.items():
-            if key == "Get" and isinstance(inner, str) and inner.startswith("Steps."):
-                found.add(inner.split(".", 2)[1])
-            else:
-                found |= referenced_steps(inner)
-    elif isinstance(value, list):
-        for item in value:
-            found |= referenced_steps(item)
-    return found

@@ -6,8 +6,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline.definition_reader import steps_of
 from pipeline.local.executions import Execution, ExecutionStore
-from pipeline.local.expressions import ExpressionError, get_step_property
+from pipeline.local.expressions import ExpressionError, property_file_location
 from pipeline.local.store import ObjectStore, StoreError
 from pipeline.registry import accuracy_of
 
@@ -31,32 +32,17 @@ def read_property_files(execution: Execution, store: ObjectStore) -> dict[str, A
     """Every property file of every succeeded step, by ``<step>.<file name>``."""
     states = execution.step_states()
     found: dict[str, Any] = {}
-    for step in _all_steps(execution.definition.get("Steps") or []):
-        state = states.get(step["Name"])
+    for step in steps_of(execution.definition):
+        state = states.get(step.name)
         if not state or state.get("status") != "Succeeded":
             continue
-        for spec in step.get("PropertyFiles") or []:
+        for name in step.property_files():
             try:
-                output = get_step_property(
-                    state["properties"],
-                    step["Name"],
-                    f"ProcessingOutputConfig.Outputs['{spec['OutputName']}'].S3Output.S3Uri",
-                )
-                found[f"{step['Name']}.{spec['PropertyFileName']}"] = json.loads(
-                    store.read_text(f"{str(output).rstrip('/')}/{spec['FilePath']}")
-                )
-            except (ExpressionError, StoreError, ValueError):
+                uri = property_file_location(step.raw, name, state["properties"])
+                found[f"{step.name}.{name}"] = json.loads(store.read_text(uri))
+            except (ExpressionError, StoreError, ValueError, KeyError):
                 continue
     return found
-
-
-def _all_steps(steps: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    flat: list[Mapping[str, Any]] = []
-    for step in steps:
-        flat.append(step)
-        arguments = step.get("Arguments") or {}
-        flat += _all_steps(arguments.get("IfSteps") or []) + _all_steps(arguments.get("ElseSteps") or [])
-    return flat
 
 
 def highlights(execution: Execution, store: ObjectStore) -> list[str]:

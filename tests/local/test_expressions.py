@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.local.expressions import ExpressionError, Scope, parse_path, referenced_steps, resolve
+from pipeline.definition_reader import referenced_steps
+from pipeline.local.expressions import ExpressionError, Scope, parse_path, resolve
 
 TRAIN = {
     "TrainingJobName": "train-1",
