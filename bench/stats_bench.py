@@ -1,6 +1,6 @@
 """Normalisation stats at 224 px: preprocess.py's pipeline vs the seed's way vs one core's limit.
 
-- dogpipe: ``dogdata.compute_stats`` (torchdata.nodes threads, decode_jpeg/draft, uint8 histograms).
+- dogpipe: ``pixel_stats.compute_stats`` (torchdata.nodes threads, decode_jpeg/draft, uint8 histograms).
 - seed: torchvision ImageFolder + DataLoader (2 workers) + PIL decode, Resize, CenterCrop, ToTensor.
 - limit: one core's decode + uint8 resize rate of the same files (no stats at all), times the cores.
 """
@@ -19,6 +19,7 @@ from bench.photos import write_photos
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training_code"))
 import dogdata
+import pixel_stats
 
 IMAGE_SIZE = 224
 
@@ -42,7 +43,7 @@ def seed_style_stats(root: Path) -> None:
 
 def one_core_decode_resize(paths: list[Path]) -> None:
     """The floor of any stats pipeline: decode + resize each file on one core, nothing else."""
-    with dogdata.single_intra_op_thread():
+    with pixel_stats.single_intra_op_thread():
         for path in paths:
             dogdata.decode_image(path, IMAGE_SIZE)
 
@@ -55,7 +56,7 @@ def run(report: Report, *, quick: bool = False) -> None:
         paths = write_photos(root, images)
         timings = measure_interleaved(
             {
-                "ours": lambda: dogdata.compute_stats(paths, IMAGE_SIZE, num_workers=cores),
+                "ours": lambda: pixel_stats.compute_stats(paths, IMAGE_SIZE, num_workers=cores),
                 "seed": lambda: seed_style_stats(root),
                 "limit": lambda: one_core_decode_resize(paths),
             },

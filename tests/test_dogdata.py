@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from training_code import dogdata
+from training_code import dogdata, pixel_stats
 
 
 def jpeg_bytes(image: Image.Image, fmt: str = "JPEG") -> bytes:
@@ -259,7 +259,7 @@ def two_pass_reference(paths: list[str], size: int) -> tuple[np.ndarray, np.ndar
 def test_stats_are_exact_against_a_two_pass_float64_reference(sample_dataset: Path) -> None:
     _, samples = dogdata.scan_split(sample_dataset / "train")
     paths = [path for path, _ in samples]
-    mean, std, n_pixels = dogdata.compute_stats(paths, 40, num_workers=2)
+    mean, std, n_pixels = pixel_stats.compute_stats(paths, 40, num_workers=2)
     ref_mean, ref_std = two_pass_reference(paths, 40)
     assert n_pixels == len(paths) * 40 * 40
     assert np.abs(np.array(mean) - ref_mean).max() < 1e-9
@@ -270,5 +270,5 @@ def test_stats_are_exact_against_a_two_pass_float64_reference(sample_dataset: Pa
 def test_stats_restore_torch_threads(sample_dataset: Path) -> None:
     before = torch.get_num_threads()
     _, samples = dogdata.scan_split(sample_dataset / "valid")
-    dogdata.compute_stats([path for path, _ in samples[:2]], 16, num_workers=0)
+    pixel_stats.compute_stats([path for path, _ in samples[:2]], 16, num_workers=0)
     assert torch.get_num_threads() == before

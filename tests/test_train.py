@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training_code import distributed, dogdata, train
+from training_code import distributed, dogdata, pixel_stats, train
 from training_code.debugger_hook import DebuggerError
 from training_code.models import build_model, load_trained_model
 
@@ -42,7 +42,7 @@ def stats_dir(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """stats.json and classes.json for the sample data, as preprocess.py writes them."""
     folder = tmp_path_factory.mktemp("stats")
     classes, samples = dogdata.scan_split(sample_dataset / "train")
-    mean, std, _ = dogdata.compute_stats([path for path, _ in samples], IMAGE_SIZE, num_workers=1)
+    mean, std, _ = pixel_stats.compute_stats([path for path, _ in samples], IMAGE_SIZE, num_workers=1)
     (folder / dogdata.STATS_FILE).write_text(json.dumps({"mean": mean, "std": std}))
     (folder / dogdata.CLASSES_FILE).write_text(json.dumps(classes))
     return folder

@@ -1,4 +1,4 @@
-"""Images in, tensors out: decoding, ImageFolder scanning, ``torchdata.nodes`` loaders, exact stats.
+"""Images in, tensors out: decoding, ImageFolder scanning, ``torchdata.nodes`` loaders.
 
 Every script that touches pixels (preprocess, train, evaluate, inference) goes through ``decode_image``,
 so the model sees the same pixels in training and in serving.
@@ -12,7 +12,8 @@ once resizing is included). JPEGs at least ``DRAFT_FACTOR`` times larger than ne
 ``draft()``, which decodes at 1/2, 1/4 or 1/8 scale inside libjpeg (3x faster on 1000-2000 px photos).
 Everything else (PNG, grey, CMYK, palette, alpha) goes through PIL and ``to_rgb``.
 
-Stats are population mean/std (ddof 0) of ``x / 255`` per channel, computed from exact uint8 histograms.
+The normalisation stats these loaders apply are computed by ``pixel_stats.py`` and read by
+``read_stats``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +33,10 @@ import torchvision.transforms.v2.functional as F
 from PIL import Image, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_jpeg
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".ppm",
-    ".bmp",
-    ".pgm",
-    ".tif",
-    ".tiff",
-    ".webp",
-)
+# fmt: off
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff",
+                                     ".webp")
+# fmt: on
 STATS_FILE = "stats.json"
 CLASSES_FILE = "classes.json"
 AUGMENT_SCALE = 1.15
@@ -403,52 +396,3 @@ def make_loader(
         world_size=world_size,
         equal_shards=equal_shards,
     )
-
-
-# --------------------------------------------------------------------------------------------- stats
-
-
-@contextmanager
-def single_intra_op_thread() -> Iterator[None]:
-    """Run data-only work with one torch intra-op thread.
-
-    Measured here: torch's intra-op pool fighting the loader threads for 2 cores cost up to 5x.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _channel_histogram(path: str, image_size: int) -> torch.Tensor:
-    """The 3x256 counts of one image, concatenated. ``bincount`` straight on each uint8 channel: a
-    single bincount over an int64 copy with per-channel offsets was 3x slower (measured here)."""
-    image = decode_image(path, image_size)
-    return torch.cat([torch.bincount(channel.flatten(), minlength=256) for channel in image])
-
-
-def compute_stats(
-    paths: Sequence[str | os.PathLike[str]], image_size: int, num_workers: int = 2
-) -> tuple[list[float], list[float], int]:
-    """Exact per-channel ``(mean, std, n_pixels)`` of ``x / 255`` over images at the training geometry.
-
-    Each image contributes a uint8 histogram per channel (integer counts, so summation order cannot lose
-    precision); mean and population variance then follow in float64 from 256 bins. ``n_pixels`` is the
-    pixel count per channel.
-    """
-    if not paths:
-        raise ValueError("compute_stats needs at least one image")
-    total = torch.zeros(3 * 256, dtype=torch.int64)
-    with single_intra_op_thread():
-        source = tn.IterableWrapper([os.fspath(path) for path in paths])
-        node = map_node(source, lambda path: _channel_histogram(path, image_size), num_workers)
-        for histogram in tn.Loader(node):
-            total += histogram
-    counts = total.view(3, 256).to(torch.float64)
-    values = torch.arange(256, dtype=torch.float64) / 255.0
-    n_pixels = counts[0].sum()
-    mean = (counts * values).sum(dim=1) / n_pixels
-    variance = (counts * (values.view(1, -1) - mean.view(-1, 1)) ** 2).sum(dim=1) / n_pixels
-    return mean.tolist(), variance.sqrt().tolist(), int(n_pixels.item())

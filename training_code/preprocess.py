@@ -37,16 +37,19 @@ import torchdata.nodes as tn
 from PIL import Image
 
 if __package__:  # imported as training_code.preprocess (tests)
-    from . import contract, dogdata
+    from . import contract, dogdata, pixel_stats, progress
 else:  # run as a script inside the processing container
     import contract  # type: ignore[no-redef]
     import dogdata  # type: ignore[no-redef]
+    import pixel_stats  # type: ignore[no-redef]
+    import progress  # type: ignore[no-redef]
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 COPY_AS_IS = {("JPEG", "RGB"), ("PNG", "RGB")}
 REENCODE_JPEG_QUALITY = 95
 PROGRESS_EVERY = 500
+STATS_PROGRESS_EVERY = 2000
 
 log = logging.getLogger("preprocess")
 
@@ -289,17 +292,26 @@ def process_file(candidate: Candidate, source: FolderSource | ZipSource, output_
 def process_all(
     candidates: list[Candidate], source: FolderSource | ZipSource, output_dir: Path, num_workers: int
 ) -> list[Outcome]:
-    """Verify and write every candidate in ``num_workers`` threads, in input order, logging progress."""
+    """Verify and write every candidate in ``num_workers`` threads, in input order, showing progress (a
+    bar in a terminal, a line every ``PROGRESS_EVERY`` files in a log)."""
     node = dogdata.map_node(
         tn.IterableWrapper(candidates), lambda item: process_file(item, source, output_dir), num_workers
     )
     outcomes: list[Outcome] = []
     bad = 0
-    for outcome in tn.Loader(node):
-        outcomes.append(outcome)
-        bad += outcome.reason is not None
-        if len(outcomes) % PROGRESS_EVERY == 0:
-            log.info("verified %d/%d files (%d quarantined)", len(outcomes), len(candidates), bad)
+    shown = progress.Progress(
+        len(candidates),
+        "verify",
+        log=log,
+        line="verified {done}/{total} files ({quarantined} quarantined)",
+        every=PROGRESS_EVERY,
+        unit="file",
+    )
+    with shown:
+        for outcome in tn.Loader(node):
+            outcomes.append(outcome)
+            bad += outcome.reason is not None
+            shown.update(quarantined=bad)
     return outcomes
 
 
@@ -363,7 +375,17 @@ def run(input_dir: Path, output_dir: Path, stats_dir: Path, image_size: int, num
         raise DataError(f"no usable training images for class(es): {', '.join(empty)} (see quarantine.json)")
     train_files = [output_dir / item["path"] for item in manifest["splits"]["train"]["files"]]
     log.info("computing mean/std of %d training images at %d px", len(train_files), image_size)
-    mean, std, num_pixels = dogdata.compute_stats(train_files, image_size, num_workers)
+    with progress.Progress(
+        len(train_files),
+        "stats",
+        log=log,
+        line="stats: {done}/{total} training images",
+        every=STATS_PROGRESS_EVERY,
+        unit="img",
+    ) as shown:
+        mean, std, num_pixels = pixel_stats.compute_stats(
+            train_files, image_size, num_workers, on_done=shown.update
+        )
     stats = {
         "mean": mean,
         "std": std,
@@ -401,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     contract.configure_logging()
     args = parse_args(argv)
     try:
-        run(args.input_dir, args.output_dir, args.stats_dir, args.image_size, args.num_workers)
+        with progress.logs_above_bars():
+            run(args.input_dir, args.output_dir, args.stats_dir, args.image_size, args.num_workers)
     except (DataError, zipfile.BadZipFile) as error:
         log.error("%s", error)
         return 2

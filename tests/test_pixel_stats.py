@@ -1,0 +1,60 @@
+"""Normalisation stats in worker processes: the same bits as in threads, and really in other processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from training_code import dogdata, pixel_stats
+
+pytestmark = pytest.mark.skipif(
+    "fork" not in torch.multiprocessing.get_all_start_methods(), reason="process workers need fork"
+)
+
+
+def _recording_pids(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
+    """Make every histogram append the pid that computed it to ``log`` (forked workers inherit this)."""
+    original = pixel_stats._channel_histogram
+
+    def recorded(path: str, image_size: int) -> torch.Tensor:
+        with log.open("a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return original(path, image_size)
+
+    monkeypatch.setattr(pixel_stats, "_channel_histogram", recorded)
+
+
+def test_process_workers_give_exactly_the_thread_result(
+    sample_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, samples = dogdata.scan_split(sample_dataset / "train")
+    paths = [path for path, _ in samples]
+    monkeypatch.setattr(pixel_stats, "PROCESS_CHUNK", 3)  # several chunks over two workers
+    threads = pixel_stats.compute_stats(paths, 40, num_workers=2, processes=False)
+    _recording_pids(monkeypatch, tmp_path / "pids")
+    done: list[int] = []
+    processes = pixel_stats.compute_stats(paths, 40, num_workers=2, processes=True, on_done=done.append)
+    assert processes == threads  # bit for bit: integer histograms do not depend on who counted what
+    assert sum(done) == len(paths) and len(done) == -(-len(paths) // 3)
+    pids = set((tmp_path / "pids").read_text().split())
+    assert str(os.getpid()) not in pids and len(pids) == 2
+
+
+def test_large_splits_use_processes_small_ones_threads(
+    sample_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, samples = dogdata.scan_split(sample_dataset / "valid")
+    paths = [path for path, _ in samples]
+    _recording_pids(monkeypatch, tmp_path / "small")
+    pixel_stats.compute_stats(paths, 24, num_workers=2)
+    assert set((tmp_path / "small").read_text().split()) == {str(os.getpid())}
+    monkeypatch.setattr(pixel_stats, "PROCESS_MIN_IMAGES", len(paths))
+    _recording_pids(monkeypatch, tmp_path / "large")
+    pixel_stats.compute_stats(paths, 24, num_workers=2)
+    assert str(os.getpid()) not in set((tmp_path / "large").read_text().split())
+    _recording_pids(monkeypatch, tmp_path / "one")
+    pixel_stats.compute_stats(paths, 24, num_workers=1)  # one worker: no process to gain
+    assert set((tmp_path / "one").read_text().split()) == {str(os.getpid())}

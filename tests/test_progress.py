@@ -1,0 +1,106 @@
+"""Progress as its reader needs it: a bar in a terminal (a real pty), plain log lines in a pipe or a log."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import pty
+import select
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from training_code import progress
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN_IMAGES = 520  # past preprocess.PROGRESS_EVERY, so the plain mode prints a "verified" line
+
+
+def run_in_pty(argv: list[str], timeout: float = 240) -> str:
+    """Run ``argv`` with stdin/stdout/stderr on a pseudo-terminal, as a person's shell would; its output."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 40 rows, 120 columns
+    process = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, cwd=ROOT, close_fds=True)
+    os.close(child)
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([main], [], [], timeout)
+            if not ready:
+                raise TimeoutError(f"no output for {timeout} s from {argv}")
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        process.wait(timeout=timeout)
+        os.close(main)
+    assert process.returncode == 0, b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def many_small_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("many")
+    for split, count in (("train", TRAIN_IMAGES), ("valid", 4), ("test", 4)):
+        for index in range(count):
+            folder = root / split / ("a" if index % 2 else "b")
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (12, 10), (index % 256, 40, 90)).save(folder / f"{index}.png")
+    return root
+
+
+def _preprocess_argv(data: Path, out: Path) -> list[str]:
+    script = ROOT / "training_code" / "preprocess.py"
+    return [sys.executable, str(script), "--input-dir", str(data), "--output-dir", str(out / "data"),
+            "--stats-dir", str(out / "stats"), "--image-size", "8", "--num-workers", "1"]  # fmt: skip
+
+
+def test_preprocess_in_a_terminal_draws_bars_not_lines(many_small_images: Path, tmp_path: Path) -> None:
+    output = run_in_pty(_preprocess_argv(many_small_images, tmp_path))
+    assert "verified 500/" not in output  # no line per 500 files
+    assert "\r" in output and "verify: 100%" in output and f"{TRAIN_IMAGES + 8}/{TRAIN_IMAGES + 8}" in output
+    assert "stats: 100%" in output
+    assert "preprocess INFO done: 2 classes" in output  # log lines still shown, above the bars
+
+
+def test_preprocess_in_a_pipe_prints_plain_lines(many_small_images: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        _preprocess_argv(many_small_images, tmp_path), capture_output=True, text=True, cwd=ROOT, timeout=240
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert f"verified 500/{TRAIN_IMAGES + 8} files (0 quarantined)" in output
+    assert "\r" not in output and "%|" not in output
+
+
+def test_plain_progress_logs_every_n_items(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("progress-test")
+    with (
+        caplog.at_level(logging.INFO, logger="progress-test"),
+        progress.Progress(
+            25, "count", log=log, line="{done}/{total} ({bad} bad)", every=10, terminal=False
+        ) as shown,
+    ):
+        for index in range(25):
+            shown.update(bad=index // 10)
+    assert [record.getMessage() for record in caplog.records] == ["10/25 (0 bad)", "20/25 (1 bad)"]
+    assert not shown.is_bar
+
+
+def test_a_stream_that_is_not_a_terminal_is_not_one(tmp_path: Path) -> None:
+    with (tmp_path / "log").open("w") as handle:
+        assert not progress.is_terminal(handle)
+    main, child = pty.openpty()
+    with os.fdopen(child, "w") as terminal:
+        assert progress.is_terminal(terminal)
+    os.close(main)
