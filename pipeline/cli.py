@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from pipeline.cli_endpoints import endpoints
+from pipeline.cli_local import LOCAL_COMMANDS
 from pipeline.cli_models import MODEL_COMMANDS
 from pipeline.cli_options import (
     CONFIG_RULE,
@@ -23,7 +24,6 @@ from pipeline.cli_options import (
     require_known_architecture,
 )
 from pipeline.cli_pipeline import PIPELINE_COMMANDS
-from pipeline.local.cli import LOCAL_COMMANDS
 
 
 @click.group(

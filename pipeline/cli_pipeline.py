@@ -101,7 +101,7 @@ def status(
 
     cfg = aws_config(config_path, region, bucket)
     if cfg.engine == "local":
-        from pipeline.local.cli import local_status
+        from pipeline.cli_local import local_status
 
         local_status(cfg, execution_arn)
         return

@@ -243,7 +243,7 @@ def deploy_locally(cfg: PipelineConfig, stage: str, registry: ModelRegistry) -> 
     Returns the endpoint record (``name``, ``url``, ``pid``…) that ``dogpipe predict`` reads.
     """
     from pipeline.local.endpoint_servers import smoke_prediction, start_endpoint
-    from pipeline.local.store import ObjectStore
+    from pipeline.object_store import ObjectStore
 
     package = approved_package(registry, cfg.registry.model_package_group)
     endpoint = endpoint_name_for(cfg, stage)

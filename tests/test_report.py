@@ -273,7 +273,7 @@ def test_a_failed_local_execution_gets_a_report_of_what_exists(
     tmp_path: Path, artifacts: ReportInputs
 ) -> None:
     from pipeline.local.executions import ExecutionStore
-    from pipeline.local.store import ObjectStore
+    from pipeline.object_store import ObjectStore
     from pipeline.report.collect import write_local_report
 
     ObjectStore(tmp_path).put_file(artifacts.evaluation, "s3://bucket/run/evaluation/evaluation.json")

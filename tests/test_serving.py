@@ -31,7 +31,7 @@ from click.testing import CliRunner
 from pipeline.cli import cli
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.endpoint_servers import write_endpoint
-from pipeline.local.store import ObjectStore
+from pipeline.object_store import ObjectStore
 from pipeline.registry import LocalRegistry
 from pipeline.serving.app import ServingSettings, create_app
 from pipeline.serving.client import PredictError, invoke_sagemaker

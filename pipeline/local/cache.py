@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline.iso_duration import parse_iso_duration
 from pipeline.local.executions import read_json, write_json
-from pipeline.local.store import ObjectStore
+from pipeline.object_store import ObjectStore
 
 CACHEABLE_STEP_TYPES = frozenset({"Processing", "Training", "Tuning", "Transform"})
 # Subtrees that describe where a job writes, not what it reads.

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.local.store import ObjectStore
+from pipeline.object_store import ObjectStore
 
 LOCAL_REGION = "local"
 LOCAL_ACCOUNT = "000000000000"

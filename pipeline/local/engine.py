@@ -24,7 +24,7 @@ from pipeline.local.context import LOCAL_ACCOUNT, LOCAL_REGION, EngineSettings, 
 from pipeline.local.executions import Execution, ExecutionStore, now_iso
 from pipeline.local.expressions import ExpressionError, Scope, property_file_location, resolve
 from pipeline.local.interrupt import ExecutionInterrupted, interrupt_reason, terminating_signals_interrupt
-from pipeline.local.store import ObjectStore
+from pipeline.object_store import ObjectStore
 
 StepRunner = Callable[[StepContext], dict[str, Any]]
 

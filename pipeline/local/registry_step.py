@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from pipeline.local.context import StepContext
-from pipeline.local.store import StoreError
+from pipeline.object_store import StoreError
 from pipeline.registry import LocalRegistry
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.config import PipelineConfig
 from pipeline.local.context import EngineSettings
 from pipeline.local.engine import ExecutionResult, LocalEngine
-from pipeline.local.store import ObjectStore
+from pipeline.object_store import ObjectStore
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

@@ -31,7 +31,7 @@ from pipeline.local.container import (
     run_logged,
 )
 from pipeline.local.context import StepContext, arn
-from pipeline.local.store import ObjectStore
+from pipeline.object_store import ObjectStore
 
 DEFAULT_HOOK_PATH = "/opt/ml/output/tensors"
 MetricCallback = Callable[[dict[str, float]], bool | None]

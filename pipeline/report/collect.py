@@ -132,7 +132,7 @@ def local_execution(root: Path, execution_id: str | None) -> Any:
 
 def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: Path) -> ReportInputs:
     """``ReportInputs`` for one local execution (the latest when ``execution_id`` is None)."""
-    from pipeline.local.store import ObjectStore
+    from pipeline.object_store import ObjectStore
 
     execution, store = local_execution(root, execution_id), ObjectStore(root)
     paths: list[Path] = []

@@ -41,7 +41,7 @@ def unpack_model_archive(archive: Path, destination: Path) -> Path:
 
 
 def _registry_archive(group: str, version: int, root: Path) -> Path:
-    from pipeline.local.store import ObjectStore, StoreError
+    from pipeline.object_store import ObjectStore, StoreError
     from pipeline.registry import LocalRegistry, RegistryError
 
     try:

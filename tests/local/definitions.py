@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from pipeline.local.store import ObjectStore
+from pipeline.object_store import ObjectStore
 
 BUCKET = "s3://test-bucket"
 

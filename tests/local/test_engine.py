@@ -21,7 +21,7 @@ from pipeline.config import LOCAL_CONFIG
 from pipeline.local.context import EngineSettings
 from pipeline.local.engine import DefinitionError, LocalEngine
 from pipeline.local.interrupt import ExecutionInterrupted
-from pipeline.local.store import ObjectStore
+from pipeline.object_store import ObjectStore
 
 from .definitions import BUCKET, definition, get, join, processing_step, stage_script
 

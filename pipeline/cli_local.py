@@ -35,9 +35,9 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
     from pipeline.local.engine import DefinitionError
     from pipeline.local.executions import ExecutionNotFound
     from pipeline.local.interrupt import ExecutionInterrupted
-    from pipeline.local.report import highlights, steps_table
     from pipeline.local.run import RunError, find_test_image, parse_params, run_local
-    from pipeline.local.store import ObjectStore
+    from pipeline.local.summary import highlights, steps_table
+    from pipeline.object_store import ObjectStore
 
     cfg = _config(config_path, "run")
     try:
@@ -131,7 +131,7 @@ def executions() -> None:
 @config_option
 def list_executions(config_path: Path | None) -> None:
     """Executions, newest first: id, status, start time, failure."""
-    from pipeline.local.report import executions_table
+    from pipeline.local.summary import executions_table
 
     click.echo(executions_table(_config(config_path, "executions list").local.root))
 
@@ -139,7 +139,7 @@ def list_executions(config_path: Path | None) -> None:
 def local_status(cfg: PipelineConfig, execution_id: str | None) -> None:
     """``dogpipe status`` for engine: local (the latest execution when none is given)."""
     from pipeline.local.executions import ExecutionNotFound, ExecutionStore
-    from pipeline.local.report import status_text
+    from pipeline.local.summary import status_text
 
     store = ExecutionStore(cfg.local.root)
     try:

@@ -9,7 +9,7 @@ from typing import Any
 from pipeline.definition_reader import steps_of
 from pipeline.local.executions import Execution, ExecutionStore
 from pipeline.local.expressions import ExpressionError, property_file_location
-from pipeline.local.store import ObjectStore, StoreError
+from pipeline.object_store import ObjectStore, StoreError
 from pipeline.registry import accuracy_of
 
 

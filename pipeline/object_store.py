@@ -2,7 +2,8 @@
 
 Jobs read and write only S3 URIs in a definition, so a folder with the same key layout is all the
 local engine needs to run them. An S3 URI names either one object (a file) or a prefix (a folder);
-like S3's ``S3Prefix`` inputs, a prefix that matches one file fetches that file.
+like S3's ``S3Prefix`` inputs, a prefix that matches one file fetches that file. The local engine,
+local deploys, ``dogpipe serve`` (registry models) and the report all read it, so it sits below them.
 """
 
 from __future__ import annotations
