@@ -6,6 +6,7 @@ import fcntl
 import logging
 import os
 import pty
+import re
 import select
 import struct
 import subprocess
@@ -104,3 +105,78 @@ def test_a_stream_that_is_not_a_terminal_is_not_one(tmp_path: Path) -> None:
     with os.fdopen(child, "w") as terminal:
         assert progress.is_terminal(terminal)
     os.close(main)
+
+
+def _train_argv(data: Path, stats: Path, out: Path) -> list[str]:
+    from tests.test_train import TRAIN_SCRIPT, train_argv
+
+    argv = train_argv(data, stats, out, epochs=2, max_steps_per_epoch=3, image_size=32)
+    return [sys.executable, str(TRAIN_SCRIPT), *argv]
+
+
+@pytest.mark.slow
+def test_training_epochs_show_a_bar_in_a_terminal_and_lines_in_a_pipe(
+    preprocessed_dataset: Path, tmp_path: Path
+) -> None:
+    data, stats = preprocessed_dataset / "data", preprocessed_dataset / "stats"
+    terminal = run_in_pty(_train_argv(data, stats, tmp_path / "tty"))
+    assert "epochs: 100%" in terminal and "2/2" in terminal  # the epochs bar
+    assert "epoch 1:" in terminal  # the steps bar of an epoch (erased when it ends)
+    assert re.search(r"epoch=2 train_loss=[0-9.]+ valid_loss=[0-9.]+ valid_accuracy=[0-9.]+\r?\n", terminal)
+    piped = subprocess.run(
+        _train_argv(data, stats, tmp_path / "pipe"), capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    lines = (piped.stdout + piped.stderr).splitlines()
+    # the tuning objective's regex reads whole lines: each epoch's is there, and no bar anywhere
+    assert (
+        sum(
+            bool(re.fullmatch(r"epoch=\d+ train_loss=\S+ valid_loss=\S+ valid_accuracy=\S+", x))
+            for x in lines
+        )
+        == 2
+    )
+    assert "\r" not in piped.stdout + piped.stderr and "%|" not in piped.stdout + piped.stderr
+
+
+STEP_PROGRESS = """
+import click
+from pipeline.console_progress import StepProgress
+console = StepProgress(click.echo, 2, "  [Tune] trials", "trial")
+console.say("  [Tune] trial 1/2 lr=0.01")
+console.status("  [Tune]   trial 1 valid_accuracy=0.5 (report 1)")
+console.advance("  [Tune] trial 1 done: valid_accuracy=0.5")
+console.say("  [Tune] trial 2/2 lr=0.02")
+console.advance("  [Tune] trial 2 done: valid_accuracy=0.7")
+console.close()
+"""
+
+
+def test_the_engine_shows_tuning_trials_as_a_bar_on_a_terminal() -> None:
+    output = run_in_pty([sys.executable, "-c", STEP_PROGRESS])
+    assert "[Tune] trials: 100%" in output and "2/2" in output
+    assert "trial 1 done: valid_accuracy=0.5" in output and "trial 2 done" in output
+    news = [part for part in re.split(r"[\r\n]", output) if "(report 1)" in part]
+    assert news and all("trials:" in part for part in news)  # passing news lives in the bar, not a line
+
+
+def test_the_engine_echoes_plain_lines_when_not_a_terminal() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", STEP_PROGRESS], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "  [Tune] trial 1/2 lr=0.01",
+        "  [Tune]   trial 1 valid_accuracy=0.5 (report 1)",
+        "  [Tune] trial 1 done: valid_accuracy=0.5",
+        "  [Tune] trial 2/2 lr=0.02",
+        "  [Tune] trial 2 done: valid_accuracy=0.7",
+    ]
+    assert result.stderr == ""
+
+
+def test_a_test_or_benchmark_echo_never_gets_a_bar() -> None:
+    from pipeline.console_progress import echoes_to_terminal
+
+    lines: list[str] = []
+    assert not echoes_to_terminal(lines.append)

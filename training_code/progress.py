@@ -28,7 +28,9 @@ class Progress:
     """Count items done out of ``total``: a bar in a terminal, a log line every ``every`` items elsewhere.
 
     ``line`` formats the plain line from ``done``, ``total`` and the ``postfix`` values of the last
-    :meth:`update` (e.g. ``"verified {done}/{total} files ({quarantined} quarantined)"``).
+    :meth:`update` (e.g. ``"verified {done}/{total} files ({quarantined} quarantined)"``); without it
+    the plain mode prints nothing (the loop prints its own lines, as the training epochs do). ``leave``
+    False erases the bar when it closes (an inner loop's bar).
     """
 
     def __init__(
@@ -36,11 +38,12 @@ class Progress:
         total: int,
         description: str,
         *,
-        log: logging.Logger,
-        line: str,
-        every: int,
+        log: logging.Logger | None = None,
+        line: str | None = None,
+        every: int = 1,
         unit: str = "it",
         terminal: bool | None = None,
+        leave: bool = True,
     ) -> None:
         self.total = total
         self.done = 0
@@ -54,7 +57,7 @@ class Progress:
                 tqdm = None
             if tqdm is not None:
                 self._bar = tqdm(
-                    total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True
+                    total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=leave
                 )
 
     @property
@@ -69,8 +72,15 @@ class Progress:
             if postfix:
                 self._bar.set_postfix(self.postfix, refresh=False)
             self._bar.update(count)
-        elif self.done // self._every > before // self._every:
+        elif self._line and self._log and self.done // self._every > before // self._every:
             self._log.info(self._line.format(done=self.done, total=self.total, **self.postfix))
+
+    def write(self, line: str) -> None:
+        """Print ``line`` on stdout; above the bar when there is one, so the bar is not broken."""
+        if self._bar is not None:
+            self._bar.write(line, file=sys.stdout)
+        else:
+            print(line, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -21,12 +21,13 @@ import torch
 from torch import nn
 
 if __package__:  # imported as training_code.training_loop (tests, the local engine's in-process runs)
-    from . import dogdata
+    from . import dogdata, progress
     from .debugger_hook import Debugger
     from .distributed import World, all_reduce_sum
     from .profiler import TrainingProfiler
 else:  # inside the training container: the source dir is the working directory
     import dogdata  # type: ignore[no-redef]
+    import progress  # type: ignore[no-redef]
     from debugger_hook import Debugger  # type: ignore[no-redef]
     from distributed import World, all_reduce_sum  # type: ignore[no-redef]
     from profiler import TrainingProfiler  # type: ignore[no-redef]
@@ -130,6 +131,7 @@ class Trainer:
         self.train_loader, self.valid_loader = train_loader, valid_loader
         trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
         self.optimizer = make_optimizer(args.optimizer, trainable, args.lr, args.weight_decay)
+        self._epochs = progress.Progress(args.epochs, "epochs", terminal=False)  # fit() may draw a bar
 
     def _to_device(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
@@ -145,6 +147,7 @@ class Trainer:
         if self.args.max_steps_per_epoch:
             steps = min(steps, self.args.max_steps_per_epoch)
         batches = iter(self.train_loader)
+        shown = self._progress(steps, f"epoch {epoch}", "step", leave=False)
         for _ in range(steps):
             with self.profiler.phase("data"):
                 images, labels = self._to_device(*next(batches))
@@ -159,6 +162,8 @@ class Trainer:
             loss_sum += loss.item() * labels.numel()
             correct += (logits.argmax(1) == labels).sum().item()
             count += labels.numel()
+            shown.update(loss=f"{loss_sum / count:.4f}")
+        shown.close()
         return loss_sum, correct, int(count)
 
     @torch.no_grad()
@@ -209,9 +214,15 @@ class Trainer:
             raise FloatingPointError(f"epoch {epoch}: loss is not finite (lr {self.args.lr} too high?)")
         return result
 
+    def _progress(self, total: int, description: str, unit: str, leave: bool = True) -> progress.Progress:
+        """A bar when a person watches this process in a terminal (rank 0 only); silent otherwise: the
+        epoch lines below are the plain output, and the tuning objective's regexes read them."""
+        terminal = self.world.is_main and progress.is_terminal()
+        return progress.Progress(total, description, unit=unit, terminal=terminal, leave=leave)
+
     def _say(self, line: str) -> None:
         if self.world.is_main:
-            print(line, flush=True)
+            self._epochs.write(line)
 
     def fit(self) -> tuple[History, dict[str, torch.Tensor]]:
         """Train up to ``epochs``, stop after ``patience`` epochs without a lower valid loss, and return
@@ -220,8 +231,10 @@ class Trainer:
         best_state = cpu_state_dict(self.model)
         since_best = 0
         started = time.perf_counter()
+        self._epochs = self._progress(self.args.epochs, "epochs", "epoch")
         for epoch in range(1, self.args.epochs + 1):
             result = self.run_epoch(epoch)
+            self._epochs.update(valid_accuracy=f"{result.valid_accuracy:.4f}")
             history.epochs.append(result)
             if result.valid_loss < history.best_valid_loss:
                 history.best_epoch = epoch
@@ -235,5 +248,6 @@ class Trainer:
                 history.stopped_early = True
                 self._say(f"early stopping after epoch {epoch}: best epoch {history.best_epoch}")
                 break
+        self._epochs.close()
         history.total_seconds = round(time.perf_counter() - started, 3)
         return history, best_state

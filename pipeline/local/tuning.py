@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 
+from pipeline.console_progress import StepProgress
 from pipeline.local.container import JobFailed, JobStopped
 from pipeline.local.context import StepContext, arn
 from pipeline.local.training import TrainingJob
@@ -162,14 +163,14 @@ class TuningJob:
             self._trial_request(tuned), name, self.ctx.work_dir / "trials" / name, self.ctx.store
         )
         shown = " ".join(f"{key}={value}" for key, value in tuned.items())
-        self.ctx.echo(f"  [{self.ctx.name}] trial {number}/{self.max_jobs} {shown}")
+        self.console.say(f"  [{self.ctx.name}] trial {number}/{self.max_jobs} {shown}")
         reports = itertools.count(1)
 
         def report(values: dict[str, float]) -> bool:
             if self.metric not in values:
                 return False
             step = next(reports)
-            self.ctx.echo(
+            self.console.status(
                 f"  [{self.ctx.name}]   trial {number} "
                 f"{self.metric}={values[self.metric]:.4g} (report {step})"
             )
@@ -197,7 +198,7 @@ class TuningJob:
             raise JobFailed(f"trial {name} never logged the objective metric {self.metric!r}")
         summary["ModelArtifacts"] = properties["ModelArtifacts"]
         self._record(summary, "Completed", value)
-        self.ctx.echo(f"  [{self.ctx.name}] trial {number} done: {self.metric}={value:.4g}")
+        self.console.advance(f"  [{self.ctx.name}] trial {number} done: {self.metric}={value:.4g}")
         return value
 
     def _record(
@@ -223,7 +224,11 @@ class TuningJob:
             f"  [{self.ctx.name}] {self.config.get('Strategy', 'Bayesian')} search: "
             f"{self.max_jobs} trials, {self.parallel} at a time"
         )
-        study.optimize(self.objective, n_trials=self.max_jobs, n_jobs=self.parallel, catch=(JobFailed,))
+        self.console = StepProgress(self.ctx.echo, self.max_jobs, f"  [{self.ctx.name}] trials", "trial")
+        try:
+            study.optimize(self.objective, n_trials=self.max_jobs, n_jobs=self.parallel, catch=(JobFailed,))
+        finally:
+            self.console.close()
         completed = [item for item in self.summaries if item["TrainingJobStatus"] == "Completed"]
         if not completed:
             failures = [item.get("FailureReason", item["TrainingJobStatus"]) for item in self.summaries]
