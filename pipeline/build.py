@@ -33,17 +33,17 @@ def get_pipeline(
     # Step modules import the SDK, so they load only after pipeline_session() prepared the environment.
     from sagemaker.mlops.workflow.pipeline import Pipeline
 
-    from steps.common import PipelineParameters, StepContext
+    from steps.common import BuildContext, PipelineParameters
+    from steps.debug_rules import build_debug_rules
     from steps.deploy import build_deploy
     from steps.evaluate import build_evaluate
     from steps.gate import build_check_accuracy, build_check_rules
     from steps.preprocess import build_preprocess
     from steps.register import build_register
-    from steps.rules import build_debug_rules
     from steps.train import build_train
     from steps.tune import build_tune
 
-    ctx = StepContext(
+    ctx = BuildContext(
         cfg=cfg,
         session=session,
         code=code or package_code(),

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,6 +59,19 @@ class CodeArchive:
         source = self.source_prefix_uri(cfg)
         plan.update({f"{source}/{relative}": content for relative, content in self.files.items()})
         return plan
+
+    def stage_missing(
+        self, cfg: PipelineConfig, exists: Callable[[str], bool], write: Callable[[str, bytes], None]
+    ) -> list[str]:
+        """Write each object of :meth:`staging_plan` that ``exists`` says is missing (content-addressed
+        keys never change, so a present one is the same); returns the URIs written. S3 (``pipeline.remote``)
+        and the local object store (``pipeline.local.run``) both stage through here."""
+        written = []
+        for uri, data in self.staging_plan(cfg).items():
+            if not exists(uri):
+                write(uri, data)
+                written.append(uri)
+        return written
 
 
 def _included(relative: Path) -> bool:

@@ -50,20 +50,25 @@ def check_definition_code(definition: str, archive: CodeArchive) -> None:
         )
 
 
-def stage_code(s3: Any, archive: CodeArchive, cfg: PipelineConfig) -> list[str]:
+def _s3_has(s3: Any, uri: str) -> bool:
+    bucket, key = _split_uri(uri)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if _code(error) not in {"404", "NoSuchKey", "NotFound"}:
+            raise
+        return False
+    return True
+
+
+def upload_code(s3: Any, archive: CodeArchive, cfg: PipelineConfig) -> list[str]:
     """Upload each code object that S3 lacks; returns the URIs written (empty when all were there)."""
-    written: list[str] = []
-    for uri, data in archive.staging_plan(cfg).items():
+
+    def put(uri: str, data: bytes) -> None:
         bucket, key = _split_uri(uri)
-        try:
-            s3.head_object(Bucket=bucket, Key=key)
-            continue
-        except ClientError as error:
-            if _code(error) not in {"404", "NoSuchKey", "NotFound"}:
-                raise
         s3.put_object(Bucket=bucket, Key=key, Body=data)
-        written.append(uri)
-    return written
+
+    return archive.stage_missing(cfg, lambda uri: _s3_has(s3, uri), put)
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,7 @@ def upsert_pipeline(
     clients.check_role(role)
     name = cfg.project.name
     with aws_errors():
-        staged = stage_code(clients.s3, archive, cfg)
+        staged = upload_code(clients.s3, archive, cfg)
         request = {"PipelineName": name, "PipelineDefinition": definition, "RoleArn": role}
         if deployed_definition(clients.sagemaker, name) is None:
             arn = clients.sagemaker.create_pipeline(**request, PipelineDisplayName=name)["PipelineArn"]
@@ -283,8 +288,8 @@ __all__ = [
     "execution_report",
     "list_execution_steps",
     "parse_overrides",
-    "stage_code",
     "start_execution",
+    "upload_code",
     "upsert_pipeline",
     "validate_overrides",
     "wait_for_execution",

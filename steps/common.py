@@ -1,7 +1,8 @@
 """What every step builder shares: the build context, pipeline parameters, paths, retries, images.
 
-A step builder is a function ``(ctx, upstream...) -> Step`` with no I/O: it reads the typed config and
-the already-built upstream steps, and returns an SDK step object. Only ``pipeline/build.py`` wires them.
+A step builder is a function ``(ctx: BuildContext, upstream...) -> Step`` with no I/O: it reads the
+typed config and the already-built upstream steps, and returns an SDK step object. Only
+``pipeline/build.py`` wires them.
 """
 
 from __future__ import annotations
@@ -62,8 +63,10 @@ class PipelineParameters:
 
 
 @dataclass(frozen=True)
-class StepContext:
-    """Everything a step builder may read: config, session, packaged code, parameters, role."""
+class BuildContext:
+    """Everything a step builder may read while the definition is built: config, session, packaged
+    code, parameters, role. (The local engine's ``pipeline.local.context.StepContext`` is what a
+    step's runner gets at run time.)"""
 
     cfg: PipelineConfig
     session: PipelineSession

@@ -11,11 +11,11 @@ from sagemaker.core.workflow.functions import Join
 from sagemaker.mlops.workflow.endpoint_step import EndpointConfigStep, EndpointStep
 from sagemaker.mlops.workflow.model_step import ModelStep
 
-from steps.common import StepContext, api_retry_policies
+from steps.common import BuildContext, api_retry_policies
 from steps.register import model_step_arguments
 
 
-def build_deploy(ctx: StepContext, register: ModelStep) -> list:
+def build_deploy(ctx: BuildContext, register: ModelStep) -> list:
     deploy = ctx.cfg.deploy
     session = ctx.session
     create_args = model_step_arguments(

@@ -6,9 +6,9 @@ from sagemaker.core.workflow.functions import Join
 from sagemaker.core.workflow.properties import PropertyFile
 from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
 
-from steps.common import StepContext, cache_config, job_retry_policies
+from steps.common import BuildContext, cache_config, job_retry_policies
 from steps.preprocess import DATA_OUTPUT
-from steps.processing import output_uri, run_script, s3_input, s3_output
+from steps.processing import output_uri, processing_job_arguments, s3_input, s3_output
 
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_FILE = "evaluation.json"
@@ -17,10 +17,10 @@ ACCURACY_PATH = "multiclass_classification_metrics.accuracy.value"
 
 
 def build_evaluate(
-    ctx: StepContext, preprocess: ProcessingStep, train: TrainingStep
+    ctx: BuildContext, preprocess: ProcessingStep, train: TrainingStep
 ) -> tuple[ProcessingStep, PropertyFile]:
     report = PropertyFile(name="EvaluationReport", output_name=EVALUATION_OUTPUT, path=EVALUATION_FILE)
-    step_args = run_script(
+    step_args = processing_job_arguments(
         ctx,
         step="evaluate",
         script="evaluate.py",

@@ -13,13 +13,13 @@ from sagemaker.mlops.workflow.condition_step import ConditionStep
 from sagemaker.mlops.workflow.fail_step import FailStep
 from sagemaker.mlops.workflow.steps import ProcessingStep, Step
 
-from steps.common import StepContext
+from steps.common import BuildContext
+from steps.debug_rules import BLOCKING_ISSUES_PATH
 from steps.evaluate import ACCURACY_PATH
-from steps.rules import BLOCKING_ISSUES_PATH
 
 
 def build_check_accuracy(
-    ctx: StepContext, evaluate: ProcessingStep, report: PropertyFile, on_pass: list[Step]
+    ctx: BuildContext, evaluate: ProcessingStep, report: PropertyFile, on_pass: list[Step]
 ) -> ConditionStep:
     accuracy = JsonGet(step_name=evaluate.name, property_file=report, json_path=ACCURACY_PATH)
     threshold = ctx.params.accuracy_threshold

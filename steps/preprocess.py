@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from sagemaker.mlops.workflow.steps import ProcessingStep
 
-from steps.common import StepContext, cache_config, job_retry_policies
-from steps.processing import run_script, s3_input, s3_output
+from steps.common import BuildContext, cache_config, job_retry_policies
+from steps.processing import processing_job_arguments, s3_input, s3_output
 
 DATA_OUTPUT = "data"
 STATS_OUTPUT = "stats"
 
 
-def build_preprocess(ctx: StepContext) -> ProcessingStep:
+def build_preprocess(ctx: BuildContext) -> ProcessingStep:
     """``preprocess.py``: data (``InputDataUrl``: a prefix or a .zip) in; clean splits and stats out."""
-    step_args = run_script(
+    step_args = processing_job_arguments(
         ctx,
         step="preprocess",
         script="preprocess.py",

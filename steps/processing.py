@@ -13,7 +13,7 @@ from sagemaker.core.processing import Processor
 from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
 
 from pipeline.config import JobResources
-from steps.common import PROCESSING_CODE_DIR, StepContext, framework_image
+from steps.common import PROCESSING_CODE_DIR, BuildContext, framework_image
 
 if TYPE_CHECKING:
     from sagemaker.core.workflow.entities import PipelineVariable
@@ -41,8 +41,8 @@ def s3_output(name: str, uri: str | PipelineVariable, local_path: str) -> Proces
     )
 
 
-def run_script(
-    ctx: StepContext,
+def processing_job_arguments(
+    ctx: BuildContext,
     *,
     step: str,
     script: str,
@@ -51,7 +51,8 @@ def run_script(
     outputs: list[ProcessingOutput],
     arguments: list[str | PipelineVariable] | None = None,
 ) -> _JobStepArguments:
-    """Step arguments of a processing job running ``training_code/<script>`` in the PyTorch image."""
+    """The step arguments (nothing runs) of a processing job that runs ``training_code/<script>``
+    through ``launch.py`` in the PyTorch image."""
     processor = Processor(
         role=ctx.role_arn,
         image_uri=framework_image(ctx.cfg, resources, "training"),

@@ -18,7 +18,7 @@ from sagemaker.mlops.workflow.model_step import ModelStep
 from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
 
 from pipeline.config import JobResources
-from steps.common import StepContext, api_retry_policies, framework_image
+from steps.common import BuildContext, api_retry_policies, framework_image
 from steps.evaluate import EVALUATION_FILE, EVALUATION_OUTPUT
 from steps.processing import output_uri
 
@@ -51,7 +51,7 @@ def model_step_arguments(session: PipelineSession, create: Any) -> Any:
         session.context = None
 
 
-def inference_image(ctx: StepContext) -> str:
+def inference_image(ctx: BuildContext) -> str:
     resources = ctx.cfg.training.resources
     serving = JobResources(
         instance_type=ctx.cfg.deploy.instance_type,
@@ -61,7 +61,7 @@ def inference_image(ctx: StepContext) -> str:
     return framework_image(ctx.cfg, serving, "inference")
 
 
-def build_register(ctx: StepContext, train: TrainingStep, evaluate: ProcessingStep) -> ModelStep:
+def build_register(ctx: BuildContext, train: TrainingStep, evaluate: ProcessingStep) -> ModelStep:
     evaluation_uri = Join(on="/", values=[output_uri(evaluate, EVALUATION_OUTPUT), EVALUATION_FILE])
     metrics = ModelMetrics(
         model_statistics=MetricsSource(s3_uri=evaluation_uri, content_type="application/json")

@@ -6,7 +6,7 @@ from typing import Any
 
 from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep, TuningStep
 
-from steps.common import StepContext, as_hyperparameter, cache_config, job_retry_policies
+from steps.common import BuildContext, as_hyperparameter, cache_config, job_retry_policies
 from steps.debugger import debugger_request_fields
 from steps.preprocess import DATA_OUTPUT, STATS_OUTPUT
 from steps.processing import output_uri
@@ -14,7 +14,7 @@ from steps.trainer import TUNED, channels, make_trainer, static_hyperparameters
 from training_code.hyperparameters import HYPERPARAMETERS
 
 
-def tuned_hyperparameters(ctx: StepContext, tune: TuningStep | None) -> dict[str, Any]:
+def tuned_hyperparameters(ctx: BuildContext, tune: TuningStep | None) -> dict[str, Any]:
     """lr/batch_size/optimizer: the best trial's values (property references) or, untuned, the config's."""
     if tune is not None:
         best = tune.properties.BestTrainingJob.TunedHyperParameters
@@ -22,7 +22,7 @@ def tuned_hyperparameters(ctx: StepContext, tune: TuningStep | None) -> dict[str
     return {name: as_hyperparameter(ctx.cfg.value_at(HYPERPARAMETERS[name].config)) for name in TUNED}
 
 
-def build_train(ctx: StepContext, preprocess: ProcessingStep, tune: TuningStep | None) -> TrainingStep:
+def build_train(ctx: BuildContext, preprocess: ProcessingStep, tune: TuningStep | None) -> TrainingStep:
     debugger = ctx.cfg.debugger
     hyperparameters = static_hyperparameters(
         ctx,

@@ -16,7 +16,7 @@ from sagemaker.train.configs import Compute, InputData, OutputDataConfig, Stoppi
 from sagemaker.train.model_trainer import ModelTrainer
 
 from pipeline.config import PipelineConfig
-from steps.common import StepContext, as_hyperparameter, framework_image
+from steps.common import BuildContext, as_hyperparameter, framework_image
 from training_code.hyperparameters import HYPERPARAMETERS
 
 #: The hyperparameters Tune searches; Train reads the best trial's values of exactly these.
@@ -58,7 +58,7 @@ class DebuggerModelTrainer(ModelTrainer):
 
 
 def static_hyperparameters(
-    ctx: StepContext, *, epochs: int, debug_hook: bool, profiler: bool
+    ctx: BuildContext, *, epochs: int, debug_hook: bool, profiler: bool
 ) -> dict[str, Any]:
     """Every declared hyperparameter except the tuned ones, from its config key
     (``training_code/hyperparameters.py``), plus the launcher's ``sagemaker_program`` and
@@ -72,7 +72,7 @@ def static_hyperparameters(
     return {name: as_hyperparameter(value) for name, value in values.items() if value is not None}
 
 
-def channels(ctx: StepContext, data_uri: Any, stats_uri: Any) -> list[InputData]:
+def channels(ctx: BuildContext, data_uri: Any, stats_uri: Any) -> list[InputData]:
     """The ``train``/``valid``/``stats`` channels from Preprocess's outputs."""
     from sagemaker.core.workflow.functions import Join
 
@@ -84,7 +84,7 @@ def channels(ctx: StepContext, data_uri: Any, stats_uri: Any) -> list[InputData]
 
 
 def make_trainer(
-    ctx: StepContext, *, step: str, hyperparameters: dict[str, Any], output_uri: Any
+    ctx: BuildContext, *, step: str, hyperparameters: dict[str, Any], output_uri: Any
 ) -> DebuggerModelTrainer:
     """A trainer on the PyTorch training image with dogpipe's compute, limits, metrics and output."""
     cfg: PipelineConfig = ctx.cfg

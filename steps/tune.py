@@ -6,13 +6,13 @@ from sagemaker.core.parameter import CategoricalParameter, ContinuousParameter
 from sagemaker.mlops.workflow.steps import ProcessingStep, TuningStep
 from sagemaker.train.tuner import HyperparameterTuner
 
-from steps.common import StepContext, cache_config, job_retry_policies
+from steps.common import BuildContext, cache_config, job_retry_policies
 from steps.preprocess import DATA_OUTPUT, STATS_OUTPUT
 from steps.processing import output_uri
 from steps.trainer import METRIC_REGEXES, channels, make_trainer, static_hyperparameters
 
 
-def build_tune(ctx: StepContext, preprocess: ProcessingStep) -> TuningStep:
+def build_tune(ctx: BuildContext, preprocess: ProcessingStep) -> TuningStep:
     """Trials train without the Debugger hook: tuning job definitions cannot carry Debugger settings."""
     tuning = ctx.cfg.tuning
     epochs = tuning.epochs or ctx.cfg.training.hyperparameters.epochs

@@ -64,14 +64,13 @@ def upload_data(store: ObjectStore, data_dir: Path, uri: str) -> int:
     return store.put_tree(data_dir, uri)
 
 
-def stage_code(cfg: PipelineConfig, store: ObjectStore):  # type: ignore[no-untyped-def]
-    """Put the packed training code where the definition expects it; returns the CodeArchive."""
+def stage_code_in_store(cfg: PipelineConfig, store: ObjectStore):  # type: ignore[no-untyped-def]
+    """Pack the training code and put it in the local store where the definition expects it (what
+    ``pipeline.remote.upload_code`` does on S3); returns the CodeArchive."""
     from pipeline.code import package_code
 
     code = package_code()
-    for uri, data in code.staging_plan(cfg).items():
-        if not store.exists(uri):
-            store.put_bytes(uri, data)
+    code.stage_missing(cfg, store.exists, store.put_bytes)
     return code
 
 
@@ -97,7 +96,7 @@ def run_local(
             f"no data at {cfg.data.s3_uri} in the local store ({engine.store.path_for(cfg.data.s3_uri)}); "
             "pass --data DIR (try: dogpipe sample-data data/sample)"
         )
-    code = stage_code(cfg, engine.store)
+    code = stage_code_in_store(cfg, engine.store)
     echo(f"code {code.sha256[:12]} staged; building the pipeline definition ...")
     from pipeline.definition import build_definition
 

@@ -6,5 +6,9 @@ machine, answering through ``training_code/inference.py`` — the handlers the S
 - ``app`` is the Starlette application: limits, content types, errors as 4xx JSON, model calls in a
   bounded thread pool.
 - ``server`` starts uvicorn and announces the URL once it accepts connections.
-- ``command`` is the click command shared by ``dogpipe serve`` and ``python -m pipeline.serving``.
+- ``client`` sends an image to an endpoint (HTTP here, ``InvokeEndpoint`` on SageMaker) for
+  ``dogpipe predict`` and the local endpoints' checks.
+
+The click command ``dogpipe serve`` lives with the CLI (``pipeline/cli.py``); ``python -m
+pipeline.serving`` (``__main__``, what the local engine's Endpoint step starts) runs that same command.
 """

@@ -14,8 +14,8 @@ from sagemaker.core.workflow.properties import PropertyFile
 from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
 
 from pipeline.config import PipelineConfig
-from steps.common import StepContext, cache_config, job_retry_policies
-from steps.processing import run_script, s3_input, s3_output
+from steps.common import BuildContext, cache_config, job_retry_policies
+from steps.processing import processing_job_arguments, s3_input, s3_output
 
 RULES_OUTPUT = "rules"
 RULES_FILE = "rules.json"
@@ -49,7 +49,7 @@ def rules_argument(cfg: PipelineConfig) -> str:
     return text
 
 
-def build_debug_rules(ctx: StepContext, train: TrainingStep) -> tuple[ProcessingStep, PropertyFile]:
+def build_debug_rules(ctx: BuildContext, train: TrainingStep) -> tuple[ProcessingStep, PropertyFile]:
     report = PropertyFile(name="RulesReport", output_name=RULES_OUTPUT, path=RULES_FILE)
     job_name = train.properties.TrainingJobName
     inputs = [
@@ -65,7 +65,7 @@ def build_debug_rules(ctx: StepContext, train: TrainingStep) -> tuple[Processing
     if ctx.cfg.debugger.hook:
         trace = Join(on="/", values=[train.properties.DebugHookConfig.S3OutputPath, job_name, "debug-output"])
         inputs.insert(0, s3_input("debug", trace, "/opt/ml/processing/input/debug"))
-    step_args = run_script(
+    step_args = processing_job_arguments(
         ctx,
         step="debug-rules",
         script="debug_rules.py",
