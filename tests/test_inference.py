@@ -56,11 +56,7 @@ def reference_top_k(model_dir: Path, payload: bytes, k: int = 3) -> list[tuple[s
 
 
 def answer(model: inference.ServedModel, body: bytes | str, content_type: str) -> dict:
-    reply, media_type = inference.output_fn(
-        inference.predict_fn(inference.input_fn(body, content_type), model), "application/json"
-    )
-    assert media_type == "application/json"
-    return json.loads(reply)
+    return json.loads(inference.answer(model, body, content_type, "application/json"))
 
 
 def as_pairs(prediction: dict) -> list[tuple[str, float]]:
@@ -174,14 +170,49 @@ def test_bad_requests_raise_a_request_error_naming_the_problem(
         answer(served, body, content_type)
     assert raised.value.status_code == status
     assert words in raised.value.message
-    assert json.loads(raised.value.phrase) == {"error": raised.value.message}
+
+
+class RecordingContext:
+    """What ``transform_fn`` uses of TorchServe's context (tests/toolkit drives the real one)."""
+
+    def __init__(self) -> None:
+        self.status: tuple[int, str] | None = None
+
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
+        self.status = (code, phrase)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("case", BAD_REQUESTS, ids=list(BAD_REQUESTS))
+def test_transform_fn_answers_a_bad_request_with_its_status_and_json(
+    served: inference.ServedModel, case: str
+) -> None:
+    body, content_type, status, words = BAD_REQUESTS[case]
+    context = RecordingContext()
+    reply, media_type = inference.transform_fn(served, body, content_type, "application/json", context)
+    assert media_type == "application/json" and context.status is not None
+    assert context.status[0] == status and words in json.loads(reply)["error"]
+
+
+def test_transform_fn_answers_a_bug_with_a_json_500_and_logs_it(
+    served: inference.ServedModel, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(inference, "predict", broken)
+    context = RecordingContext()
+    reply, _ = inference.transform_fn(served, image_bytes(COLORS[0]), "image/jpeg", "*/*", context)
+    assert context.status == (500, "Internal Server Error")
+    assert json.loads(reply) == {"error": inference.INTERNAL_ERROR} and "secret" not in reply
+    assert "secret internals" in caplog.text
 
 
 def test_a_reply_type_other_than_json_is_406(served: inference.ServedModel) -> None:
-    prediction = inference.predict_fn(inference.input_fn(image_bytes(COLORS[0]), "image/jpeg"), served)
+    payload = image_bytes(COLORS[0])
     with pytest.raises(inference.NotAcceptable):
-        inference.output_fn(prediction, "text/csv")
-    assert json.loads(inference.output_fn(prediction, "text/csv, application/json;q=0.5")[0]) == prediction
+        inference.answer(served, payload, "image/jpeg", "text/csv")
+    assert json.loads(inference.answer(served, payload, "image/jpeg", "text/csv, application/json;q=0.5"))
 
 
 def test_limits_come_from_the_container_environment(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,19 +226,21 @@ def test_limits_come_from_the_container_environment(model_dir: Path, monkeypatch
     assert reply["model_version"] == "dogpipe-dog-breeds/7" and model.optimized == "eager"
     two = json.dumps({"instances": [base64.b64encode(image_bytes(c)).decode() for c in COLORS[:2]]})
     with pytest.raises(inference.PayloadTooLarge):
-        inference.input_fn(two, "application/json")
+        answer(model, two, "application/json")
     monkeypatch.setenv("DOGPIPE_TOP_K", "three")
     with pytest.raises(ValueError, match="DOGPIPE_TOP_K"):
         inference.model_fn(str(model_dir))
 
 
 def test_handler_signatures_fit_the_sagemaker_toolkit() -> None:
-    """The toolkit passes a context argument to a handler with one parameter more than the standard."""
+    """The toolkit passes its context to a handler with one parameter more than the standard, and
+    refuses a module that has ``transform_fn`` beside ``input_fn``/``predict_fn``/``output_fn``."""
     counts = {
         name: len(inspect.signature(getattr(inference, name)).parameters)
-        for name in ("model_fn", "input_fn", "predict_fn", "output_fn")
+        for name in ("model_fn", "transform_fn")
     }
-    assert counts == {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2}
+    assert counts == {"model_fn": 1, "transform_fn": 5}
+    assert not {"input_fn", "predict_fn", "output_fn"} & set(dir(inference))
 
 
 def test_a_model_dir_without_preprocessing_numbers_is_refused(tmp_path: Path, model_dir: Path) -> None:
@@ -215,8 +248,36 @@ def test_a_model_dir_without_preprocessing_numbers_is_refused(tmp_path: Path, mo
     info = json.loads((broken / models.MODEL_INFO_FILE).read_text())
     del info["mean"]
     (broken / models.MODEL_INFO_FILE).write_text(json.dumps(info))
-    with pytest.raises(ValueError, match="missing mean"):
+    with pytest.raises(inference.ModelLoadError, match="missing mean"):
         inference.model_fn(str(broken))
+
+
+class _Payload:
+    """Anything but a state dict: ``weights_only`` loading refuses to unpickle it."""
+
+
+@pytest.mark.parametrize(
+    "breakage, words",
+    [
+        ("pickle", "cannot load the model: model.pth is not a tensors-only state dict"),
+        ("image_size", "image_size 1000000000 is not a whole number of pixels in 16..1024"),
+        ("info", "model_info.json: cannot read"),
+    ],
+)
+def test_a_broken_model_dir_is_one_line_naming_the_problem(
+    tmp_path: Path, model_dir: Path, breakage: str, words: str
+) -> None:
+    broken = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    info_path = broken / models.MODEL_INFO_FILE
+    if breakage == "pickle":
+        torch.save({"weights": _Payload()}, broken / models.MODEL_WEIGHTS_FILE)
+    elif breakage == "image_size":
+        info_path.write_text(json.dumps({**json.loads(info_path.read_text()), "image_size": 10**9}))
+    else:
+        info_path.write_text("{not json")
+    with pytest.raises(inference.ModelLoadError) as raised:
+        inference.load_model(broken, optimize="eager")
+    assert words in str(raised.value) and "\n" not in str(raised.value)
 
 
 def test_inference_runs_from_model_tar_code_dir_like_the_container(tmp_path: Path, model_dir: Path) -> None:
@@ -224,7 +285,7 @@ def test_inference_runs_from_model_tar_code_dir_like_the_container(tmp_path: Pat
     code = tmp_path / "code"
     code.mkdir()
     source = Path(inference.__file__).parent
-    for name in ("inference.py", "models.py", "dogdata.py", "model_optimize.py"):
+    for name in ("inference.py", "payloads.py", "models.py", "dogdata.py", "model_optimize.py"):
         shutil.copy(source / name, code / name)
     payload = tmp_path / "dog.jpg"
     payload.write_bytes(image_bytes(COLORS[2]))
@@ -232,8 +293,7 @@ def test_inference_runs_from_model_tar_code_dir_like_the_container(tmp_path: Pat
         "import sys, inference\n"
         "assert 'training_code' not in sys.modules\n"
         "model = inference.model_fn(sys.argv[1])\n"
-        "data = inference.input_fn(open(sys.argv[2], 'rb').read(), 'image/jpeg')\n"
-        "print(inference.output_fn(inference.predict_fn(data, model), 'application/json')[0])\n"
+        "print(inference.answer(model, open(sys.argv[2], 'rb').read(), 'image/jpeg', '*/*'))\n"
     )
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["DOGPIPE_OPTIMIZE"] = "eager"  # tracing is tested above; here only the imports matter

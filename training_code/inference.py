@@ -1,8 +1,8 @@
-"""SageMaker PyTorch serving handlers: ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``.
+"""SageMaker PyTorch serving handlers: ``model_fn`` and ``transform_fn``.
 
-The SageMaker PyTorch inference container imports this file from ``model.tar.gz/code/`` (``train.py``
-copies it there with ``models.py`` and ``dogdata.py``), and ``dogpipe serve`` (``pipeline/serving``)
-calls the very same functions, so an endpoint answers the same on SageMaker and on this machine.
+The SageMaker PyTorch inference container imports this file from ``model.tar.gz/code/`` (training
+copies it there with the modules it imports), and ``dogpipe serve`` (``pipeline/serving``) calls the
+very same functions, so an endpoint answers the same on SageMaker and on this machine.
 
 Requests: one image (``image/jpeg``, ``image/png``, ``application/x-image``) or JSON
 (``{"image": "<base64>"}`` or ``{"instances": ["<base64>", {"image": "<base64>"}, ...]}``).
@@ -11,98 +11,81 @@ Response (``application/json``)::
     {"predictions": [{"top_k": [{"breed": "...", "probability": 0.93}, ...]}, ...],
      "model_version": "...", "latency_ms": 12.5}
 
-Every bad request raises a :class:`RequestError` carrying its HTTP status (400, 406, 413, 415). When the
-SageMaker inference toolkit is importable (inside the container) it subclasses the toolkit's
-``BaseInferenceToolkitError``, so the container answers 4xx instead of its blanket 500.
+Every bad request is a 4xx with the body ``{"error": "..."}`` (``payloads`` checks them). The toolkit's
+own error path would send ``"{message}\n{traceback}"`` with no content type, so the handlers are one
+``transform_fn`` that takes the toolkit's ``context`` and sets the status itself (see its docstring).
 
 The toolkit calls each handler with exactly the standard arguments, so tunables come from the
 container environment (set by the Deploy step): ``DOGPIPE_TOP_K``, ``DOGPIPE_MAX_BATCH``,
-``DOGPIPE_MODEL_VERSION``, ``DOGPIPE_OPTIMIZE`` (``onednn``, ``compile``, ``trace`` or ``eager``; see
-``model_optimize``). ``dogpipe serve`` passes the
-same settings as arguments to :func:`load_model` and :func:`parse_request`.
+``DOGPIPE_MAX_PIXELS``, ``DOGPIPE_MODEL_VERSION``, ``DOGPIPE_OPTIMIZE`` (``onednn``, ``compile``,
+``trace`` or ``eager``; see ``model_optimize``). ``dogpipe serve`` passes the same settings as
+arguments to :func:`load_model` and :func:`payloads.parse_request`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import json
 import logging
 import os
+import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import nn
 
 if __package__:  # imported as training_code.inference (tests, dogpipe serve)
     from . import dogdata, model_optimize, models
+    from .payloads import (
+        ACCEPTED_TYPES,
+        DEFAULT_MAX_BATCH,
+        DEFAULT_MAX_PIXELS,
+        IMAGE_TYPES,
+        INTERNAL_ERROR,
+        JSON_TYPE,
+        ImagePayloads,
+        NotAcceptable,
+        PayloadTooLarge,
+        RequestError,
+        UnsupportedContentType,
+        check_accept,
+        check_content_type,
+        error_document,
+        parse_request,
+    )
 else:  # inside the serving container: code/ is on sys.path
     import dogdata  # type: ignore[no-redef]
     import model_optimize  # type: ignore[no-redef]
     import models  # type: ignore[no-redef]
-
-try:  # present only inside the SageMaker inference containers
-    from sagemaker_inference.errors import BaseInferenceToolkitError as _ToolkitError
-except ImportError:  # pragma: no cover - depends on the container
-    _ToolkitError = None
+    from payloads import (  # type: ignore[no-redef]
+        ACCEPTED_TYPES,
+        DEFAULT_MAX_BATCH,
+        DEFAULT_MAX_PIXELS,
+        IMAGE_TYPES,
+        INTERNAL_ERROR,
+        JSON_TYPE,
+        ImagePayloads,
+        NotAcceptable,
+        PayloadTooLarge,
+        RequestError,
+        UnsupportedContentType,
+        check_accept,
+        check_content_type,
+        error_document,
+        parse_request,
+    )
 
 log = logging.getLogger(__name__)
 
-JSON_TYPE = "application/json"
-IMAGE_TYPES: frozenset[str] = frozenset({"image/jpeg", "image/png", "application/x-image"})
-ACCEPTED_TYPES: frozenset[str] = IMAGE_TYPES | {JSON_TYPE}
 DEFAULT_TOP_K = 3
-DEFAULT_MAX_BATCH = 16
+# model_info.json's image_size must lie in this range (the training sizes are 64-299 px).
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
 OPTIMIZE_MODES = model_optimize.OPTIMIZE_MODES
 DEFAULT_OPTIMIZE = model_optimize.DEFAULT_OPTIMIZE
-
-
-class _RequestErrorBase(Exception if _ToolkitError is None else _ToolkitError):  # type: ignore[misc]
-    pass
-
-
-class RequestError(_RequestErrorBase):
-    """A request the model cannot answer because of what the client sent; ``status_code`` is the HTTP
-    status to return and ``message`` says what is wrong (never a stack trace)."""
-
-    status_code = 400
-
-    def __init__(self, message: str, status_code: int | None = None) -> None:
-        self.message = message
-        if status_code is not None:
-            self.status_code = status_code
-        # The toolkit sends ``phrase`` as the response body: make it the same JSON the local server sends.
-        self.phrase = json.dumps({"error": message})
-        Exception.__init__(self, message)
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class UnsupportedContentType(RequestError):
-    status_code = 415
-
-
-class NotAcceptable(RequestError):
-    status_code = 406
-
-
-class PayloadTooLarge(RequestError):
-    status_code = 413
-
-
-@dataclass(frozen=True)
-class ImagePayloads:
-    """The encoded images of one request, checked for shape (count, base64) but not yet decoded:
-    decoding needs the model's image size, which ``input_fn`` is not given."""
-
-    images: tuple[bytes, ...]
 
 
 class NormalizedClassifier(nn.Module):
@@ -184,30 +167,10 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
-def check_dimensions(payload: bytes) -> None:
-    """Refuse a decompression bomb from its header, before any pixel is decoded.
-
-    PIL only warns between ``MAX_IMAGE_PIXELS`` and twice that, and a warning would let a small payload
-    claiming 100 megapixels take seconds and gigabytes; here anything above the limit is a 400.
-    Headers PIL cannot read are left to ``decode_image``, which explains them.
-    """
-    limit = Image.MAX_IMAGE_PIXELS
-    try:
-        with Image.open(io.BytesIO(payload)) as image:
-            width, height = image.size
-    except Image.DecompressionBombError:
-        width = height = None
-    except Exception:  # not an image, truncated header: decode_image names the problem
-        return
-    if width is None or (limit is not None and width * height > limit):
-        size = "" if width is None else f"{width}x{height} = {width * height:,} pixels, "
-        raise RequestError(f"image too large: {size}above the {limit:,}-pixel limit (decompression bomb?)")
-
-
 def decode_payload(payload: bytes, image_size: int) -> torch.Tensor:
     """Decode through ``dogdata.decode_image`` (the one implementation evaluation also uses), mapping
-    its errors to a 400 that names the problem."""
-    check_dimensions(payload)
+    its errors to a 400 that names the problem. ``payloads.parse_request`` has already held the image's
+    header to the pixel budgets."""
     try:
         return dogdata.decode_image(payload, image_size)
     except dogdata.ImageDecodeError as error:
@@ -217,6 +180,60 @@ def decode_payload(payload: bytes, image_size: int) -> torch.Tensor:
 def _weights_version(model_dir: Path) -> str:
     """A stable version when none is given: the first 12 hex digits of ``model.pth``'s sha256."""
     return "sha256:" + models.sha256_of(model_dir / models.MODEL_WEIGHTS_FILE)[:12]
+
+
+class ModelLoadError(ValueError):
+    """``model_dir`` holds no servable model; the one-line message says which file and why."""
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _check_info(info: dict[str, Any], info_path: Path) -> None:
+    """``model_info.json``'s serving numbers, checked before they size anything (an absurd
+    ``image_size`` would otherwise be traced and allocated at load)."""
+    missing = [key for key in ("classes", "num_classes", "image_size", "mean", "std") if key not in info]
+    if missing:
+        raise ModelLoadError(f"{info_path}: missing {', '.join(missing)}")
+    size = info["image_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+        raise ModelLoadError(
+            f"{info_path}: image_size {size!r} is not a whole number of pixels in "
+            f"{MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}"
+        )
+    if not isinstance(info["classes"], list) or len(info["classes"]) != info["num_classes"]:
+        raise ModelLoadError(f"{info_path}: classes must list num_classes ({info['num_classes']!r}) names")
+    for key in ("mean", "std"):
+        values = info[key]
+        if not (
+            isinstance(values, list) and len(values) == 3 and all(isinstance(v, (int, float)) for v in values)
+        ):
+            raise ModelLoadError(f"{info_path}: {key} must be three numbers, got {values!r}")
+
+
+def _load_checked(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """``models.load_trained_model`` with every failure as one line naming the model directory: a
+    ``model.pth`` that is a pickle (``weights_only`` refuses it), a broken ``model_info.json``, weights
+    of another architecture."""
+    info_path = model_dir / models.MODEL_INFO_FILE
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{info_path}: cannot read: {_first_line(error)}") from None
+    if not isinstance(info, dict):
+        raise ModelLoadError(f"{info_path}: expected a JSON object")
+    _check_info(info, info_path)
+    try:
+        network, info = models.load_trained_model(model_dir)
+    except Exception as error:
+        if isinstance(error.__cause__, pickle.UnpicklingError):  # torch's message is 20 lines of advice
+            reason = f"{models.MODEL_WEIGHTS_FILE} is not a tensors-only state dict (refused unopened)"
+        else:
+            reason = _first_line(error)
+        raise ModelLoadError(f"{model_dir}: cannot load the model: {reason}") from None
+    return network, info
 
 
 def load_model(
@@ -233,16 +250,8 @@ def load_model(
     ``shared_threads``: also build a ``shared_classifier`` for that many threads, when it is fewer and
     the served mode keeps its build's threads (a server running several requests at once)."""
     model_dir = Path(model_dir)
-    network, info = models.load_trained_model(model_dir)
-    missing = [key for key in ("classes", "image_size", "mean", "std") if key not in info]
-    if missing:
-        raise ValueError(f"{model_dir / models.MODEL_INFO_FILE}: missing {', '.join(missing)}")
-    classes = [str(name) for name in info["classes"]]
-    if len(classes) != int(info["num_classes"]):
-        raise ValueError(
-            f"{model_dir}: model_info.json lists {len(classes)} classes for num_classes {info['num_classes']}"
-        )
-    image_size = int(info["image_size"])
+    network, info = _load_checked(model_dir)
+    classes, image_size = [str(name) for name in info["classes"]], int(info["image_size"])
     normalized = NormalizedClassifier(network, info["mean"], info["std"])
     classifier, used = model_optimize.optimize_classifier(normalized, image_size, optimize)
     shared = None
@@ -270,64 +279,6 @@ def load_model(
     )
 
 
-def _media_type(content_type: str | None) -> str:
-    """``image/JPEG; charset=x`` → ``image/jpeg``."""
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
-def check_content_type(content_type: str | None) -> str:
-    """The request's media type if it is one this endpoint reads, else a 415 listing those it reads."""
-    media_type = _media_type(content_type)
-    if media_type not in ACCEPTED_TYPES:
-        raise UnsupportedContentType(
-            f"unsupported content type {content_type!r}; send one of {', '.join(sorted(ACCEPTED_TYPES))}"
-        )
-    return media_type
-
-
-def _b64(value: Any, where: str) -> bytes:
-    if isinstance(value, dict):
-        value = value.get("image")
-    if not isinstance(value, str) or not value:
-        raise RequestError(f'{where}: expected a base64 string (or {{"image": base64}})')
-    try:
-        data = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError(f"{where}: not valid base64") from None
-    if not data:
-        raise RequestError(f"{where}: the image is empty")
-    return data
-
-
-def _parse_json(body: bytes | str, max_batch: int) -> tuple[bytes, ...]:
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RequestError(f"body is not valid JSON: {error}") from None
-    if not isinstance(document, dict) or not ({"image", "instances"} & document.keys()):
-        raise RequestError('JSON body must be {"image": base64} or {"instances": [base64, ...]}')
-    if "image" in document:
-        return (_b64(document["image"], "image"),)
-    instances = document["instances"]
-    if not isinstance(instances, list) or not instances:
-        raise RequestError("instances: expected a non-empty list of base64 images")
-    if len(instances) > max_batch:
-        raise PayloadTooLarge(f"batch too large: {len(instances)} images, at most {max_batch} per request")
-    return tuple(_b64(item, f"instances[{index}]") for index, item in enumerate(instances))
-
-
-def parse_request(body: bytes | str | None, content_type: str | None, max_batch: int) -> ImagePayloads:
-    """Check a request body's type, size and shape, and return its encoded images."""
-    media_type = check_content_type(content_type)
-    if not body:
-        raise RequestError("empty request body")
-    if media_type == JSON_TYPE:
-        return ImagePayloads(_parse_json(body, max_batch))
-    if isinstance(body, str):  # the toolkit decodes only UTF-8 types, but be safe
-        raise RequestError(f"{media_type} body must be binary image bytes")
-    return ImagePayloads((bytes(body),))
-
-
 def predict(model: ServedModel, payloads: ImagePayloads, *, shared: bool = False) -> dict[str, Any]:
     """Decode, classify and rank one request's images; the reply before serialisation. ``shared``: other
     requests run at the same time (see :meth:`ServedModel.probabilities`)."""
@@ -339,13 +290,6 @@ def predict(model: ServedModel, payloads: ImagePayloads, *, shared: bool = False
         "model_version": model.version,
         "latency_ms": round((time.perf_counter() - started) * 1000, 3),
     }
-
-
-def check_accept(accept: str | None) -> None:
-    """Only JSON replies exist: an ``Accept`` that excludes JSON is a 406 (checked before any work)."""
-    accepted = {_media_type(part) for part in (accept or "").split(",") if part.strip()}
-    if accepted and not ({JSON_TYPE, "*/*", "application/*"} & accepted):
-        raise NotAcceptable(f"cannot answer in {accept!r}; this endpoint replies with {JSON_TYPE}")
 
 
 def render(prediction: dict[str, Any], accept: str | None) -> str:
@@ -368,34 +312,61 @@ def model_fn(model_dir: str) -> ServedModel:
     )
 
 
-def input_fn(request_body: bytes | str, request_content_type: str) -> ImagePayloads:
-    return parse_request(request_body, request_content_type, _env_int("DOGPIPE_MAX_BATCH", DEFAULT_MAX_BATCH))
+def answer(model: ServedModel, body: bytes | str | None, content_type: str | None, accept: str | None) -> str:
+    """One request, start to reply (the JSON text), in the order ``dogpipe serve`` checks it:
+    content type (415), reply type (406), shape and pixel budget (400/413), then the model."""
+    check_content_type(content_type)
+    check_accept(accept)
+    payloads = parse_request(
+        body,
+        content_type,
+        _env_int("DOGPIPE_MAX_BATCH", DEFAULT_MAX_BATCH),
+        _env_int("DOGPIPE_MAX_PIXELS", DEFAULT_MAX_PIXELS),
+    )
+    return render(predict(model, payloads), accept)
 
 
-def predict_fn(input_data: ImagePayloads, model: ServedModel) -> dict[str, Any]:
-    return predict(model, input_data)
+def transform_fn(
+    model: ServedModel, request_body: bytes | str, content_type: str, accept: str, context: Any
+) -> tuple[str, str]:
+    """The whole request for the toolkit, with its TorchServe ``context`` (the toolkit passes it to a
+    handler that takes one parameter more than the standard four).
 
-
-def output_fn(prediction: dict[str, Any], accept: str) -> tuple[str, str]:
-    return render(prediction, accept), JSON_TYPE
+    The toolkit answers an exception with ``"{message}\n{traceback}"`` and no content type, the error
+    JSON only in the reason phrase; so nothing escapes here: a refusal sets its status on the context,
+    as the toolkit's own error path does, and returns the same ``{"error": ...}`` JSON as
+    ``dogpipe serve``; an unexpected failure is logged with its traceback and answered as a JSON 500."""
+    try:
+        return answer(model, request_body, content_type, accept), JSON_TYPE
+    except RequestError as error:
+        status, message = error.status_code, error.message
+    except Exception:  # a bug, not the client's fault: the log gets the traceback, the client does not
+        log.exception("inference failed")
+        status, message = 500, INTERNAL_ERROR
+    context.set_response_status(code=status, phrase=HTTPStatus(status).phrase)
+    return error_document(message), JSON_TYPE
 
 
 __all__: Sequence[str] = (
+    "ACCEPTED_TYPES",
+    "IMAGE_TYPES",
+    "JSON_TYPE",
     "ImagePayloads",
+    "ModelLoadError",
     "NormalizedClassifier",
     "NotAcceptable",
     "PayloadTooLarge",
     "RequestError",
     "ServedModel",
     "UnsupportedContentType",
+    "answer",
     "check_accept",
     "check_content_type",
-    "input_fn",
+    "error_document",
     "load_model",
     "model_fn",
-    "output_fn",
     "parse_request",
     "predict",
-    "predict_fn",
     "render",
+    "transform_fn",
 )

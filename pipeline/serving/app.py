@@ -48,8 +48,9 @@ class ServingSettings:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def error_response(status: int, message: str) -> Response:
+    """Every refusal: the same ``{"error": ...}`` body the SageMaker handler sends."""
+    return Response(inference.error_document(message), status_code=status, media_type=inference.JSON_TYPE)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -110,7 +111,7 @@ class InferenceService:
             return error_response(error.status_code, error.message)
         except Exception:  # a bug, not the client's fault: say so without leaking a stack trace
             log.exception("inference failed")
-            return error_response(500, "internal error while predicting; see the server log")
+            return error_response(500, inference.INTERNAL_ERROR)
         reply["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return Response(json.dumps(reply), media_type=inference.JSON_TYPE)
 
