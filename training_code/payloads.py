@@ -157,10 +157,10 @@ def header_pixels(payload: bytes, where: str) -> int:
 
 
 def check_pixel_budget(images: tuple[bytes, ...], max_pixels: int) -> None:
-    """Refuse a decompression bomb (one image) or a request whose images add up to more than
-    ``max_pixels`` decoded pixels, from the headers, before any pixel is decoded. PIL alone only warns
-    up to twice its ``MAX_IMAGE_PIXELS``, which lets a small payload take seconds and gigabytes."""
-    per_image = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+    """Refuse a decompression bomb (one image over PIL's ``MAX_IMAGE_PIXELS``: 400) or a request whose
+    images add up to more than ``max_pixels`` decoded pixels (413), from the headers, before any pixel
+    is decoded. PIL alone only warns up to twice its limit, letting a small payload take gigabytes."""
+    per_image = Image.MAX_IMAGE_PIXELS or max_pixels
     total = 0
     for index, payload in enumerate(images):
         where = "image" if len(images) == 1 else f"instances[{index}]"
@@ -173,7 +173,7 @@ def check_pixel_budget(images: tuple[bytes, ...], max_pixels: int) -> None:
         total += pixels
     if total > max_pixels:
         raise PayloadTooLarge(
-            f"request too large: its {len(images)} images hold {total:,} pixels, "
+            f"request too large: {len(images)} image(s) of {total:,} pixels in all, "
             f"at most {max_pixels:,} per request"
         )
 

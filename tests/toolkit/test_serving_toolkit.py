@@ -1,0 +1,165 @@
+"""The model archive served by AWS's PyTorch inference toolkit answers as ``dogpipe serve`` does.
+
+``sagemaker-pytorch-inference`` 2.0.25's handler service runs ``code/inference.py`` inside TorchServe
+0.12's worker (``torchserve_worker.py`` drives it in a fresh process, as the image does). Every request,
+good or bad, is also sent to ``dogpipe serve``'s application; status, content type and JSON body must
+match, so an error that reaches the client only as a reason phrase, or a traceback in a body, fails here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.serving.app import ServingSettings, create_app
+from tests.serving_helpers import image_bytes, png_header_claiming, write_model_dir
+from training_code import inference, train
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+WORKER = Path(__file__).with_name("torchserve_worker.py")
+JPEG, PNG, JSON_TYPE = "image/jpeg", "image/png", "application/json"
+
+
+def _b64(payload: bytes) -> str:
+    return base64.b64encode(payload).decode()
+
+
+def _json(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+GOOD = image_bytes((200, 30, 40))
+# name: (body, headers, status)
+REQUESTS: dict[str, tuple[bytes, dict[str, str], int]] = {
+    "jpeg": (GOOD, {"Content-Type": JPEG}, 200),
+    "png, accept anything": (
+        image_bytes((20, 200, 40), fmt="PNG"),
+        {"Content-Type": PNG, "Accept": "*/*"},
+        200,
+    ),
+    "json batch": (
+        _json({"instances": [_b64(GOOD), {"image": _b64(image_bytes((9, 9, 200)))}]}),
+        {"Content-Type": JSON_TYPE},
+        200,
+    ),
+    "json with charset": (
+        _json({"image": _b64(GOOD)}),
+        {"Content-Type": "application/json; charset=utf-8"},
+        200,
+    ),
+    "empty body": (b"", {"Content-Type": JPEG}, 400),
+    "not an image": (b"hello, I am text", {"Content-Type": JPEG}, 400),
+    "truncated jpeg": (image_bytes((1, 2, 3), size=(200, 150))[:400], {"Content-Type": JPEG}, 400),
+    "decompression bomb": (png_header_claiming(12_000, 12_000), {"Content-Type": PNG}, 400),
+    "sixteen 9000 px pngs": (
+        _json({"instances": [_b64(png_header_claiming(9000, 9000))] * 16}),
+        {"Content-Type": JSON_TYPE},
+        413,
+    ),
+    "csv": (b"a,b\n1,2\n", {"Content-Type": "text/csv"}, 415),
+    "no content type": (b"abc", {}, 415),
+    "reply type csv": (GOOD, {"Content-Type": JPEG, "Accept": "text/csv"}, 406),
+    "bad base64": (_json({"image": "not*base64!"}), {"Content-Type": JSON_TYPE}, 400),
+    "bad json": (b'{"image": ', {"Content-Type": JSON_TYPE}, 400),
+    "json nested 200,000 deep": (b"[" * 200_000 + b"]" * 200_000, {"Content-Type": JSON_TYPE}, 400),
+    "batch too large": (_json({"instances": ["aGk="] * 17}), {"Content-Type": JSON_TYPE}, 413),
+}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory as training leaves it in ``model.tar.gz``: weights, info and ``code/``."""
+    directory = write_model_dir(tmp_path_factory.mktemp("model"))
+    train.write_serving_code(directory / "code")
+    return directory
+
+
+def run_worker(model_dir: Path, requests: list[tuple[bytes, dict[str, str]]], **env: str) -> tuple[list, str]:
+    """Replies of a TorchServe worker process serving ``model_dir`` with the SageMaker handler service,
+    and its log."""
+    requests_file = model_dir.parent / "requests.json"
+    requests_file.write_text(
+        json.dumps([{"body": _b64(body), "headers": headers} for body, headers in requests])
+    )
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(model_dir / "code"),  # what the toolkit's torchserve.py sets
+        "DOGPIPE_OPTIMIZE": "eager",
+        **env,
+    }
+    result = subprocess.run(
+        [sys.executable, str(WORKER), str(model_dir), str(requests_file)],
+        env=environment,
+        cwd=model_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+@pytest.fixture(scope="module")
+def toolkit_replies(model_dir: Path) -> dict[str, dict]:
+    replies, _ = run_worker(model_dir, [(body, headers) for body, headers, _ in REQUESTS.values()])
+    return dict(zip(REQUESTS, replies, strict=True))
+
+
+@pytest.fixture(scope="module")
+def local_client(model_dir: Path):
+    model = inference.load_model(model_dir, optimize="eager")
+    with TestClient(create_app(model, ServingSettings()), raise_server_exceptions=False) as client:
+        yield client
+
+
+def _ranking(document: dict) -> list[list[tuple[str, float]]]:
+    return [
+        [(item["breed"], item["probability"]) for item in one["top_k"]] for one in document["predictions"]
+    ]
+
+
+@pytest.mark.parametrize("case", REQUESTS, ids=list(REQUESTS))
+def test_the_toolkit_answers_as_dogpipe_serve(
+    case: str, toolkit_replies: dict, local_client: TestClient
+) -> None:
+    body, headers, status = REQUESTS[case]
+    toolkit = toolkit_replies[case]
+    local = local_client.post("/invocations", content=body, headers=headers)
+    assert (toolkit["status"], local.status_code) == (status, status), toolkit["body"][:2000]
+    assert toolkit["content_type"] == local.headers["content-type"] == JSON_TYPE
+    reply = json.loads(toolkit["body"])  # a traceback is not JSON
+    if status == 200:
+        expected = local.json()
+        assert reply["model_version"] == expected["model_version"] and reply["latency_ms"] > 0
+        for got, want in zip(_ranking(reply), _ranking(expected), strict=True):
+            assert [breed for breed, _ in got] == [breed for breed, _ in want]
+            assert [p for _, p in got] == pytest.approx([p for _, p in want], abs=1e-5)
+    else:
+        assert reply == local.json() and set(reply) == {"error"}
+        assert "Traceback" not in toolkit["body"] and toolkit["phrase"]
+
+
+def test_a_bug_is_a_json_500_with_the_traceback_only_in_the_log(model_dir: Path) -> None:
+    """A broken endpoint setting makes every request fail inside ``transform_fn``."""
+    replies, log = run_worker(model_dir, [(GOOD, {"Content-Type": JPEG})], DOGPIPE_MAX_BATCH="0")
+    assert replies[0]["status"] == 500 and replies[0]["content_type"] == JSON_TYPE
+    assert json.loads(replies[0]["body"]) == {"error": inference.INTERNAL_ERROR}
+    assert "Traceback" in log and "DOGPIPE_MAX_BATCH" in log
+
+
+def test_a_json_body_that_is_not_utf8_is_the_toolkits_500(model_dir: Path) -> None:
+    """The one difference left (training_code/README.md): the toolkit decodes an ``application/json``
+    body as UTF-8 before any handler runs, and answers a failure itself; ``dogpipe serve`` says 400."""
+    replies, _ = run_worker(model_dir, [(b'{"image": "\xff"}', {"Content-Type": JSON_TYPE})])
+    assert replies[0]["status"] == 500 and "utf-8" in replies[0]["body"]
