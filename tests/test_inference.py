@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import functools
 import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +26,8 @@ from tests.serving_helpers import (
     png_header_claiming,
     write_model_dir,
 )
-from training_code import dogdata, inference, models
+from training_code import dogdata, inference, models, package_serving_code
+from training_code.launch import read_requirements
 
 COLORS = [(200, 30, 40), (20, 200, 40), (20, 30, 240)]
 
@@ -283,10 +286,7 @@ def test_a_broken_model_dir_is_one_line_naming_the_problem(
 def test_inference_runs_from_model_tar_code_dir_like_the_container(tmp_path: Path, model_dir: Path) -> None:
     """In the container ``code/`` is on sys.path and inference.py is a top-level module."""
     code = tmp_path / "code"
-    code.mkdir()
-    source = Path(inference.__file__).parent
-    for name in ("inference.py", "payloads.py", "models.py", "dogdata.py", "model_optimize.py"):
-        shutil.copy(source / name, code / name)
+    package_serving_code.write_serving_code(code)
     payload = tmp_path / "dog.jpg"
     payload.write_bytes(image_bytes(COLORS[2]))
     script = (
@@ -308,3 +308,33 @@ def test_inference_runs_from_model_tar_code_dir_like_the_container(tmp_path: Pat
     assert result.returncode == 0, result.stderr[-2000:]
     reply = json.loads(result.stdout.strip().splitlines()[-1])
     assert_same_ranking(as_pairs(reply["predictions"][0]), reference_top_k(model_dir, payload.read_bytes()))
+
+
+# What the SageMaker PyTorch inference images (2.5) ship, by import name: code/ may import these freely.
+IMAGE_PACKAGES = {"torch", "torchvision", "numpy", "PIL", "sagemaker_inference"}
+TRAINING_ONLY = ("smdebug", "protobuf", "pandas", "psutil", "setuptools")
+
+
+def _third_party_imports(module: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"__future__"}
+
+
+def test_the_model_archive_installs_only_what_serving_imports(tmp_path: Path) -> None:
+    """``code/requirements.txt`` is the serving file: every third-party import of the copied modules
+    is in the image or in it, and no training-only pin (smdebug, protobuf<=3.20.3, ...) is."""
+    copied = package_serving_code.write_serving_code(tmp_path / "code")
+    requirements = read_requirements(tmp_path / "code" / "requirements.txt")
+    names = {re.split(r"[=<>!~\[; ]", line, maxsplit=1)[0] for line in requirements}
+    assert names == {"torchdata"}
+    siblings = {name.removesuffix(".py") for name in copied}
+    imported = set().union(
+        *(_third_party_imports(tmp_path / "code" / name) for name in copied if name.endswith(".py"))
+    )
+    assert imported - siblings - IMAGE_PACKAGES <= names, "serving imports a package the endpoint lacks"
+    assert not any(name in names for name in TRAINING_ONLY)

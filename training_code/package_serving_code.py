@@ -2,7 +2,9 @@
 
 The SageMaker PyTorch serving container runs ``code/inference.py`` from the model archive and
 pip-installs ``code/requirements.txt`` at start-up; ``train.py`` calls :func:`write_serving_code` when it
-saves the model.
+saves the model. That file is ``serving-requirements.txt`` (what the inference images lack), never the
+training ``requirements.txt``: its smdebug/protobuf pins have nothing to do with serving and a pip
+failure fails the endpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ log = logging.getLogger("dogpipe.train")
 CODE_DIR = "code"
 SERVING_ENTRY = "inference.py"
 REQUIREMENTS = "requirements.txt"
+SERVING_REQUIREMENTS = "serving-requirements.txt"
 HERE = Path(__file__).resolve().parent
 
 
@@ -36,8 +39,8 @@ def sibling_imports(source: Path) -> set[str]:
 
 
 def write_serving_code(code_dir: Path, source_dir: Path = HERE) -> list[str]:
-    """Copy ``inference.py``, the sibling modules it imports (transitively) and ``requirements.txt``
-    into ``code_dir``. Nothing is copied when the handler is absent."""
+    """Copy ``inference.py``, the sibling modules it imports (transitively) and the serving requirements
+    (as ``requirements.txt``) into ``code_dir``. Nothing is copied when the handler is absent."""
     entry = source_dir / SERVING_ENTRY
     if not entry.is_file():
         log.warning("%s not found: the model has no serving code", entry)
@@ -52,7 +55,7 @@ def write_serving_code(code_dir: Path, source_dir: Path = HERE) -> list[str]:
     for name in sorted(wanted):
         shutil.copy2(source_dir / f"{name}.py", code_dir / f"{name}.py")
         copied.append(f"{name}.py")
-    if (source_dir / REQUIREMENTS).is_file():
-        shutil.copy2(source_dir / REQUIREMENTS, code_dir / REQUIREMENTS)
+    if (source_dir / SERVING_REQUIREMENTS).is_file():
+        shutil.copy2(source_dir / SERVING_REQUIREMENTS, code_dir / REQUIREMENTS)
         copied.append(REQUIREMENTS)
     return copied

@@ -21,7 +21,8 @@ import pytest
 
 from pipeline.serving.app import ServingSettings, create_app
 from tests.serving_helpers import image_bytes, png_header_claiming, write_model_dir
-from training_code import inference, train
+from training_code import inference, package_serving_code
+from training_code.launch import read_requirements
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -80,23 +81,28 @@ REQUESTS: dict[str, tuple[bytes, dict[str, str], int]] = {
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory as training leaves it in ``model.tar.gz``: weights, info and ``code/``."""
-    directory = write_model_dir(tmp_path_factory.mktemp("model"))
-    train.write_serving_code(directory / "code")
+    directory = write_model_dir(tmp_path_factory.mktemp("ml") / "model")
+    package_serving_code.write_serving_code(directory / "code")
     return directory
 
 
-def run_worker(model_dir: Path, requests: list[tuple[bytes, dict[str, str]]], **env: str) -> tuple[list, str]:
+# Requests outside the comparison with dogpipe serve: name -> (body, headers, endpoint settings).
+SPECIAL = {
+    "a bug": (GOOD, {"Content-Type": JPEG}, {"DOGPIPE_MAX_BATCH": "0"}),  # every request fails inside
+    "json not utf-8": (b'{"image": "\xff"}', {"Content-Type": JSON_TYPE}, {}),
+}
+
+
+def run_worker(model_dir: Path, requests: list[dict[str, Any]]) -> tuple[list, str]:
     """Replies of a TorchServe worker process serving ``model_dir`` with the SageMaker handler service,
-    and its log."""
+    and its log (pip's output included)."""
     requests_file = model_dir.parent / "requests.json"
-    requests_file.write_text(
-        json.dumps([{"body": _b64(body), "headers": headers} for body, headers in requests])
-    )
+    requests_file.write_text(json.dumps([{**request, "body": _b64(request["body"])} for request in requests]))
     environment = {
         **os.environ,
         "PYTHONPATH": str(model_dir / "code"),  # what the toolkit's torchserve.py sets
+        "SAGEMAKER_BASE_DIR": str(model_dir.parent),
         "DOGPIPE_OPTIMIZE": "eager",
-        **env,
     }
     result = subprocess.run(
         [sys.executable, str(WORKER), str(model_dir), str(requests_file)],
@@ -107,13 +113,29 @@ def run_worker(model_dir: Path, requests: list[tuple[bytes, dict[str, str]]], **
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+    *log, replies = result.stdout.strip().splitlines()
+    return json.loads(replies), "\n".join(log) + result.stderr
 
 
 @pytest.fixture(scope="module")
-def toolkit_replies(model_dir: Path) -> dict[str, dict]:
-    replies, _ = run_worker(model_dir, [(body, headers) for body, headers, _ in REQUESTS.values()])
-    return dict(zip(REQUESTS, replies, strict=True))
+def toolkit_run(model_dir: Path) -> tuple[dict[str, dict], str]:
+    """One worker answers every request (one model load, one start-up install)."""
+    requests = [{"body": body, "headers": headers} for body, headers, _ in REQUESTS.values()]
+    requests += [{"body": body, "headers": headers, "env": env} for body, headers, env in SPECIAL.values()]
+    replies, log = run_worker(model_dir, requests)
+    return dict(zip([*REQUESTS, *SPECIAL], replies, strict=True)), log
+
+
+@pytest.fixture(scope="module")
+def toolkit_replies(toolkit_run: tuple[dict[str, dict], str]) -> dict[str, dict]:
+    return toolkit_run[0]
+
+
+def test_the_endpoint_installs_the_serving_requirements_only(model_dir: Path, toolkit_run: tuple) -> None:
+    """The toolkit's start-up pip install ran on ``code/requirements.txt`` and succeeded (the worker
+    would have stopped otherwise); the file names no training-only package."""
+    assert read_requirements(model_dir / "code" / "requirements.txt") == ["torchdata==0.11.0"]
+    assert "torchdata==0.11.0" in toolkit_run[1]  # pip's own account of the requirement
 
 
 @pytest.fixture(scope="module")
@@ -150,16 +172,15 @@ def test_the_toolkit_answers_as_dogpipe_serve(
         assert "Traceback" not in toolkit["body"] and toolkit["phrase"]
 
 
-def test_a_bug_is_a_json_500_with_the_traceback_only_in_the_log(model_dir: Path) -> None:
-    """A broken endpoint setting makes every request fail inside ``transform_fn``."""
-    replies, log = run_worker(model_dir, [(GOOD, {"Content-Type": JPEG})], DOGPIPE_MAX_BATCH="0")
-    assert replies[0]["status"] == 500 and replies[0]["content_type"] == JSON_TYPE
-    assert json.loads(replies[0]["body"]) == {"error": inference.INTERNAL_ERROR}
+def test_a_bug_is_a_json_500_with_the_traceback_only_in_the_log(toolkit_run: tuple) -> None:
+    replies, log = toolkit_run
+    assert replies["a bug"]["status"] == 500 and replies["a bug"]["content_type"] == JSON_TYPE
+    assert json.loads(replies["a bug"]["body"]) == {"error": inference.INTERNAL_ERROR}
     assert "Traceback" in log and "DOGPIPE_MAX_BATCH" in log
 
 
-def test_a_json_body_that_is_not_utf8_is_the_toolkits_500(model_dir: Path) -> None:
+def test_a_json_body_that_is_not_utf8_is_the_toolkits_500(toolkit_replies: dict) -> None:
     """The one difference left (training_code/README.md): the toolkit decodes an ``application/json``
     body as UTF-8 before any handler runs, and answers a failure itself; ``dogpipe serve`` says 400."""
-    replies, _ = run_worker(model_dir, [(b'{"image": "\xff"}', {"Content-Type": JSON_TYPE})])
-    assert replies[0]["status"] == 500 and "utf-8" in replies[0]["body"]
+    reply = toolkit_replies["json not utf-8"]
+    assert reply["status"] == 500 and "utf-8" in reply["body"]

@@ -1,23 +1,28 @@
 """Answer requests as a SageMaker PyTorch endpoint's TorchServe worker does, without the Java frontend.
 
-Run as a script in a fresh process whose ``PYTHONPATH`` holds the model's ``code/`` folder (what
-``sagemaker_pytorch_serving_container.torchserve`` sets before it starts TorchServe):
+Run as a script in a fresh process whose ``PYTHONPATH`` holds the model's ``code/`` folder and whose
+``SAGEMAKER_BASE_DIR`` holds ``model/`` (what ``sagemaker_pytorch_serving_container.torchserve`` sets
+before it starts TorchServe):
 
     python torchserve_worker.py MODEL_DIR REQUESTS.json
 
-It loads the model through TorchServe 0.12's own ``TsModelLoader`` with the toolkit's handler service
-(``sagemaker_pytorch_serving_container.handler_service``, the image's ``default_service_handler``), so
+It first pip-installs ``code/requirements.txt`` with the toolkit's own start-up step (a pip failure
+fails the endpoint there), then loads the model through TorchServe 0.12's own ``TsModelLoader`` with
+the toolkit's handler service (``sagemaker_pytorch_serving_container.handler_service``, the image's
+``default_service_handler``), so
 ``HandlerService.initialize`` and the toolkit's ``Transformer`` find ``inference.py`` exactly as in the
 container. Each request then goes through ``ts.service.Service.predict`` — the worker's code from the
 decoded frontend message to the response bytes, with ``decode_input_request=false`` as the image's
 ``default-ts.properties`` sets it — and the response bytes are decoded as the frontend reads them.
-Prints one JSON list: ``{"status", "phrase", "content_type", "body"}`` per request.
+Prints one JSON list: ``{"status", "phrase", "content_type", "body"}`` per request. A request may carry
+``env``: endpoint settings in force while it is answered (the handlers read them per request).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import struct
 import sys
 from pathlib import Path
@@ -88,12 +93,27 @@ def decode_response(data: bytes) -> dict[str, Any]:
     return {"status": status, "phrase": phrase, "content_type": content_type, "body": body.decode()}
 
 
+def install_requirements() -> None:
+    """The toolkit's start-up install of ``code/requirements.txt``, as ``start_torchserve`` runs it."""
+    from sagemaker_pytorch_serving_container import torchserve
+
+    if os.path.exists(torchserve.model_server.REQUIREMENTS_PATH):
+        torchserve.model_server._install_requirements()
+
+
 def main(model_dir: str, requests_file: str) -> None:
+    install_requirements()
     service = load_service(model_dir)
     replies = []
     for index, request in enumerate(json.loads(Path(requests_file).read_text())):
         message = frontend_message(str(index), base64.b64decode(request["body"]), request["headers"])
-        replies.append(decode_response(bytes(service.predict([message]))))
+        saved = dict(os.environ)
+        os.environ.update(request.get("env", {}))  # an endpoint setting for this request only
+        try:
+            replies.append(decode_response(bytes(service.predict([message]))))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
     print(json.dumps(replies))
 
 
