@@ -18,7 +18,6 @@ NOT_YET_SPLIT = frozenset(
         "pipeline/local/container.py:run_logged",  # engine
         "pipeline/local/training.py:_prepare_host",  # engine
         "pipeline/report/screenshot.py:screenshot",  # report
-        "training_code/inference.py",  # serving
         "training_code/preprocess.py",  # engine (validation) / report (progress)
         "training_code/preprocess.py:run",
     }
