@@ -7,7 +7,9 @@ Two kinds of checks, each problem naming the step and the JSON path:
   output shape), and every property file a ``Std:JsonGet`` reads exists on that step;
 * each job step's ``Arguments`` against botocore's SageMaker *request* shape of its API: unknown fields,
   missing required fields, wrong types, enum values, lengths and patterns. An expression
-  (``Get``/``Std:Join``/``Std:JsonGet``) is accepted wherever a value goes, since it is resolved at run time.
+  (``Get``/``Std:Join``/``Std:JsonGet``) is accepted wherever a value goes, since it is resolved at run time;
+* the hyperparameters of a Training or Tuning step that runs ``train.py``: every name must be declared in
+  ``training_code/hyperparameters.py`` (train.py refuses the others at start).
 
 AWS's published JSON schema of pipeline definitions is stale; botocore's service model is current.
 """
@@ -32,6 +34,7 @@ from pipeline.definition_reader import (
     step_of_reference,
     steps_of,
 )
+from training_code.hyperparameters import unknown_message, unknown_names
 
 #: Step type → (create API validated against, Describe API whose output holds the step's properties).
 STEP_APIS: dict[str, tuple[str, str]] = {
@@ -239,6 +242,30 @@ def check_reference(reference: str, steps: dict[str, StepNode], parameters: set[
     return f"{reference!r}: {error}" if error else None
 
 
+# --- train.py's hyperparameters ---------------------------------------------------------------------
+
+
+def _hyperparameter_names(node: StepNode) -> tuple[str, dict[str, Any]]:
+    """(JSON path, hyperparameters) a Training or Tuning step hands its script; tuned names included."""
+    arguments = node.arguments
+    if node.type == "Training":
+        return f"{node.path}.Arguments.HyperParameters", dict(arguments.get("HyperParameters") or {})
+    definition = arguments.get("TrainingJobDefinition") or {}
+    ranges = (arguments.get("HyperParameterTuningJobConfig") or {}).get("ParameterRanges") or {}
+    tuned = {str(item.get("Name")): None for kind in ranges.values() for item in kind or []}
+    static = dict(definition.get("StaticHyperParameters") or {})
+    return f"{node.path}.Arguments.TrainingJobDefinition.StaticHyperParameters", {**static, **tuned}
+
+
+def check_hyperparameters(node: StepNode) -> list[Problem]:
+    """Names ``train.py`` does not declare (``training_code/hyperparameters.py``) in a step that runs it:
+    the job would stop at start, so ``validate`` says so before any job runs."""
+    path, hyperparameters = _hyperparameter_names(node)
+    program = str(hyperparameters.get("sagemaker_program", "")).strip('"')
+    unknown = unknown_names(list(hyperparameters)) if program == "train.py" else []
+    return [Problem(node.name, path, unknown_message(unknown))] if unknown else []
+
+
 # --- the whole definition ---------------------------------------------------------------------------
 
 
@@ -282,4 +309,6 @@ def validate_definition(json_text: str) -> list[Problem]:
     for node in nodes:
         if node.type in STEP_APIS:
             problems.extend(check_arguments(node))
+        if node.type in ("Training", "Tuning"):
+            problems.extend(check_hyperparameters(node))
     return problems

@@ -146,6 +146,25 @@ def test_a_value_out_of_the_declared_range_is_named(capsys: pytest.CaptureFixtur
     assert error.count("\n") == 1 and "--image_size" in error and "must be ≥ 16, got 8" in error
 
 
+@pytest.mark.parametrize("step", ["Train", "Tune"])
+def test_validate_names_a_hyperparameter_train_py_does_not_declare(step: str) -> None:
+    from pipeline.validate import validate_definition
+
+    definition = json.loads(GOLDEN.read_text())
+    assert validate_definition(json.dumps(definition)) == []
+    node = next(item for item in definition["Steps"] if item["Name"] == step)
+    if step == "Train":
+        hps = node["Arguments"]["HyperParameters"]
+        hps["learning_rate"] = hps.pop("epochs")
+    else:
+        node["Arguments"]["HyperParameterTuningJobConfig"]["ParameterRanges"]["ContinuousParameterRanges"][0][
+            "Name"
+        ] = "learning_rate"
+    problems = [str(problem) for problem in validate_definition(json.dumps(definition))]
+    assert len(problems) == 1 and problems[0].startswith(f"{step}: Steps[")
+    assert "unknown hyperparameter(s): learning_rate (train.py knows: epochs, lr," in problems[0]
+
+
 def test_renaming_a_hyperparameter_in_the_declaration_only_fails_the_build_naming_it(tmp_path: Path) -> None:
     """A copy of training_code/ whose declaration calls ``lr`` ``learning_rate``: building the config
     (and so any definition) stops and names ``lr``; nothing else had to change for the rename to show."""
