@@ -172,6 +172,10 @@ def validate(config_path: Path | None, definition_path: Path | None) -> None:
     require_known_architecture(cfg)
     text = definition_text(cfg, definition_path)
     problems = validate_definition(text)
+    if definition_path is None:  # the deploy pipeline, built from the same config
+        from pipeline.deploy_pipeline import build_deploy_definition
+
+        problems += validate_definition(build_deploy_definition(cfg))
     for problem in problems:
         click.echo(str(problem), err=True)
     if problems:

@@ -58,7 +58,7 @@ def models_list(config_path: Path | None, region: str | None, bucket: str | None
         click.echo(f"{package.version:>7}  {package.approval_status:<22} {created:<20} {accuracy}")
 
 
-def _set_status(cfg: PipelineConfig, version: str, status: str, note: str | None) -> None:
+def _set_status(cfg: PipelineConfig, version: str, status: str, note: str | None) -> Any:
     from pipeline.registry import parse_version
 
     with friendly_errors():
@@ -66,6 +66,7 @@ def _set_status(cfg: PipelineConfig, version: str, status: str, note: str | None
             cfg.registry.model_package_group, parse_version(version), status, note
         )
     click.echo(f"{package.group} version {package.version}: {package.approval_status}")
+    return package
 
 
 @models.command("approve")
@@ -81,8 +82,11 @@ def models_approve(
     region: str | None,
     bucket: str | None,
 ) -> None:
-    """Mark VERSION Approved: it becomes eligible for `dogpipe deploy --stage prod`."""
-    _set_status(aws_config(config_path, region, bucket), version, "Approved", note)
+    """Mark VERSION Approved; with deploy.on_approval set, the deploy pipeline puts it on that stage."""
+    from pipeline.cli_approval import deploy_after_approval
+
+    cfg = aws_config(config_path, region, bucket)
+    deploy_after_approval(cfg, _set_status(cfg, version, "Approved", note))
 
 
 @models.command("reject")

@@ -51,6 +51,9 @@ def upsert(
         result = upsert_pipeline(clients_for(cfg), cfg, definition, code)
     click.echo(f"code: {len(result.staged)} object(s) uploaded, {result.already_staged} already in S3")
     click.echo(f"pipeline {result.action}: {result.pipeline_arn}")
+    click.echo(f"deploy pipeline {result.deploy_action}: {result.deploy_pipeline_arn}")
+    for line in result.triggers:  # approval rule, schedule, rollback alarms (pipeline/triggers.py)
+        click.echo(line)
 
 
 @click.command("start")

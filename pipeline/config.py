@@ -15,6 +15,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.config_deploy import (
+    AsyncInferenceConfig,
+    GuardrailsConfig,
+    OnApproval,
+    ServerlessConfig,
+    check_schedule,
+)
 from pipeline.iso_duration import parse_iso_duration
 from training_code.hyperparameters import HYPERPARAMETERS, Hyperparameter
 
@@ -269,6 +276,15 @@ class DeployConfig(_Strict):
     max_batch: int = Field(16, ge=1, description='Most images in one JSON request ({"instances": [...]}).')
     data_capture: DataCaptureConfig = DataCaptureConfig()
     autoscaling: AutoscalingConfig | None = Field(None, description="Off unless set (dogpipe deploy).")
+    on_approval: OnApproval = Field(
+        "off", description="Stage an approval deploys to via the deploy pipeline; off: `dogpipe deploy`."
+    )
+    events_role_arn: str | None = Field(
+        None, description="Role EventBridge assumes to start pipelines (default: project.role_arn)."
+    )
+    serverless: ServerlessConfig | None = None
+    async_inference: AsyncInferenceConfig | None = None
+    guardrails: GuardrailsConfig = GuardrailsConfig()
 
 
 class RetryConfig(_Strict):
@@ -323,6 +339,12 @@ class PipelineConfig(_Strict):
     deploy: DeployConfig = DeployConfig()
     steps: StepsConfig = StepsConfig()
     local: LocalEngineConfig = LocalEngineConfig()
+    schedule: str | None = Field(None, description="rate(...) or cron(...): upsert schedules the build.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        return check_schedule(value)
 
     def value_at(self, key_path: str) -> Any:
         """The value at a dotted key path (``training.hyperparameters.lr``), as the YAML spells it."""

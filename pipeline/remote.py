@@ -77,29 +77,53 @@ class UpsertResult:
     action: str
     staged: list[str]
     already_staged: int
+    deploy_pipeline_arn: str = ""
+    deploy_action: str = ""
+    triggers: list[str] = field(default_factory=list)  # one line per rule, schedule, alarm
+
+
+def put_pipeline(sagemaker: Any, name: str, definition: str, role: str) -> tuple[str, str]:
+    """Create or update pipeline ``name``; returns (ARN, "created" | "updated")."""
+    request = {"PipelineName": name, "PipelineDefinition": definition, "RoleArn": role}
+    if deployed_definition(sagemaker, name) is None:
+        return sagemaker.create_pipeline(**request, PipelineDisplayName=name)["PipelineArn"], "created"
+    return sagemaker.update_pipeline(**request)["PipelineArn"], "updated"
+
+
+def upsert_triggers(clients: AwsClients, cfg: PipelineConfig, build_arn: str, deploy_arn: str) -> list[str]:
+    """The approval rule, the schedule and the rollback alarms, as ``pipeline.triggers`` describes."""
+    from pipeline.triggers import events_role, upsert_alarms, upsert_approval_rule, upsert_schedule
+
+    role = events_role(cfg) or require_role(cfg)
+    return [
+        upsert_approval_rule(clients.client("events"), cfg, deploy_arn, role),
+        upsert_schedule(clients.client("scheduler"), cfg, build_arn, role),
+        upsert_alarms(clients.client("cloudwatch"), cfg),
+    ]
 
 
 def upsert_pipeline(
     clients: AwsClients, cfg: PipelineConfig, definition: str, archive: CodeArchive
 ) -> UpsertResult:
-    """Stage the code if absent, then create or update the pipeline; nothing is written if a check fails."""
+    """Stage the code if absent, then create or update both pipelines and what triggers them; nothing
+    is written if a check fails."""
+    from pipeline.deploy_pipeline import build_deploy_definition, deploy_pipeline_name
+
     role = require_role(cfg)
     check_definition_code(definition, archive)
+    deploy_definition = build_deploy_definition(cfg, role_arn=role, code=archive)
     clients.check_credentials()
     clients.check_bucket(cfg.project.bucket)
     clients.check_role(role)
-    name = cfg.project.name
     with aws_errors():
         staged = upload_code(clients.s3, archive, cfg)
-        request = {"PipelineName": name, "PipelineDefinition": definition, "RoleArn": role}
-        if deployed_definition(clients.sagemaker, name) is None:
-            arn = clients.sagemaker.create_pipeline(**request, PipelineDisplayName=name)["PipelineArn"]
-            action = "created"
-        else:
-            arn = clients.sagemaker.update_pipeline(**request)["PipelineArn"]
-            action = "updated"
+        arn, action = put_pipeline(clients.sagemaker, cfg.project.name, definition, role)
+        deploy_arn, deploy_action = put_pipeline(
+            clients.sagemaker, deploy_pipeline_name(cfg), deploy_definition, role
+        )
+        triggers = upsert_triggers(clients, cfg, arn, deploy_arn)
     total = len(archive.staging_plan(cfg))
-    return UpsertResult(arn, action, staged, total - len(staged))
+    return UpsertResult(arn, action, staged, total - len(staged), deploy_arn, deploy_action, triggers)
 
 
 def deployed_definition(sagemaker: Any, name: str) -> str | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import secrets
 import signal
@@ -316,5 +317,9 @@ def smoke_prediction(url: str) -> None:
     except PredictError as error:
         raise EndpointError(f"smoke prediction failed: {error}") from None
     predictions = reply.get("predictions") or []
-    if not predictions or not predictions[0].get("top_k"):
+    top_k = predictions[0].get("top_k") if predictions else None
+    if not top_k:
         raise EndpointError(f"smoke prediction failed: no top-k in the reply {json.dumps(reply)[:300]}")
+    probabilities = [item.get("probability") for item in top_k]
+    if not all(isinstance(p, (int, float)) and math.isfinite(p) and 0 <= p <= 1 for p in probabilities):
+        raise EndpointError(f"smoke prediction failed: probabilities {probabilities} are not in [0, 1]")

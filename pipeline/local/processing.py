@@ -49,6 +49,7 @@ def run_processing(ctx: StepContext) -> dict[str, Any]:
 
     argv = container.command(entrypoint + list(app.get("ContainerArguments") or []))
     env = container.environment(arguments.get("Environment") or {})
+    env["DOGPIPE_LOCAL_REGISTRY"] = str(ctx.settings.root / "registry")  # stands in for the registry API
     ctx.echo(f"  [{ctx.name}] {' '.join(argv[1:])}")
     run_logged(
         argv,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 GOLDEN = Path(__file__).resolve().parent / "definition.json"
+DEPLOY_GOLDEN = Path(__file__).resolve().parent / "deploy_definition.json"
 CODE_SHA256_PLACEHOLDER = "0" * 64
 
 
@@ -24,9 +25,22 @@ def golden_text() -> str:
     return text.replace(code.sha256, CODE_SHA256_PLACEHOLDER)
 
 
+def deploy_golden_text() -> str:
+    """The deploy pipeline's definition (``<project>-deploy``) of the shipped SageMaker config."""
+    from pipeline.code import package_code
+    from pipeline.config import DEFAULT_CONFIG, load_config
+    from pipeline.deploy_pipeline import build_deploy_definition
+
+    code = package_code()
+    text = build_deploy_definition(load_config(DEFAULT_CONFIG), code=code)
+    return text.replace(code.sha256, CODE_SHA256_PLACEHOLDER)
+
+
 def main() -> None:
     GOLDEN.write_text(golden_text())
     print(f"wrote {GOLDEN}")
+    DEPLOY_GOLDEN.write_text(deploy_golden_text())
+    print(f"wrote {DEPLOY_GOLDEN}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,85 @@
+"""``<project>-deploy``: the second pipeline, which puts one approved model package on one endpoint.
+
+Built from the same YAML as the build pipeline, with the same guarantees: no AWS call while building,
+the same bytes on every build (``canonical_json``), checked by ``dogpipe validate``. SageMaker runs it
+when EventBridge sees a package of the group become Approved (``pipeline/triggers.py``); the local
+engine runs it when ``dogpipe models approve`` approves one (``deploy.on_approval``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from pipeline.code import CodeArchive, package_code
+from pipeline.config import PipelineConfig
+from pipeline.sdk import offline, pipeline_session
+
+if TYPE_CHECKING:
+    from sagemaker.mlops.workflow.pipeline import Pipeline
+
+#: The parameter the deploy pipeline takes: a model package ARN, or ``latest`` (highest Approved).
+PACKAGE_PARAMETER = "ModelPackageArn"
+#: ``latest``: the group's highest Approved version (what an approval event starts the pipeline with).
+LATEST_PACKAGE = "latest"
+
+
+def deploy_pipeline_name(cfg: PipelineConfig) -> str:
+    return f"{cfg.project.name}-deploy"
+
+
+def deploy_stage(cfg: PipelineConfig) -> str:
+    """The stage the deploy pipeline serves: ``deploy.on_approval``, or prod when approvals are manual."""
+    return "prod" if cfg.deploy.on_approval == "off" else cfg.deploy.on_approval
+
+
+def stage_endpoint(cfg: PipelineConfig) -> str:
+    stage = deploy_stage(cfg)
+    return cfg.deploy.production_endpoint if stage == "prod" else cfg.deploy.staging_endpoint
+
+
+def alarm_names(cfg: PipelineConfig) -> list[str]:
+    """The CloudWatch alarms that roll an update back (created by ``dogpipe upsert``)."""
+    endpoint = stage_endpoint(cfg)
+    return [f"{endpoint}-5xx-errors", f"{endpoint}-model-latency"]
+
+
+def get_deploy_pipeline(
+    cfg: PipelineConfig, role_arn: str | None = None, code: CodeArchive | None = None
+) -> Pipeline:
+    """The SDK ``Pipeline`` of the deploy pipeline; makes no AWS call."""
+    from pipeline.build import resolve_role_arn
+
+    session = pipeline_session(cfg.project.region, cfg.project.bucket, cfg.project.prefix)
+    from sagemaker.mlops.workflow.pipeline import Pipeline
+
+    from steps.common import PipelineParameters, StepContext
+    from steps.deploy_stage import build_check, build_resolve, model_package_parameter
+
+    ctx = StepContext(
+        cfg=cfg,
+        session=session,
+        code=code or package_code(),
+        params=PipelineParameters.from_config(cfg),
+        role_arn=resolve_role_arn(cfg, role_arn),
+    )
+    package_arn = model_package_parameter()
+    resolve, facts = build_resolve(ctx, package_arn)
+    check = build_check(ctx, resolve, facts)
+    return Pipeline(
+        name=deploy_pipeline_name(cfg),
+        parameters=[package_arn],
+        steps=[resolve, check],
+        sagemaker_session=session,
+    )
+
+
+def build_deploy_definition(
+    cfg: PipelineConfig, role_arn: str | None = None, code: CodeArchive | None = None
+) -> str:
+    """The deploy pipeline's definition as canonical JSON text."""
+    from pipeline.definition import canonical_json, quiet_sdk
+
+    with quiet_sdk(), offline():
+        raw = get_deploy_pipeline(cfg, role_arn=role_arn, code=code).definition()
+    return canonical_json(json.loads(raw))

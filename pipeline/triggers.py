@@ -1,0 +1,196 @@
+"""What starts the pipelines on SageMaker, and what guards a deploy: EventBridge, Scheduler, CloudWatch.
+
+``dogpipe upsert`` writes all of it from the YAML:
+
+- an EventBridge rule matching "SageMaker Model Package State Change" events of *this group* whose
+  ``ModelApprovalStatus`` is ``Approved`` (the SageMaker project template's rule matches every state
+  change, so Pending and Rejected packages got deployed), targeting ``<project>-deploy``;
+- an EventBridge Scheduler schedule starting the build pipeline when ``schedule:`` is set;
+- the two CloudWatch alarms whose ALARM state rolls a blue/green endpoint update back.
+
+A rule target cannot hand event fields to a pipeline: botocore's ``SageMakerPipelineParameter.Value`` is
+a plain string, and EventBridge documents dynamic JSON paths (``$.detail.…``) for *Pipes* targets only.
+So the target passes ``ModelPackageArn=latest`` and the deploy pipeline deploys the group's highest
+Approved version, which is the package just approved unless a newer one was approved before it (then
+that newer one stays, as ``dogpipe deploy`` would choose). Every request is built by a pure function
+here, so tests check each against botocore's shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pipeline.config import PipelineConfig
+from pipeline.deploy_pipeline import LATEST_PACKAGE, alarm_names, stage_endpoint
+
+PACKAGE_EVENT = "SageMaker Model Package State Change"
+TARGET_ID = "deploy-pipeline"
+
+
+def approval_rule_name(cfg: PipelineConfig) -> str:
+    return f"{cfg.project.name}-deploy-on-approval"
+
+
+def schedule_name(cfg: PipelineConfig) -> str:
+    return f"{cfg.project.name}-scheduled-build"
+
+
+def events_role(cfg: PipelineConfig) -> str | None:
+    return cfg.deploy.events_role_arn or cfg.project.role_arn
+
+
+def approval_event_pattern(cfg: PipelineConfig) -> dict[str, Any]:
+    """Only this group's packages, only when their status is Approved."""
+    return {
+        "source": ["aws.sagemaker"],
+        "detail-type": [PACKAGE_EVENT],
+        "detail": {
+            "ModelPackageGroupName": [cfg.registry.model_package_group],
+            "ModelApprovalStatus": ["Approved"],
+        },
+    }
+
+
+def approval_rule_request(cfg: PipelineConfig) -> dict[str, Any]:
+    """events:PutRule."""
+    return {
+        "Name": approval_rule_name(cfg),
+        "EventPattern": json.dumps(approval_event_pattern(cfg), sort_keys=True),
+        "State": "ENABLED",
+        "Description": (
+            f"Starts {cfg.project.name}-deploy when a package of {cfg.registry.model_package_group} "
+            "is Approved (managed by dogpipe upsert)"
+        ),
+    }
+
+
+def approval_targets_request(cfg: PipelineConfig, deploy_pipeline_arn: str, role_arn: str) -> dict[str, Any]:
+    """events:PutTargets: the deploy pipeline, started with the group's latest Approved package."""
+    return {
+        "Rule": approval_rule_name(cfg),
+        "Targets": [
+            {
+                "Id": TARGET_ID,
+                "Arn": deploy_pipeline_arn,
+                "RoleArn": role_arn,
+                "SageMakerPipelineParameters": {
+                    "PipelineParameterList": [{"Name": "ModelPackageArn", "Value": LATEST_PACKAGE}]
+                },
+            }
+        ],
+    }
+
+
+def alarm_requests(cfg: PipelineConfig) -> list[dict[str, Any]]:
+    """cloudwatch:PutMetricAlarm for the 5XX errors and model latency of the stage's endpoint."""
+    thresholds = cfg.deploy.guardrails.alarms
+    errors_name, latency_name = alarm_names(cfg)
+    dimensions = [
+        {"Name": "EndpointName", "Value": stage_endpoint(cfg)},
+        {"Name": "VariantName", "Value": "AllTraffic"},
+    ]
+    common = {
+        "Namespace": "AWS/SageMaker",
+        "Dimensions": dimensions,
+        "Period": thresholds.period_seconds,
+        "EvaluationPeriods": thresholds.evaluation_periods,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "notBreaching",
+    }
+    return [
+        {
+            **common,
+            "AlarmName": errors_name,
+            "AlarmDescription": "5XX invocation errors: rolls a blue/green update back",
+            "MetricName": "Invocation5XXErrors",
+            "Statistic": "Sum",
+            "Threshold": float(thresholds.errors_5xx),
+        },
+        {
+            **common,
+            "AlarmName": latency_name,
+            "AlarmDescription": "Average model latency (microseconds): rolls a blue/green update back",
+            "MetricName": "ModelLatency",
+            "Statistic": "Average",
+            "Threshold": float(thresholds.model_latency_ms * 1000),
+        },
+    ]
+
+
+def schedule_request(cfg: PipelineConfig, build_pipeline_arn: str, role_arn: str) -> dict[str, Any]:
+    """scheduler:CreateSchedule / UpdateSchedule (same fields): start the build pipeline."""
+    return {
+        "Name": schedule_name(cfg),
+        "ScheduleExpression": str(cfg.schedule),
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "ENABLED",
+        "Description": f"Starts {cfg.project.name} (managed by dogpipe upsert)",
+        "Target": {"Arn": build_pipeline_arn, "RoleArn": role_arn, "SageMakerPipelineParameters": {}},
+    }
+
+
+@dataclass
+class TriggerChanges:
+    """What an upsert did to rules, schedules and alarms, one line each for the CLI."""
+
+    lines: list[str] = field(default_factory=list)
+
+
+def _missing(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in {"ResourceNotFoundException", "ResourceNotFound"}
+
+
+def describe_rule(events: Any, name: str) -> dict[str, Any] | None:
+    try:
+        return events.describe_rule(Name=name)
+    except ClientError as error:
+        if _missing(error):
+            return None
+        raise
+
+
+def get_schedule(scheduler: Any, name: str) -> dict[str, Any] | None:
+    try:
+        return scheduler.get_schedule(Name=name)
+    except ClientError as error:
+        if _missing(error):
+            return None
+        raise
+
+
+def upsert_approval_rule(events: Any, cfg: PipelineConfig, deploy_arn: str, role: str) -> str:
+    existing = describe_rule(events, approval_rule_name(cfg))
+    if cfg.deploy.on_approval == "off":
+        if existing is None:
+            return "approval rule: none (deploy.on_approval is off)"
+        events.remove_targets(Rule=approval_rule_name(cfg), Ids=[TARGET_ID])
+        events.delete_rule(Name=approval_rule_name(cfg))
+        return f"approval rule {approval_rule_name(cfg)}: deleted (deploy.on_approval is off)"
+    events.put_rule(**approval_rule_request(cfg))
+    events.put_targets(**approval_targets_request(cfg, deploy_arn, role))
+    return f"approval rule {approval_rule_name(cfg)}: {'updated' if existing else 'created'}"
+
+
+def upsert_schedule(scheduler: Any, cfg: PipelineConfig, build_arn: str, role: str) -> str:
+    existing = get_schedule(scheduler, schedule_name(cfg))
+    if cfg.schedule is None:
+        if existing is None:
+            return "schedule: none"
+        scheduler.delete_schedule(Name=schedule_name(cfg))
+        return f"schedule {schedule_name(cfg)}: deleted (no schedule: in the config)"
+    request = schedule_request(cfg, build_arn, role)
+    (scheduler.update_schedule if existing else scheduler.create_schedule)(**request)
+    return f"schedule {schedule_name(cfg)}: {'updated' if existing else 'created'} ({cfg.schedule})"
+
+
+def upsert_alarms(cloudwatch: Any, cfg: PipelineConfig) -> str:
+    if cfg.deploy.serverless is not None:
+        return "rollback alarms: none (serverless endpoints update in place)"
+    requests = alarm_requests(cfg)
+    for request in requests:
+        cloudwatch.put_metric_alarm(**request)
+    return f"rollback alarms: {', '.join(request['AlarmName'] for request in requests)}"

@@ -1,0 +1,198 @@
+"""The deploy pipeline's steps: one model package to one stage's endpoint.
+
+    ResolvePackage → CheckPackage ─if→ CreateModel → EndpointConfig → Deploy
+                                  └else→ PackageNotDeployable (Fail)
+
+``ResolvePackage`` is a small processing job (``training_code/resolve_model_package.py``) because no
+pipeline step can read the registry: it describes the package and writes ``package.json``, which
+``CheckPackage`` reads as a property file. Only an ``Approved`` package of the configured group goes on;
+anything else ends at the Fail step with its status and group in the message. ``Deploy`` creates the
+endpoint or, when it exists, updates it with deployment guardrails: blue/green traffic shifting that
+rolls back by itself when the CloudWatch alarms ``dogpipe upsert`` made go into ALARM.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sagemaker.core.processing import Processor
+from sagemaker.core.workflow.conditions import ConditionEquals
+from sagemaker.core.workflow.execution_variables import ExecutionVariables
+from sagemaker.core.workflow.functions import Join, JsonGet
+from sagemaker.core.workflow.parameters import ParameterString
+from sagemaker.core.workflow.properties import PropertyFile
+from sagemaker.mlops.workflow.condition_step import ConditionStep
+from sagemaker.mlops.workflow.endpoint_step import EndpointConfigStep, EndpointStep
+from sagemaker.mlops.workflow.fail_step import FailStep
+from sagemaker.mlops.workflow.model_step import ModelStep
+from sagemaker.mlops.workflow.steps import ProcessingStep
+
+from pipeline.config import JobResources, PipelineConfig
+from pipeline.deploy_pipeline import LATEST_PACKAGE, PACKAGE_PARAMETER, alarm_names, stage_endpoint
+from steps.common import PROCESSING_CODE_DIR, StepContext, api_retry_policies, framework_image
+from steps.processing import s3_input, s3_output
+from steps.register import model_step_arguments
+
+VARIANT = "AllTraffic"
+PACKAGE_OUTPUT = "package"
+PACKAGE_FILE = "package.json"
+PACKAGE_OUTPUT_DIR = "/opt/ml/processing/output/package"
+#: The smallest processing instance: the job makes one or two API calls.
+RESOLVE_RESOURCES = JobResources(instance_type="ml.t3.medium", max_runtime_seconds=600)
+
+
+def model_package_parameter() -> ParameterString:
+    return ParameterString(PACKAGE_PARAMETER, default_value=LATEST_PACKAGE)
+
+
+def build_resolve(ctx: StepContext, package_arn: ParameterString) -> tuple[ProcessingStep, PropertyFile]:
+    processor = Processor(
+        role=ctx.role_arn,
+        image_uri=framework_image(ctx.cfg, RESOLVE_RESOURCES, "training"),
+        instance_count=1,
+        instance_type=RESOLVE_RESOURCES.instance_type,
+        volume_size_in_gb=RESOLVE_RESOURCES.volume_size_gb,
+        max_runtime_in_seconds=RESOLVE_RESOURCES.max_runtime_seconds,
+        # boto3 is in every framework image: no launcher, nothing to install.
+        entrypoint=["python3", f"{PROCESSING_CODE_DIR}/resolve_model_package.py"],
+        base_job_name=ctx.base_job_name("resolve"),
+        sagemaker_session=ctx.session,
+    )
+    step_args = processor.run(
+        inputs=[s3_input("code", ctx.code.source_prefix_uri(ctx.cfg), PROCESSING_CODE_DIR)],
+        outputs=[s3_output(PACKAGE_OUTPUT, ctx.execution_uri("package"), PACKAGE_OUTPUT_DIR)],
+        arguments=[
+            "--model-package-arn",
+            package_arn,
+            "--group",
+            ctx.cfg.registry.model_package_group,
+            "--output-dir",
+            PACKAGE_OUTPUT_DIR,
+        ],
+    )
+    facts = PropertyFile(name="PackageFacts", output_name=PACKAGE_OUTPUT, path=PACKAGE_FILE)
+    step = ProcessingStep(
+        name="ResolvePackage",
+        step_args=step_args,
+        property_files=[facts],
+        retry_policies=api_retry_policies(ctx.cfg),
+    )
+    return step, facts
+
+
+def _fact(step: ProcessingStep, facts: PropertyFile, key: str) -> JsonGet:
+    return JsonGet(step_name=step.name, property_file=facts, json_path=key)
+
+
+def _production_variant(cfg: PipelineConfig, model_name: Any) -> dict[str, Any]:
+    variant: dict[str, Any] = {"VariantName": VARIANT, "ModelName": model_name}
+    if cfg.deploy.serverless is not None:
+        variant["ServerlessConfig"] = {
+            "MemorySizeInMB": cfg.deploy.serverless.memory_mb,
+            "MaxConcurrency": cfg.deploy.serverless.max_concurrency,
+        }
+    else:
+        variant["InstanceType"] = cfg.deploy.instance_type
+        variant["InitialInstanceCount"] = cfg.deploy.initial_instance_count
+    return variant
+
+
+def _data_capture(cfg: PipelineConfig, endpoint: str) -> dict[str, Any] | None:
+    capture = cfg.deploy.data_capture
+    if not capture.enabled:
+        return None
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": capture.sampling_percentage,
+        "DestinationS3Uri": capture.s3_uri or f"{cfg.project.s3_root}/data-capture/{endpoint}",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+    }
+
+
+def _async_inference(cfg: PipelineConfig) -> dict[str, Any] | None:
+    options = cfg.deploy.async_inference
+    if options is None:
+        return None
+    return {
+        "OutputConfig": {"S3OutputPath": options.output_s3_uri},
+        "ClientConfig": {
+            "MaxConcurrentInvocationsPerInstance": options.max_concurrent_invocations_per_instance
+        },
+    }
+
+
+def deployment_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """UpdateEndpoint's guardrails: blue/green traffic shifting with auto-rollback on the alarms."""
+    guard = cfg.deploy.guardrails
+    routing: dict[str, Any] = {"Type": guard.traffic, "WaitIntervalInSeconds": guard.wait_seconds}
+    if guard.traffic == "CANARY":
+        routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": guard.canary_percent}
+    elif guard.traffic == "LINEAR":
+        routing["LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": guard.linear_step_percent}
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": guard.termination_wait_seconds,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarm_names(cfg)]},
+    }
+
+
+def build_serving(ctx: StepContext, package_arn: JsonGet) -> list[Any]:
+    """CreateModel (from the package) → EndpointConfig (named per execution) → Deploy."""
+    cfg = ctx.cfg
+    endpoint = stage_endpoint(cfg)
+    session = ctx.session
+    create_args = model_step_arguments(
+        session,
+        lambda: session.create_model(
+            name=None, role=ctx.role_arn, container_defs=[{"ModelPackageName": package_arn}]
+        ),
+    )
+    model = ModelStep(name="CreateModel", step_args=create_args, retry_policies=api_retry_policies(cfg))
+    config_args = session.create_endpoint_config(
+        name=Join(on="-", values=[endpoint, ExecutionVariables.PIPELINE_EXECUTION_ID]),
+        production_variants=[_production_variant(cfg, model.properties.ModelName)],
+        data_capture_config_dict=_data_capture(cfg, endpoint),
+        async_inference_config_dict=_async_inference(cfg),
+    )
+    endpoint_config = EndpointConfigStep(
+        name="EndpointConfig", step_args=config_args, retry_policies=api_retry_policies(cfg)
+    )
+    endpoint_args = session.create_endpoint(
+        endpoint_name=endpoint, config_name=endpoint_config.properties.EndpointConfigName
+    )
+    if cfg.deploy.serverless is None:  # serverless endpoints take no blue/green policy
+        endpoint_args.args["DeploymentConfig"] = deployment_config(cfg)
+    return [model, endpoint_config, EndpointStep(name="Deploy", step_args=endpoint_args)]
+
+
+def build_check(ctx: StepContext, resolve: ProcessingStep, facts: PropertyFile) -> ConditionStep:
+    group = ctx.cfg.registry.model_package_group
+    status = _fact(resolve, facts, "ModelApprovalStatus")
+    found_group = _fact(resolve, facts, "ModelPackageGroupName")
+    refused = FailStep(
+        name="PackageNotDeployable",
+        error_message=Join(
+            on=" ",
+            values=[
+                "refusing to deploy model package",
+                _fact(resolve, facts, "ModelPackageArn"),
+                "(status",
+                status,
+                "in group",
+                found_group,
+                f"): only Approved packages of group {group} are deployed.",
+                _fact(resolve, facts, "Reason"),
+            ],
+        ),
+    )
+    return ConditionStep(
+        name="CheckPackage",
+        conditions=[
+            ConditionEquals(left=status, right="Approved"),
+            ConditionEquals(left=found_group, right=group),
+        ],
+        if_steps=build_serving(ctx, _fact(resolve, facts, "ModelPackageArn")),
+        else_steps=[refused],
+    )

@@ -1,0 +1,105 @@
+"""The deploy pipeline's definition: zero AWS calls, identical bytes, golden, valid, options honoured."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.config import DEFAULT_CONFIG, load_config, parse_config
+from pipeline.deploy_pipeline import build_deploy_definition, deploy_pipeline_name
+from pipeline.validate import validate_definition
+from tests.golden.regenerate import CODE_SHA256_PLACEHOLDER, DEPLOY_GOLDEN
+from tests.test_definition import _steps, no_network  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def shipped() -> str:
+    return build_deploy_definition(load_config(DEFAULT_CONFIG))
+
+
+def test_rebuild_is_byte_identical_without_network(no_network: list[str], shipped: str) -> None:  # noqa: F811
+    assert build_deploy_definition(load_config(DEFAULT_CONFIG)) == shipped
+    assert no_network == []
+
+
+def test_golden_deploy_definition_is_current_and_valid(shipped: str) -> None:
+    from pipeline.code import package_code
+
+    assert shipped.replace(package_code().sha256, CODE_SHA256_PLACEHOLDER) == DEPLOY_GOLDEN.read_text(), (
+        "deploy pipeline changed: review, then `make golden`"
+    )
+    assert validate_definition(shipped) == []
+
+
+def test_it_deploys_only_an_approved_package_of_the_group_with_guardrails(shipped: str) -> None:
+    definition = json.loads(shipped)
+    assert deploy_pipeline_name(load_config(DEFAULT_CONFIG)) == "dogpipe-deploy"
+    assert definition["Parameters"] == [
+        {"DefaultValue": "latest", "Name": "ModelPackageArn", "Type": "String"}
+    ]
+    steps = _steps(definition)
+    assert {name: step["Type"] for name, step in steps.items()} == {
+        "ResolvePackage": "Processing",
+        "CheckPackage": "Condition",
+        "CreateModel": "Model",
+        "EndpointConfig": "EndpointConfig",
+        "Deploy": "Endpoint",
+        "PackageNotDeployable": "Fail",
+    }
+    conditions = steps["CheckPackage"]["Arguments"]["Conditions"]
+    assert [(c["LeftValue"]["Std:JsonGet"]["Path"], c["RightValue"]) for c in conditions] == [
+        ("ModelApprovalStatus", "Approved"),
+        ("ModelPackageGroupName", "dogpipe-dog-breeds"),
+    ]
+    deploy = steps["Deploy"]["Arguments"]
+    assert deploy["EndpointName"] == "dogpipe-prod"
+    guard = deploy["DeploymentConfig"]
+    assert guard["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
+    assert [alarm["AlarmName"] for alarm in guard["AutoRollbackConfiguration"]["Alarms"]] == [
+        "dogpipe-prod-5xx-errors",
+        "dogpipe-prod-model-latency",
+    ]
+    container = steps["CreateModel"]["Arguments"]["Containers"][0]["ModelPackageName"]
+    assert container["Std:JsonGet"]["Path"] == "ModelPackageArn"
+
+
+def test_serverless_async_and_data_capture_options_are_valid_requests() -> None:
+    raw = load_config(DEFAULT_CONFIG).model_dump(mode="json")
+    raw["deploy"].update(
+        on_approval="staging",
+        serverless={"memory_mb": 2048, "max_concurrency": 3},
+        data_capture={"enabled": True, "sampling_percentage": 10},
+    )
+    text = build_deploy_definition(parse_config(raw))
+    assert validate_definition(text) == []
+    steps = _steps(json.loads(text))
+    variant = steps["EndpointConfig"]["Arguments"]["ProductionVariants"][0]
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 3}
+    assert "InstanceType" not in variant and "DeploymentConfig" not in steps["Deploy"]["Arguments"]
+    assert steps["EndpointConfig"]["Arguments"]["DataCaptureConfig"]["InitialSamplingPercentage"] == 10
+    assert steps["Deploy"]["Arguments"]["EndpointName"] == "dogpipe-staging"
+
+    raw["deploy"].update(serverless=None, async_inference={"output_s3_uri": "s3://my-dogpipe-bucket/async"})
+    raw["deploy"]["guardrails"] = {"traffic": "LINEAR", "linear_step_percent": 20}
+    text = build_deploy_definition(parse_config(raw))
+    assert validate_definition(text) == []
+    steps = _steps(json.loads(text))
+    assert steps["EndpointConfig"]["Arguments"]["AsyncInferenceConfig"]["OutputConfig"] == {
+        "S3OutputPath": "s3://my-dogpipe-bucket/async"
+    }
+    routing = steps["Deploy"]["Arguments"]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert routing["TrafficRoutingConfiguration"]["LinearStepSize"] == {
+        "Type": "CAPACITY_PERCENT",
+        "Value": 20,
+    }
+
+
+def test_a_bad_schedule_or_stage_is_a_config_error() -> None:
+    from pipeline.config import ConfigError
+
+    raw = load_config(DEFAULT_CONFIG).model_dump(mode="json")
+    with pytest.raises(ConfigError, match="schedule"):
+        parse_config({**raw, "schedule": "every day"})
+    with pytest.raises(ConfigError, match="on_approval"):
+        parse_config({**raw, "deploy": {**raw["deploy"], "on_approval": "production"}})
