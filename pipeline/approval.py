@@ -28,10 +28,11 @@ def run_local_deploy(
     cfg: PipelineConfig, package_arn: str, echo: Callable[[str], None] = print
 ) -> ExecutionResult:
     """Run ``<project>-deploy`` on the local engine for ``package_arn`` (or ``latest``)."""
-    from pipeline.deploy_pipeline import PACKAGE_PARAMETER, build_deploy_definition, deploy_pipeline_name
-    from pipeline.local.run import engine_for, stage_code
+    from pipeline.deploy_names import PACKAGE_PARAMETER, deploy_pipeline_name
+    from pipeline.deploy_pipeline import build_deploy_definition
+    from pipeline.local.run import engine_for, stage_code_in_store
 
     engine = engine_for(cfg, echo)
-    code = stage_code(cfg, engine.store)
+    code = stage_code_in_store(cfg, engine.store)
     definition = json.loads(build_deploy_definition(cfg, role_arn=cfg.project.role_arn, code=code))
     return engine.start(definition, deploy_pipeline_name(cfg), {PACKAGE_PARAMETER: package_arn})

@@ -19,7 +19,7 @@ def deploy_after_approval(cfg: PipelineConfig, package: ModelPackage) -> None:
         if cfg.deploy.on_approval == "off":
             click.echo("deploy.on_approval is off: deploy it with `dogpipe deploy --stage prod`")
         return
-    from pipeline.deploy_pipeline import deploy_pipeline_name
+    from pipeline.deploy_names import deploy_pipeline_name
 
     pipeline = deploy_pipeline_name(cfg)
     if cfg.engine != "local":

@@ -13,35 +13,11 @@ from typing import TYPE_CHECKING
 
 from pipeline.code import CodeArchive, package_code
 from pipeline.config import PipelineConfig
+from pipeline.deploy_names import deploy_pipeline_name
 from pipeline.sdk import offline, pipeline_session
 
 if TYPE_CHECKING:
     from sagemaker.mlops.workflow.pipeline import Pipeline
-
-#: The parameter the deploy pipeline takes: a model package ARN, or ``latest`` (highest Approved).
-PACKAGE_PARAMETER = "ModelPackageArn"
-#: ``latest``: the group's highest Approved version (what an approval event starts the pipeline with).
-LATEST_PACKAGE = "latest"
-
-
-def deploy_pipeline_name(cfg: PipelineConfig) -> str:
-    return f"{cfg.project.name}-deploy"
-
-
-def deploy_stage(cfg: PipelineConfig) -> str:
-    """The stage the deploy pipeline serves: ``deploy.on_approval``, or prod when approvals are manual."""
-    return "prod" if cfg.deploy.on_approval == "off" else cfg.deploy.on_approval
-
-
-def stage_endpoint(cfg: PipelineConfig) -> str:
-    stage = deploy_stage(cfg)
-    return cfg.deploy.production_endpoint if stage == "prod" else cfg.deploy.staging_endpoint
-
-
-def alarm_names(cfg: PipelineConfig) -> list[str]:
-    """The CloudWatch alarms that roll an update back (created by ``dogpipe upsert``)."""
-    endpoint = stage_endpoint(cfg)
-    return [f"{endpoint}-5xx-errors", f"{endpoint}-model-latency"]
 
 
 def get_deploy_pipeline(
@@ -53,10 +29,10 @@ def get_deploy_pipeline(
     session = pipeline_session(cfg.project.region, cfg.project.bucket, cfg.project.prefix)
     from sagemaker.mlops.workflow.pipeline import Pipeline
 
-    from steps.common import PipelineParameters, StepContext
+    from steps.common import BuildContext, PipelineParameters
     from steps.deploy_stage import build_check, build_resolve, model_package_parameter
 
-    ctx = StepContext(
+    ctx = BuildContext(
         cfg=cfg,
         session=session,
         code=code or package_code(),

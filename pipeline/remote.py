@@ -107,7 +107,8 @@ def upsert_pipeline(
 ) -> UpsertResult:
     """Stage the code if absent, then create or update both pipelines and what triggers them; nothing
     is written if a check fails."""
-    from pipeline.deploy_pipeline import build_deploy_definition, deploy_pipeline_name
+    from pipeline.deploy_names import deploy_pipeline_name
+    from pipeline.deploy_pipeline import build_deploy_definition
 
     role = require_role(cfg)
     check_definition_code(definition, archive)

@@ -25,7 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pipeline.config import PipelineConfig
-from pipeline.deploy_pipeline import LATEST_PACKAGE, alarm_names, stage_endpoint
+from pipeline.deploy_names import LATEST_PACKAGE, alarm_names, stage_endpoint
 
 PACKAGE_EVENT = "SageMaker Model Package State Change"
 TARGET_ID = "deploy-pipeline"

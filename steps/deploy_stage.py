@@ -28,8 +28,8 @@ from sagemaker.mlops.workflow.model_step import ModelStep
 from sagemaker.mlops.workflow.steps import ProcessingStep
 
 from pipeline.config import JobResources, PipelineConfig
-from pipeline.deploy_pipeline import LATEST_PACKAGE, PACKAGE_PARAMETER, alarm_names, stage_endpoint
-from steps.common import PROCESSING_CODE_DIR, StepContext, api_retry_policies, framework_image
+from pipeline.deploy_names import LATEST_PACKAGE, PACKAGE_PARAMETER, alarm_names, stage_endpoint
+from steps.common import PROCESSING_CODE_DIR, BuildContext, api_retry_policies, framework_image
 from steps.processing import s3_input, s3_output
 from steps.register import model_step_arguments
 
@@ -45,7 +45,7 @@ def model_package_parameter() -> ParameterString:
     return ParameterString(PACKAGE_PARAMETER, default_value=LATEST_PACKAGE)
 
 
-def build_resolve(ctx: StepContext, package_arn: ParameterString) -> tuple[ProcessingStep, PropertyFile]:
+def build_resolve(ctx: BuildContext, package_arn: ParameterString) -> tuple[ProcessingStep, PropertyFile]:
     processor = Processor(
         role=ctx.role_arn,
         image_uri=framework_image(ctx.cfg, RESOLVE_RESOURCES, "training"),
@@ -138,7 +138,7 @@ def deployment_config(cfg: PipelineConfig) -> dict[str, Any]:
     }
 
 
-def build_serving(ctx: StepContext, package_arn: JsonGet) -> list[Any]:
+def build_serving(ctx: BuildContext, package_arn: JsonGet) -> list[Any]:
     """CreateModel (from the package) → EndpointConfig (named per execution) → Deploy."""
     cfg = ctx.cfg
     endpoint = stage_endpoint(cfg)
@@ -167,7 +167,7 @@ def build_serving(ctx: StepContext, package_arn: JsonGet) -> list[Any]:
     return [model, endpoint_config, EndpointStep(name="Deploy", step_args=endpoint_args)]
 
 
-def build_check(ctx: StepContext, resolve: ProcessingStep, facts: PropertyFile) -> ConditionStep:
+def build_check(ctx: BuildContext, resolve: ProcessingStep, facts: PropertyFile) -> ConditionStep:
     group = ctx.cfg.registry.model_package_group
     status = _fact(resolve, facts, "ModelApprovalStatus")
     found_group = _fact(resolve, facts, "ModelPackageGroupName")

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from pipeline.config import DEFAULT_CONFIG, load_config, parse_config
-from pipeline.deploy_pipeline import build_deploy_definition, deploy_pipeline_name
+from pipeline.deploy_names import deploy_pipeline_name
+from pipeline.deploy_pipeline import build_deploy_definition
 from pipeline.validate import validate_definition
 from tests.golden.regenerate import CODE_SHA256_PLACEHOLDER, DEPLOY_GOLDEN
 from tests.test_definition import _steps, no_network  # noqa: F401

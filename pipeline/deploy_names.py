@@ -1,0 +1,32 @@
+"""Names and choices derived from the config that both deploy halves share: the deploy pipeline (its
+steps, built offline) and what triggers and guards it on AWS (rule, alarms). No SDK, no AWS client.
+"""
+
+from __future__ import annotations
+
+from pipeline.config import PipelineConfig
+
+#: The parameter the deploy pipeline takes: a model package ARN, or ``latest`` (highest Approved).
+PACKAGE_PARAMETER = "ModelPackageArn"
+#: ``latest``: the group's highest Approved version (what an approval event starts the pipeline with).
+LATEST_PACKAGE = "latest"
+
+
+def deploy_pipeline_name(cfg: PipelineConfig) -> str:
+    return f"{cfg.project.name}-deploy"
+
+
+def deploy_stage(cfg: PipelineConfig) -> str:
+    """The stage the deploy pipeline serves: ``deploy.on_approval``, or prod when approvals are manual."""
+    return "prod" if cfg.deploy.on_approval == "off" else cfg.deploy.on_approval
+
+
+def stage_endpoint(cfg: PipelineConfig) -> str:
+    stage = deploy_stage(cfg)
+    return cfg.deploy.production_endpoint if stage == "prod" else cfg.deploy.staging_endpoint
+
+
+def alarm_names(cfg: PipelineConfig) -> list[str]:
+    """The CloudWatch alarms that roll an update back (created by ``dogpipe upsert``)."""
+    endpoint = stage_endpoint(cfg)
+    return [f"{endpoint}-5xx-errors", f"{endpoint}-model-latency"]
