@@ -11,34 +11,42 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli_complete import complete_endpoint, complete_execution
 from pipeline.cli_endpoints import endpoints
 from pipeline.cli_local import LOCAL_COMMANDS
 from pipeline.cli_models import MODEL_COMMANDS
 from pipeline.cli_options import (
+    COMPLETION,
     CONFIG_RULE,
+    EXIT_CODES,
     FileErrorsAsMessages,
     config_option,
     definition_option,
     definition_text,
+    deploy_definition_text,
+    examples,
     read_config,
     require_known_architecture,
 )
+from pipeline.cli_output import output_option, to_json
 from pipeline.cli_pipeline import PIPELINE_COMMANDS
 
 
 @click.group(
-    cls=FileErrorsAsMessages, context_settings={"help_option_names": ["-h", "--help"]}, epilog=CONFIG_RULE
+    cls=FileErrorsAsMessages,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=f"{CONFIG_RULE}\n\n{EXIT_CODES}\n\n{COMPLETION}",
 )
 @click.version_option(package_name="dogpipe")
 def cli() -> None:
     """dogpipe: fine-tune a CNN on dog breeds as a SageMaker Pipeline, on SageMaker or on this machine."""
 
 
-@cli.command("sample-data")
+@cli.command("sample-data", epilog=examples("dogpipe sample-data data/sample --classes 5 --per-class 40"))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--classes", default=5, show_default=True, help="Number of breeds.")
 @click.option("--per-class", default=40, show_default=True, help="Training images per breed.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Same seed, same images.")
 @click.option("--with-bad-files", is_flag=True, help="Add corrupt, truncated and non-image files.")
 def sample_data(out_dir: Path, classes: int, per_class: int, seed: int, with_bad_files: bool) -> None:
     """Write a deterministic synthetic ImageFolder of dog 'breeds' (train/valid/test) to OUT_DIR."""
@@ -54,7 +62,10 @@ for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, *LOCAL_COMMANDS, endpoints
     cli.add_command(_command)
 
 
-@cli.command("serve")
+@cli.command(
+    "serve",
+    epilog=examples("dogpipe serve /tmp/m --port 8080", "dogpipe serve dogpipe-dog-breeds/2 --workers 1"),
+)
 @click.argument("model")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -114,11 +125,23 @@ def serve(
         raise click.ClickException(str(error)) from None
 
 
-@cli.command("predict")
+@cli.command(
+    "predict",
+    epilog=examples(
+        "dogpipe predict dog.jpg --endpoint dogpipe-staging",
+        "dogpipe predict dog.jpg --endpoint dogpipe-prod -o json",
+    ),
+)
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--endpoint", required=True, help="Endpoint name (a local endpoint for engine: local).")
+@click.option(
+    "--endpoint",
+    required=True,
+    shell_complete=complete_endpoint,
+    help="Endpoint name (a local endpoint for engine: local).",
+)
 @config_option
-def predict(image: Path, endpoint: str, config_path: Path | None) -> None:
+@output_option
+def predict(image: Path, endpoint: str, config_path: Path | None, output: str) -> None:
     """Send IMAGE to an endpoint and print its top-k breeds (HTTP locally, InvokeEndpoint on AWS)."""
     from pipeline.serving.client import PredictError, format_reply, invoke_http, invoke_sagemaker, read_image
 
@@ -144,12 +167,23 @@ def predict(image: Path, endpoint: str, config_path: Path | None) -> None:
                 raise PredictError(str(error)) from None
     except PredictError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(format_reply(reply))
+    click.echo(to_json(reply) if output == "json" else format_reply(reply))
 
 
-@cli.command("definition")
+@cli.command(
+    "definition",
+    epilog=examples(
+        "dogpipe definition -o definition.json", "dogpipe definition --config config/pipeline.yaml"
+    ),
+)
 @config_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the JSON to this file (default: stdout).",
+)
 @click.option("--role-arn", envvar="DOGPIPE_ROLE_ARN", default=None, help="Execution role (else config).")
 def definition(config_path: Path | None, output: Path | None, role_arn: str | None) -> None:
     """Print (or write) the SageMaker pipeline definition JSON; same bytes on every build, no AWS calls."""
@@ -161,29 +195,34 @@ def definition(config_path: Path | None, output: Path | None, role_arn: str | No
         click.echo(f"wrote {output}", err=True)
 
 
-@cli.command("validate")
+@cli.command(
+    "validate", epilog=examples("dogpipe validate", "dogpipe validate --definition definition.json -o json")
+)
 @config_option
 @definition_option
-def validate(config_path: Path | None, definition_path: Path | None) -> None:
-    """Check the config and the definition (DAG and every step's API request shape)."""
+@output_option
+def validate(config_path: Path | None, definition_path: Path | None, output: str) -> None:
+    """Check the config and the definition (DAG and every step's API request shape); exit 1 on problems."""
     from pipeline.validate import validate_definition
 
     cfg = read_config(config_path)
     require_known_architecture(cfg)
-    text = definition_text(cfg, definition_path)
-    problems = validate_definition(text)
+    problems = validate_definition(definition_text(cfg, definition_path))
     if definition_path is None:  # the deploy pipeline, built from the same config
-        from pipeline.deploy_pipeline import build_deploy_definition
-
-        problems += validate_definition(build_deploy_definition(cfg))
-    for problem in problems:
-        click.echo(str(problem), err=True)
+        problems += validate_definition(deploy_definition_text(cfg))
+    if output == "json":
+        fields = [{"step": p.step, "path": p.path, "message": p.message} for p in problems]
+        click.echo(to_json({"valid": not problems, "problems": fields}))
+    else:
+        for problem in problems:
+            click.echo(str(problem), err=True)
     if problems:
         raise click.ClickException(f"{len(problems)} problem(s) in the pipeline definition")
-    click.echo("config and definition are valid")
+    if output == "table":
+        click.echo("config and definition are valid")
 
 
-@cli.command("graph")
+@cli.command("graph", epilog=examples("dogpipe graph", "dogpipe graph --definition definition.json"))
 @config_option
 @definition_option
 def graph(config_path: Path | None, definition_path: Path | None) -> None:
@@ -193,8 +232,11 @@ def graph(config_path: Path | None, definition_path: Path | None) -> None:
     click.echo(mermaid(definition_text(read_config(config_path), definition_path)), nl=False)
 
 
-@cli.command("report")
-@click.argument("execution_id", required=False)
+@cli.command(
+    "report",
+    epilog=examples("dogpipe report", "dogpipe report EXECUTION -o report.html --screenshot report.png"),
+)
+@click.argument("execution_id", metavar="[EXECUTION]", required=False, shell_complete=complete_execution)
 @config_option
 @click.option(
     "-o",

@@ -7,56 +7,23 @@ both with the same columns; the config's ``engine`` decides which.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 
-from pipeline.cli_options import config_option, friendly_errors, read_config
+from pipeline.cli_complete import complete_endpoint
+from pipeline.cli_options import config_option, examples, friendly_errors, read_config
+from pipeline.cli_output import output_option, render_rows
 
 ENDPOINT_COLUMNS = ("name", "model_version", "url", "pid", "alive")
 
-output_option = click.option(
-    "--output",
-    "output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="json: one object per row with the table's fields.",
-)
 
-
-def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], output: str, empty: str) -> str:
-    """A fixed-width table (``-`` for empty cells) or a JSON list carrying the same fields."""
-    if output == "json":
-        return json.dumps([{column: row.get(column) for column in columns} for row in rows], indent=2)
-    if not rows:
-        return empty
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
-    lines = ["  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True))]
-    lines += [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in cells
-    ]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-@click.group("endpoints")
+@click.group("endpoints", epilog=examples("dogpipe endpoints list", "dogpipe endpoints stop dogpipe-staging"))
 def endpoints() -> None:
     """Endpoints: list what serves where, stop local servers, delete SageMaker endpoints."""
 
 
-@endpoints.command("list")
+@endpoints.command("list", epilog=examples("dogpipe endpoints list", "dogpipe endpoints list -o json"))
 @config_option
 @output_option
 def endpoints_list(config_path: Path | None, output: str) -> None:
@@ -78,8 +45,10 @@ def endpoints_list(config_path: Path | None, output: str) -> None:
     click.echo(render_rows(rows, ENDPOINT_COLUMNS, output, empty))
 
 
-@endpoints.command("stop")
-@click.argument("name", required=False)
+@endpoints.command(
+    "stop", epilog=examples("dogpipe endpoints stop dogpipe-staging", "dogpipe endpoints stop --all")
+)
+@click.argument("name", required=False, shell_complete=complete_endpoint)
 @click.option("--all", "stop_all", is_flag=True, help="Stop every local endpoint.")
 @config_option
 def endpoints_stop(name: str | None, stop_all: bool, config_path: Path | None) -> None:
@@ -109,8 +78,10 @@ def endpoints_stop(name: str | None, stop_all: bool, config_path: Path | None) -
         click.echo("no local endpoints to stop")
 
 
-@endpoints.command("delete")
-@click.argument("name")
+@endpoints.command(
+    "delete", epilog=examples("dogpipe endpoints delete dogpipe-prod --yes --config config/pipeline.yaml")
+)
+@click.argument("name", shell_complete=complete_endpoint)
 @click.option("--yes", is_flag=True, help="Really delete: the endpoint stops serving at once.")
 @config_option
 def endpoints_delete(name: str, yes: bool, config_path: Path | None) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli_options import config_option, read_config, require_engine
+from pipeline.cli_complete import complete_execution
+from pipeline.cli_options import config_option, examples, read_config, require_engine
+from pipeline.cli_output import output_option, render_rows
 from pipeline.config import PipelineConfig
 
 
@@ -20,7 +22,10 @@ def _config(config_path: Path | None, command: str) -> PipelineConfig:
     return cfg
 
 
-@click.command("run")
+@click.command(
+    "run",
+    epilog=examples("dogpipe run --data data/sample", "dogpipe run --resume EXECUTION"),
+)
 @config_option
 @click.option(
     "--data",
@@ -29,7 +34,12 @@ def _config(config_path: Path | None, command: str) -> PipelineConfig:
     help="Local ImageFolder (train/valid/test) to upload to data.s3_uri first.",
 )
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a pipeline parameter.")
-@click.option("--resume", metavar="EXECUTION", help="Finish an interrupted or failed execution.")
+@click.option(
+    "--resume",
+    metavar="EXECUTION",
+    shell_complete=complete_execution,
+    help="Finish an interrupted or failed execution.",
+)
 def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...], resume: str | None) -> None:
     """Run the whole pipeline on this machine: no AWS account, no Docker (engine: local)."""
     from pipeline.local.engine import DefinitionError
@@ -122,33 +132,22 @@ def _show_endpoint(cfg: PipelineConfig, result, image: Path | None) -> tuple[Pat
     return sample
 
 
-@click.group("executions")
+@click.group("executions", epilog=examples("dogpipe executions list -o json"))
 def executions() -> None:
     """Local executions recorded under local.root."""
 
 
-@executions.command("list")
+@executions.command("list", epilog=examples("dogpipe executions list", "dogpipe executions list -o json"))
 @config_option
-def list_executions(config_path: Path | None) -> None:
+@output_option
+def list_executions(config_path: Path | None, output: str) -> None:
     """Executions, newest first: id, status, start time, failure."""
-    from pipeline.local.summary import executions_table
+    from pipeline.listings import EXECUTION_COLUMNS, execution_rows
+    from pipeline.local.executions import ExecutionStore
 
-    click.echo(executions_table(_config(config_path, "executions list").local.root))
-
-
-def local_status(cfg: PipelineConfig, execution_id: str | None) -> None:
-    """``dogpipe status`` for engine: local (the latest execution when none is given)."""
-    from pipeline.local.executions import ExecutionNotFound, ExecutionStore
-    from pipeline.local.summary import status_text
-
-    store = ExecutionStore(cfg.local.root)
-    try:
-        execution = store.get(execution_id) if execution_id else store.latest()
-    except ExecutionNotFound as error:
-        raise click.ClickException(str(error)) from None
-    if execution is None:
-        raise click.ClickException(f"no executions under {store.folder}; start one with `dogpipe run`")
-    click.echo(status_text(execution))
+    store = ExecutionStore(_config(config_path, "executions list").local.root)
+    rows = execution_rows(reversed(store.list()))
+    click.echo(render_rows(rows, EXECUTION_COLUMNS, output, f"no executions under {store.folder}"))
 
 
 LOCAL_COMMANDS: tuple[click.Command, ...] = (run, executions)

@@ -9,15 +9,18 @@ from typing import Any
 
 import click
 
+from pipeline.cli_complete import complete_version
 from pipeline.cli_options import (
     aws_config,
     aws_options,
     clients_for,
     config_option,
+    examples,
     friendly_errors,
     local_option,
     role_option,
 )
+from pipeline.cli_output import output_option, render_rows
 from pipeline.config import PipelineConfig
 
 
@@ -33,29 +36,26 @@ def registry_for(cfg: PipelineConfig) -> Any:
     return SageMakerRegistry(clients.sagemaker, clients.s3)
 
 
-@click.group("models")
+@click.group("models", epilog=examples("dogpipe models list", "dogpipe models approve 3 --note ok"))
 def models() -> None:
     """The model registry: list packages, approve or reject a version."""
 
 
-@models.command("list")
+@models.command("list", epilog=examples("dogpipe models list", "dogpipe models list -o json"))
 @config_option
 @aws_options
 @local_option
-def models_list(config_path: Path | None, region: str | None, bucket: str | None) -> None:
+@output_option
+def models_list(config_path: Path | None, region: str | None, bucket: str | None, output: str) -> None:
     """Versions of the model package group: status, creation time, accuracy."""
+    from pipeline.listings import PACKAGE_COLUMNS, package_rows
+
     cfg = aws_config(config_path, region, bucket)
     group = cfg.registry.model_package_group
     with friendly_errors():
         packages = registry_for(cfg).list_packages(group)
-    if not packages:
-        click.echo(f"no model packages in group {group}")
-        return
-    click.echo(f"{'VERSION':>7}  {'STATUS':<22} {'CREATED':<20} ACCURACY")
-    for package in packages:
-        accuracy = "-" if package.accuracy is None else f"{package.accuracy:.4f}"
-        created = f"{package.created:%Y-%m-%d %H:%M:%S}"
-        click.echo(f"{package.version:>7}  {package.approval_status:<22} {created:<20} {accuracy}")
+    empty = f"no model packages in group {group}"
+    click.echo(render_rows(package_rows(packages), PACKAGE_COLUMNS, output, empty))
 
 
 def _set_status(cfg: PipelineConfig, version: str, status: str, note: str | None) -> Any:
@@ -69,8 +69,8 @@ def _set_status(cfg: PipelineConfig, version: str, status: str, note: str | None
     return package
 
 
-@models.command("approve")
-@click.argument("version")
+@models.command("approve", epilog=examples('dogpipe models approve 3 --note "checked the report"'))
+@click.argument("version", shell_complete=complete_version)
 @click.option("--note", default=None, help="Why (stored as the ApprovalDescription).")
 @config_option
 @aws_options
@@ -89,8 +89,8 @@ def models_approve(
     deploy_after_approval(cfg, _set_status(cfg, version, "Approved", note))
 
 
-@models.command("reject")
-@click.argument("version")
+@models.command("reject", epilog=examples('dogpipe models reject 2 --note "overfits"'))
+@click.argument("version", shell_complete=complete_version)
 @click.option("--note", default=None, help="Why (stored as the ApprovalDescription).")
 @config_option
 @aws_options
@@ -106,8 +106,16 @@ def models_reject(
     _set_status(aws_config(config_path, region, bucket), version, "Rejected", note)
 
 
-@click.command("deploy")
-@click.option("--stage", type=click.Choice(["prod", "staging"]), default="prod", show_default=True)
+@click.command(
+    "deploy", epilog=examples("dogpipe deploy --stage prod", "dogpipe deploy --stage staging --wait")
+)
+@click.option(
+    "--stage",
+    type=click.Choice(["prod", "staging"]),
+    default="prod",
+    show_default=True,
+    help="Which endpoint: deploy.production_endpoint or deploy.staging_endpoint.",
+)
 @config_option
 @aws_options
 @role_option

@@ -19,18 +19,37 @@ if TYPE_CHECKING:
     from pipeline.code import CodeArchive
 
 
+EXIT_CODES = (
+    "Exit status: 0 success; 1 error (one line on stderr: bad config, AWS refusal, failed execution); "
+    "2 usage error (unknown option, bad value); 130 interrupted (Ctrl-C)."
+)
+COMPLETION = (
+    'Shell completion (commands, options, execution ids, model versions, endpoint names): add eval "$('
+    '_DOGPIPE_COMPLETE=bash_source dogpipe)" to ~/.bashrc (zsh_source for ~/.zshrc, fish_source for fish).'
+)
+
+
 class FileErrorsAsMessages(click.Group):
     """Every command's file errors (an ``-o`` into a missing folder, a read-only ``OUT_DIR``) end with one
     line naming the file and exit 1, instead of a traceback; each command need not guard each write.
-    OSErrors that name no file (sockets, broken pipes) are not the user's paths and propagate."""
+    OSErrors that name no file (sockets, broken pipes) are not the user's paths and propagate.
+    Ctrl-C exits 130 (click's own handling would print "Aborted!" and exit 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            raise click.exceptions.Exit(130) from None
         except OSError as error:
             if error.filename is None:
                 raise
             raise click.ClickException(f"{error.filename}: {error.strerror or error}") from None
+
+
+def examples(*lines: str) -> str:
+    """A command's ``--help`` epilog: example command lines, kept as written (click's ``\\b``)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 CONFIG_ENV = "DOGPIPE_CONFIG"
@@ -88,12 +107,26 @@ def definition_text(
     code: CodeArchive | None = None,
 ) -> str:
     """The definition a command works on: the ``--definition`` file when given, else built from ``cfg``
-    (no AWS calls; ``role_arn`` and ``code`` as ``build_definition`` takes them)."""
+    (no AWS calls; ``role_arn`` and ``code`` as ``build_definition`` takes them), or the same text from
+    the cache when nothing that shapes it changed."""
     if definition_path is not None:
         return read_definition_file(definition_path)
-    from pipeline.definition import build_definition
+    from pipeline.definition import cached_build_definition
 
-    return build_definition(cfg, role_arn=role_arn, code=code)
+    return cached_build_definition(cfg, role_arn=role_arn, code=code)
+
+
+def deploy_definition_text(cfg: PipelineConfig) -> str:
+    """The deploy pipeline's definition built from ``cfg`` (cached like the main one; see
+    ``pipeline.definition.cached_build_definition``)."""
+    from pipeline.answer_cache import cached_text, digest
+    from pipeline.code import package_code
+    from pipeline.definition import definition_cache_key
+    from pipeline.deploy_pipeline import build_deploy_definition
+
+    code = package_code()
+    key = digest({"deploy pipeline": definition_cache_key(cfg, None, code)})
+    return cached_text("definitions", key, lambda: build_deploy_definition(cfg, code=code))
 
 
 def read_definition_file(path: Path) -> str:

@@ -8,9 +8,11 @@ expected failure becomes one line on stderr and exit status 1, never a traceback
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from pipeline.cli_complete import complete_execution
 from pipeline.cli_options import (
     aws_config,
     aws_options,
@@ -18,15 +20,23 @@ from pipeline.cli_options import (
     config_option,
     definition_option,
     definition_text,
+    examples,
     friendly_errors,
     local_option,
     require_engine,
     require_known_architecture,
     role_option,
 )
+from pipeline.cli_output import output_option, render_record
+from pipeline.config import PipelineConfig
 
 
-@click.command("upsert")
+@click.command(
+    "upsert",
+    epilog=examples(
+        "dogpipe upsert --config config/pipeline.yaml --role-arn arn:aws:iam::123456789012:role/sm"
+    ),
+)
 @config_option
 @aws_options
 @role_option
@@ -56,7 +66,10 @@ def upsert(
         click.echo(line)
 
 
-@click.command("start")
+@click.command(
+    "start",
+    epilog=examples("dogpipe start --param AccuracyThreshold=0.8 --wait --config config/pipeline.yaml"),
+)
 @config_option
 @aws_options
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a pipeline parameter.")
@@ -88,42 +101,50 @@ def start(
                 raise click.exceptions.Exit(1)
 
 
-@click.command("status")
-@click.argument("execution_arn", required=False)
+@click.command("status", epilog=examples("dogpipe status", "dogpipe status EXECUTION -o json"))
+@click.argument("execution_arn", metavar="[EXECUTION]", required=False, shell_complete=complete_execution)
 @config_option
 @aws_options
 @local_option
+@output_option
 def status(
     config_path: Path | None,
     region: str | None,
     bucket: str | None,
     execution_arn: str | None,
+    output: str,
 ) -> None:
-    """Status of an execution (the latest when none is given) and of its steps."""
-    from pipeline.remote import execution_report
+    """Status of an execution (the latest when none is given) and of its steps: a local execution id,
+    or a pipeline execution ARN on SageMaker."""
+    from pipeline import listings
 
     cfg = aws_config(config_path, region, bucket)
     if cfg.engine == "local":
-        from pipeline.cli_local import local_status
-
-        local_status(cfg, execution_arn)
+        record = listings.local_status(_local_execution(cfg, execution_arn))
+        click.echo(render_record(record, output, "steps", listings.LOCAL_STEP_COLUMNS))
         return
+    from pipeline.remote import execution_report
+
     with friendly_errors():
         report = execution_report(clients_for(cfg), cfg, execution_arn)
-    click.echo(f"execution: {report.arn}")
-    click.echo(f"status:    {report.status}")
-    if report.created:
-        click.echo(f"started:   {report.created:%Y-%m-%d %H:%M:%S %Z}".rstrip())
-    if report.failure_reason:
-        click.echo(f"failure:   {report.failure_reason}")
-    if report.steps_unavailable:
-        click.echo(f"steps:     {report.steps_unavailable}")
-    for step in report.steps:
-        reason = f"  ({step.failure_reason})" if step.failure_reason else ""
-        click.echo(f"  {step.name:<24} {step.status}{reason}")
+    click.echo(render_record(listings.remote_status(report), output, "steps", listings.REMOTE_STEP_COLUMNS))
 
 
-@click.command("diff")
+def _local_execution(cfg: PipelineConfig, execution_id: str | None) -> Any:
+    """The local execution ``execution_id`` (the latest when None), or exit naming what is missing."""
+    from pipeline.local.executions import ExecutionNotFound, ExecutionStore
+
+    store = ExecutionStore(cfg.local.root)
+    try:
+        execution = store.get(execution_id) if execution_id else store.latest()
+    except ExecutionNotFound as error:
+        raise click.ClickException(str(error)) from None
+    if execution is None:
+        raise click.ClickException(f"no executions under {store.folder}; start one with `dogpipe run`")
+    return execution
+
+
+@click.command("diff", epilog=examples("dogpipe diff --config config/pipeline.yaml"))
 @config_option
 @aws_options
 @role_option

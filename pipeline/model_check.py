@@ -14,11 +14,24 @@ import difflib
 from pipeline.config import ModelConfig
 
 
+def classification_models() -> list[str]:
+    """torchvision's classification model names, kept per torchvision version in the answer cache (the
+    import costs seconds; the list changes only with the version)."""
+    import json
+
+    from pipeline.answer_cache import cached_text, digest, versions
+
+    def listed() -> str:
+        from torchvision import models as tv_models
+
+        return json.dumps(tv_models.list_models(module=tv_models))
+
+    return json.loads(cached_text("torchvision-models", digest(versions("torchvision")), listed))
+
+
 def architecture_problem(model: ModelConfig) -> str | None:
     """Why ``model.architecture`` cannot be built (with the closest names), or None when it can."""
-    from torchvision import models as tv_models
-
-    known = tv_models.list_models(module=tv_models)  # classification models only
+    known = classification_models()
     if model.architecture in known:
         return None
     close = difflib.get_close_matches(model.architecture, known, n=3)

@@ -67,6 +67,29 @@ def _validate_config_without_rechecking_schema() -> None:
     SageMakerConfig.validate_sagemaker_config = staticmethod(validate)
 
 
+def _skip_repeated_setup() -> None:
+    """Spare the SDK work it repeats per step and whose answer never changes (~2/3 of a warm-import build).
+
+    - ``image_uris.retrieve`` re-reads botocore's whole ``endpoints.json`` on every call (one per job
+      step), only to find ECR's DNS suffix: the resolver is built once.
+    - ``ProcessingStep.__init__`` creates a ``LocalSagemakerClient()`` only to read the *name* of its
+      ``create_processing_job`` method; that client builds a ``LocalSession`` with a fresh boto3 session
+      and S3 clients each time. A subclass that skips its session answers the same name.
+    """
+    from sagemaker.core import common_utils
+    from sagemaker.core.local.local_session import LocalSagemakerClient
+    from sagemaker.mlops.workflow import steps
+
+    if not hasattr(common_utils._botocore_resolver, "cache_info"):
+        common_utils._botocore_resolver = cache(common_utils._botocore_resolver)
+
+    class NameOnlyLocalClient(LocalSagemakerClient):  # type: ignore[misc]
+        def __init__(self, sagemaker_session: Any = None) -> None:
+            self.sagemaker_session = sagemaker_session
+
+    steps.LocalSagemakerClient = NameOnlyLocalClient
+
+
 @contextmanager
 def offline() -> Iterator[None]:
     """Keep SDK internals that make their own ``boto3.Session()`` from probing the network.
@@ -104,6 +127,7 @@ def pipeline_session(region: str, bucket: str, prefix: str) -> PipelineSession:
     from sagemaker.core.workflow.pipeline_context import PipelineSession
 
     _validate_config_without_rechecking_schema()
+    _skip_repeated_setup()
     boto_session = boto3.Session(region_name=region, **_OFFLINE_CREDENTIALS)
     boto_session.events.register("before-send", _refuse_request)
     session = PipelineSession(

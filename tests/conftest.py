@@ -5,6 +5,7 @@ Tests must not modify ``sample_dataset``; copy it first (``shutil.copytree``) wh
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,20 @@ def preprocessed_dataset(sample_dataset: Path, tmp_path_factory: pytest.TempPath
     root = tmp_path_factory.mktemp("preprocessed_dataset")
     preprocess.run(sample_dataset, root / "data", root / "stats", PREPROCESSED_IMAGE_SIZE, num_workers=2)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def answer_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Cached definitions and model lists go to a folder of this session, not the user's ~/.cache."""
+    import os
+
+    from pipeline.answer_cache import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("answer_cache")
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous

@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from pipeline.aws import AwsClients
 from pipeline.cli import cli
+from pipeline.cli_output import cell, parse_table
 from pipeline.code import package_code
 from pipeline.config import load_config
 from pipeline.deploy import SageMakerDeployer
@@ -140,6 +141,12 @@ def test_round_trip_upsert_start_status_approve_deploy(config_file: Path, tmp_pa
     assert status.exit_code == 0, status.output
     assert f"execution: {arn}" in status.output and "status:    Succeeded" in status.output
     assert "ListPipelineExecutionSteps failed" in status.output  # moto lacks the call: reported, not fatal
+    as_json = json.loads(dogpipe("status", "--config", str(config_file), "-o", "json").output)
+    assert as_json["execution"] == arn and as_json["status"] == "Succeeded" and as_json["steps"] == []
+    shown = dict(line.split(":", 1) for line in status.output.splitlines())
+    assert {key: value.strip() for key, value in shown.items()} == {
+        key: cell(value) for key, value in as_json.items() if key != "steps"
+    }
 
     sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
     register_package(0.71)
@@ -151,6 +158,9 @@ def test_round_trip_upsert_start_status_approve_deploy(config_file: Path, tmp_pa
         ("1", "PendingManualApproval", "0.7100"),
         ("2", "PendingManualApproval", "0.9300"),
     ]
+    as_json = json.loads(dogpipe("models", "list", "--config", str(config_file), "-o", "json").output)
+    assert [(row["version"], row["accuracy"]) for row in as_json] == [(1, 0.71), (2, 0.93)]
+    assert parse_table(listed.output) == [{key: cell(value) for key, value in row.items()} for row in as_json]
 
     refused = dogpipe("deploy", "--stage", "prod", "--config", str(config_file), "--role-arn", ROLE_ARN)
     assert refused.exit_code == 1

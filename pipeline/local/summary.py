@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.definition_reader import steps_of
-from pipeline.local.executions import Execution, ExecutionStore
+from pipeline.local.executions import Execution
 from pipeline.local.expressions import ExpressionError, property_file_location
 from pipeline.object_store import ObjectStore, StoreError
 from pipeline.registry import accuracy_of
@@ -72,32 +72,3 @@ def highlights(execution: Execution, store: ObjectStore) -> list[str]:
         if accuracy is not None:
             lines.append(f"test accuracy: {accuracy:.4f} ({name})")
     return lines
-
-
-def executions_table(root: Any) -> str:
-    executions = ExecutionStore(root).list()
-    if not executions:
-        return f"no executions under {ExecutionStore(root).folder}"
-    lines = [f"{'execution':<24} {'status':<11} {'started':<26} failure"]
-    for execution in reversed(executions):
-        record = execution.record
-        failure = (
-            (record.get("failure_reason") or "").splitlines()[0][:60] if record.get("failure_reason") else ""
-        )
-        lines.append(f"{execution.id:<24} {record['status']:<11} {record['started_at']:<26} {failure}")
-    return "\n".join(lines)
-
-
-def status_text(execution: Execution) -> str:
-    record = execution.record
-    lines = [
-        f"execution: {execution.id} ({record['pipeline_name']})",
-        f"status:    {record['status']}",
-        f"started:   {record['started_at']}",
-        f"ended:     {record.get('ended_at') or '-'}",
-        f"folder:    {execution.folder}",
-    ]
-    if record.get("failure_reason"):
-        lines.append(f"failure:   {record['failure_reason']}")
-    lines.append(steps_table(execution.step_states()))
-    return "\n".join(lines)

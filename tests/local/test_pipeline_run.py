@@ -193,7 +193,14 @@ def test_a_newcomer_types_commands_without_config_and_they_act_on_the_local_engi
     if "endpoints" in cli.commands:  # the deploy issue adds `dogpipe endpoints list`
         assert "dogpipe-test-staging" in ok("endpoints", "list")
     classes = {path.name for path in (sample_dataset / "train").iterdir()}
-    assert any(name in ok("predict", str(image), "--endpoint", "dogpipe-test-staging") for name in classes)
+    table = ok("predict", str(image), "--endpoint", "dogpipe-test-staging").splitlines()
+    reply = json.loads(ok("predict", str(image), "--endpoint", "dogpipe-test-staging", "-o", "json"))
+    top_k = reply["predictions"][0]["top_k"]
+    assert {item["breed"] for item in top_k} <= classes  # -o json: the fields of the table
+    assert [line.split() for line in table[1:-1]] == [
+        [item["breed"], f"{item['probability']:.4f}"] for item in top_k
+    ]
+    assert table[-1].startswith(f"model {reply['model_version']}")
     report = tmp_path / "report.html"
     assert str(report) in ok("report", "-o", str(report)) and latest.id in report.read_text()
     # The README's approvers' sequence, on the same engine from start to end.
