@@ -86,6 +86,8 @@ for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, *LOCAL_COMMANDS, endpoints
     help="How the model is prepared for serving (compile: +6-90 s at start, slower here than onednn).",
 )
 @click.option("--model-version", help="Version in replies (default: registry version or weights hash).")
+@click.option("--body-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds a client has to send its request body (then 408).")  # fmt: skip
 @click.option(
     "--url-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the URL here once serving."
 )
@@ -98,6 +100,7 @@ def serve(
     threads: int | None,
     optimize: str,
     model_version: str | None,
+    body_timeout: float,
     url_file: Path | None,
     config_path: Path | None,
 ) -> None:
@@ -117,6 +120,7 @@ def serve(
         threads=threads,
         optimize=optimize,
         model_version=model_version,
+        body_timeout_s=body_timeout,
         url_file=url_file,
     )
     try:

@@ -9,6 +9,11 @@ A request that finds no other in flight runs the model built for every core; one
 runs the build for its share (``ServedModel.shared_classifier``), which is what keeps both the
 single-request latency and the throughput under concurrency at their best (BENCHMARKS.md, endpoint).
 Every refusal is ``{"error": "..."}`` with a 4xx status; the server keeps serving.
+
+Bounds, so that no client can hold the server: the body must arrive within ``body_timeout_s`` (408; a
+client that never finishes its body holds only its own connection, and only that long), at most
+``max_queued`` requests wait for a worker thread (503 beyond), a request's images are held to a budget
+of decoded pixels from their headers (413), and a client that disconnects is noted at debug level only.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -40,12 +45,22 @@ class ServingSettings:
 
     max_payload_bytes: int = 6 * 1024 * 1024
     max_batch: int = inference.DEFAULT_MAX_BATCH
+    max_pixels: int = inference.DEFAULT_MAX_PIXELS
     workers: int = 2
+    body_timeout_s: float = 10.0
+    max_queued: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("max_payload_bytes", "max_batch", "workers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in (
+            "max_payload_bytes",
+            "max_batch",
+            "max_pixels",
+            "workers",
+            "body_timeout_s",
+            "max_queued",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 def error_response(status: int, message: str) -> Response:
@@ -53,9 +68,21 @@ def error_response(status: int, message: str) -> Response:
     return Response(inference.error_document(message), status_code=status, media_type=inference.JSON_TYPE)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with a 413 as soon as it is known to exceed ``limit`` bytes: first
-    from ``Content-Length``, then by counting chunks (chunked uploads declare no length)."""
+async def _read_counted(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise inference.PayloadTooLarge(f"payload exceeds the {limit:,}-byte limit")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The request body, refused with a 413 as soon as it is known to exceed ``limit`` bytes (first
+    from ``Content-Length``, then by counting chunks: chunked uploads declare no length), or with a 408
+    when it has not all arrived within ``timeout_s``."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -64,14 +91,12 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise inference.RequestError(f"invalid Content-Length header {declared!r}") from None
         if length > limit:
             raise inference.PayloadTooLarge(f"payload of {length:,} bytes exceeds the {limit:,}-byte limit")
-    chunks: list[bytes] = []
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise inference.PayloadTooLarge(f"payload exceeds the {limit:,}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await asyncio.wait_for(_read_counted(request, limit), timeout_s)
+    except asyncio.TimeoutError:
+        raise inference.RequestError(
+            f"request body not received within {timeout_s:g} s", status_code=408
+        ) from None
 
 
 class InferenceService:
@@ -86,7 +111,8 @@ class InferenceService:
 
     def classify(self, body: bytes, content_type: str | None, shared: bool) -> dict[str, Any]:
         """Runs in a worker thread: the same parse and predict the SageMaker handlers run."""
-        payloads = inference.parse_request(body, content_type, self.settings.max_batch)
+        settings = self.settings
+        payloads = inference.parse_request(body, content_type, settings.max_batch, settings.max_pixels)
         return inference.predict(self.model, payloads, shared=shared)
 
     async def ping(self, request: Request) -> Response:
@@ -95,25 +121,33 @@ class InferenceService:
     async def invocations(self, request: Request) -> Response:
         started = time.perf_counter()
         content_type = request.headers.get("content-type")
-        accept = request.headers.get("accept")
         try:
             inference.check_content_type(content_type)
-            inference.check_accept(accept)
-            body = await read_body(request, self.settings.max_payload_bytes)
-            loop = asyncio.get_running_loop()
-            self.in_flight += 1
-            try:
-                shared = self.in_flight > 1
-                reply = await loop.run_in_executor(self.executor, self.classify, body, content_type, shared)
-            finally:
-                self.in_flight -= 1
+            inference.check_accept(request.headers.get("accept"))
+            body = await read_body(request, self.settings.max_payload_bytes, self.settings.body_timeout_s)
+            reply = await self._run(body, content_type)
         except inference.RequestError as error:
             return error_response(error.status_code, error.message)
+        except ClientDisconnect:  # the client left before sending its body: nobody to answer
+            log.debug("client disconnected before sending its body")
+            return Response(status_code=400)
         except Exception:  # a bug, not the client's fault: say so without leaking a stack trace
             log.exception("inference failed")
             return error_response(500, inference.INTERNAL_ERROR)
         reply["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return Response(json.dumps(reply), media_type=inference.JSON_TYPE)
+
+    async def _run(self, body: bytes, content_type: str | None) -> dict[str, Any]:
+        """``classify`` on a worker thread; a 503 when ``max_queued`` requests already wait for one."""
+        if self.in_flight >= self.settings.workers + self.settings.max_queued:
+            raise inference.RequestError("server busy: too many requests waiting; retry later", 503)
+        self.in_flight += 1
+        try:
+            shared = self.in_flight > 1
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.executor, self.classify, body, content_type, shared)
+        finally:
+            self.in_flight -= 1
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -12,6 +12,9 @@ from typing import Any
 
 JSON_TYPE = "application/json"
 REQUEST_TIMEOUT_S = 60.0
+# InvokeEndpoint's payload limit (6 MB) and dogpipe serve's default: nothing larger can be answered, so
+# a bigger file (or an endless one, /dev/zero) is refused after reading one byte more than this.
+MAX_IMAGE_BYTES = 6 * 1024 * 1024
 
 
 class PredictError(RuntimeError):
@@ -28,11 +31,15 @@ def image_content_type(data: bytes) -> str:
     return "application/x-image"
 
 
-def read_image(path: Path) -> tuple[bytes, str]:
+def read_image(path: Path, limit: int = MAX_IMAGE_BYTES) -> tuple[bytes, str]:
+    """The image's bytes and content type, read up to ``limit`` bytes (an endpoint takes no more)."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
     except OSError as error:
         raise PredictError(f"cannot read {path}: {error.strerror}") from None
+    if len(data) > limit:
+        raise PredictError(f"{path} is larger than {limit:,} bytes, the most an endpoint accepts")
     if not data:
         raise PredictError(f"{path} is empty")
     return data, image_content_type(data)

@@ -18,8 +18,10 @@ import uvicorn
 
 log = logging.getLogger(__name__)
 
-# Requests beyond this many in flight get uvicorn's 503 instead of queueing without bound.
-MAX_CONCURRENT_CONNECTIONS = 256
+# Connections beyond this many get uvicorn's 503. It counts connections, not work (a client that never
+# finishes its body holds one until the body timeout): high enough that a few hundred such clients lock
+# nobody out, below the file-descriptor limit. Work is bounded by ServingSettings.max_queued.
+MAX_CONCURRENT_CONNECTIONS = 2048
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,25 @@ class ServeOptions:
     max_payload_bytes: int = 6 * 1024 * 1024
     max_batch: int = 16
     workers: int = 2
+    body_timeout_s: float = 10.0
     threads: int | None = None
     optimize: str = "onednn"  # training_code.model_optimize.DEFAULT_OPTIMIZE, without importing torch
     model_version: str | None = None
     url_file: Path | None = None
     log_level: str = "info"
+
+
+def connection_limit(wanted: int = MAX_CONCURRENT_CONNECTIONS) -> int:
+    """``wanted``, or fewer when the process may not open that many files (sockets are files)."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # no resource module (Windows): keep the wish
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(16, min(wanted, soft - 64))
 
 
 def shared_threads(workers: int, requested: int | None = None) -> int:
@@ -79,7 +95,10 @@ def serve_model(model: str, registry_root: Path, options: ServeOptions) -> None:
     from training_code import inference
 
     settings = ServingSettings(
-        max_payload_bytes=options.max_payload_bytes, max_batch=options.max_batch, workers=options.workers
+        max_payload_bytes=options.max_payload_bytes,
+        max_batch=options.max_batch,
+        workers=options.workers,
+        body_timeout_s=options.body_timeout_s,
     )
     if options.workers == 1 and options.threads is not None:
         torch.set_num_threads(options.threads)  # one request at a time: its build gets what was asked
@@ -99,7 +118,7 @@ def serve_model(model: str, registry_root: Path, options: ServeOptions) -> None:
             port=options.port,
             log_level=options.log_level,
             access_log=False,
-            limit_concurrency=MAX_CONCURRENT_CONNECTIONS,
+            limit_concurrency=connection_limit(),
             timeout_keep_alive=30,
         )
         _AnnouncingServer(config, options.url_file, served.version).run()
