@@ -21,6 +21,7 @@ from pipeline.cli_options import (
     EXIT_CODES,
     FileErrorsAsMessages,
     config_option,
+    configure_logging,
     definition_option,
     definition_text,
     deploy_definition_text,
@@ -38,8 +39,11 @@ from pipeline.cli_pipeline import PIPELINE_COMMANDS
     epilog=f"{CONFIG_RULE}\n\n{EXIT_CODES}\n\n{COMPLETION}",
 )
 @click.version_option(package_name="dogpipe")
-def cli() -> None:
+@click.option("-v", "--verbose", count=True, help="Show library log records: -v INFO, -vv DEBUG.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors from libraries (default: warnings).")
+def cli(verbose: int, quiet: bool) -> None:
     """dogpipe: fine-tune a CNN on dog breeds as a SageMaker Pipeline, on SageMaker or on this machine."""
+    configure_logging(verbose, quiet)
 
 
 @cli.command("sample-data", epilog=examples("dogpipe sample-data data/sample --classes 5 --per-class 40"))

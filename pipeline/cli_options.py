@@ -52,6 +52,25 @@ def examples(*lines: str) -> str:
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """Log records to stderr at WARNING (``-v`` INFO, ``-vv`` DEBUG, ``-q`` ERROR).
+
+    Done before any library is imported: the SageMaker SDK calls ``logging.basicConfig(level=INFO)``
+    when one of its modules loads, which would print botocore's INFO lines ("Found endpoint for s3 via:
+    environment_global", "Found credentials in environment variables") before every answer. A root
+    logger that already has a handler makes that call a no-op.
+    """
+    import logging
+
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
 CONFIG_ENV = "DOGPIPE_CONFIG"
 #: Relative to the working directory: after ``make demo`` (run in the checkout) every command acts on the
 #: local engine and the store the demo filled, with nothing to type; SageMaker is one flag or variable away.

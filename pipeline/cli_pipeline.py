@@ -73,7 +73,11 @@ def upsert(
 @config_option
 @aws_options
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a pipeline parameter.")
-@click.option("--wait", is_flag=True, help="Poll until the execution finishes; exit 1 unless it succeeded.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Follow the execution, printing each step's status change; exit 1 unless it succeeded.",
+)
 @click.option("--timeout", default=6 * 3600, show_default=True, help="Seconds --wait polls before giving up.")
 @click.option("--poll", default=30.0, show_default=True, help="Seconds between polls.")
 def start(
@@ -86,7 +90,8 @@ def start(
     poll: float,
 ) -> None:
     """Start an execution of the deployed pipeline and print its ARN."""
-    from pipeline.remote import parse_overrides, start_execution, wait_for_execution
+    from pipeline.execution_watch import watch_execution
+    from pipeline.remote import parse_overrides, start_execution
 
     cfg = aws_config(config_path, region, bucket)
     require_engine(cfg, config_path, "sagemaker", "start")
@@ -95,7 +100,7 @@ def start(
         arn = start_execution(clients, cfg, parse_overrides(params))
         click.echo(arn)
         if wait:
-            status = wait_for_execution(clients.sagemaker, arn, timeout_s=timeout, poll_s=poll)
+            status = watch_execution(clients.sagemaker, arn, click.echo, timeout_s=timeout, poll_s=poll)
             click.echo(f"status: {status}")
             if status != "Succeeded":
                 raise click.exceptions.Exit(1)

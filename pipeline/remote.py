@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -197,30 +196,6 @@ def start_execution(clients: AwsClients, cfg: PipelineConfig, overrides: dict[st
         return clients.sagemaker.start_pipeline_execution(**request)["PipelineExecutionArn"]
 
 
-def wait_for_execution(
-    sagemaker: Any,
-    arn: str,
-    timeout_s: float,
-    poll_s: float = 30.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> str:
-    """Poll until the execution leaves Executing/Stopping; returns its final status."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with aws_errors():
-            status = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)[
-                "PipelineExecutionStatus"
-            ]
-        if status not in RUNNING_STATUSES:
-            return status
-        if time.monotonic() >= deadline:
-            raise PipelineError(
-                f"execution still {status} after {timeout_s:.0f} s (it keeps running): "
-                f"`dogpipe status {arn}` to follow it"
-            )
-        sleep(poll_s)
-
-
 @dataclass(frozen=True)
 class StepState:
     name: str
@@ -317,5 +292,4 @@ __all__ = [
     "upload_code",
     "upsert_pipeline",
     "validate_overrides",
-    "wait_for_execution",
 ]

@@ -19,7 +19,6 @@ from pipeline.config import load_config
 from pipeline.deploy import SageMakerDeployer
 from pipeline.diff import diff_definitions
 from pipeline.registry import SageMakerRegistry
-from pipeline.remote import PipelineError, wait_for_execution
 from tests.moto_server import BUCKET, REGION, ROLE_ARN, aws_env, hide_aws_config, moto_endpoint  # noqa: F401
 
 PIPELINE = "dogpipe-test"
@@ -326,12 +325,26 @@ def test_diff_matches_by_name_and_looks_inside_condition_branches() -> None:
     ]
 
 
-def test_wait_gives_up_after_its_timeout_naming_the_execution() -> None:
-    class StillRunning:
-        def describe_pipeline_execution(self, PipelineExecutionArn: str) -> dict[str, str]:
-            return {"PipelineExecutionStatus": "Executing"}
+@pytest.mark.usefixtures("aws_env")
+def test_aws_commands_print_no_library_info_lines_unless_verbose(config_file: Path, tmp_path: Path) -> None:
+    """A real process with a cold build (the SDK's import calls logging.basicConfig(level=INFO)): stderr
+    carries no botocore INFO lines; ``-v`` shows them."""
+    import os
+    import subprocess
+    import sys
 
-    polls: list[float] = []
-    with pytest.raises(PipelineError, match=r"still Executing after 0 s .*dogpipe status arn:x"):
-        wait_for_execution(StillRunning(), "arn:x", timeout_s=0, poll_s=1, sleep=polls.append)
-    assert polls == []
+    environment = {**os.environ, "DOGPIPE_CACHE_DIR": str(tmp_path / "cache")}
+
+    def upsert(*flags: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "pipeline", *flags, "upsert", "--config", str(config_file)]
+        return subprocess.run(
+            [*command, "--role-arn", ROLE_ARN], capture_output=True, text=True, env=environment, timeout=300
+        )
+
+    quiet = upsert()
+    assert quiet.returncode == 0, quiet.stderr
+    assert "pipeline created" in quiet.stdout
+    assert "INFO" not in quiet.stderr and "botocore" not in quiet.stderr, quiet.stderr
+    verbose = upsert("-v")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "INFO botocore" in verbose.stderr
