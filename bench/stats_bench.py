@@ -4,10 +4,11 @@
 - seed: torchvision ImageFolder + DataLoader (2 workers) + PIL decode, Resize, CenterCrop, ToTensor.
 - limit: one core's decode + uint8 resize rate of the same files (no stats at all), times the cores.
 
-Then the same at dogImages' scale (6,680 training images, the size at which ``preprocess.py`` switches
-to worker processes), dogpipe against the limit only: the 300 photos are linked 6,680 times over, so
-the per-image cost is the same as above and only the size of the job changes (writing 6,680 photos
-would take minutes; the files are in the page cache either way after the warm-up).
+Then the same at dogImages' scale (6,680 training images, the size at which ``preprocess.py``
+switches to worker processes), dogpipe against the limit and against the same split in threads: the
+300 photos are linked 6,680 times over, so the per-image cost is the same as above and only the size
+of the job changes (writing 6,680 photos would take minutes; the files are in the page cache either
+way after the warm-up).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def linked_copies(paths: list[Path], root: Path, count: int) -> list[Path]:
 
 
 def run_at_scale(report: Report, paths: list[Path], root: Path, *, quick: bool) -> None:
-    """compute_stats over a dogImages-sized split (worker processes) against the decode+resize limit."""
+    """compute_stats over a dogImages-sized split (worker processes) against the decode+resize limit,
+    and against the same split in threads (which of the two ``PROCESS_MIN_IMAGES`` should pick)."""
     cores = os.cpu_count() or 1
     count, repeats = (48, 1) if quick else (SCALE_IMAGES, 2)
     links = linked_copies(paths, root / "scale", count)
@@ -76,11 +78,16 @@ def run_at_scale(report: Report, paths: list[Path], root: Path, *, quick: bool) 
             "ours": lambda: pixel_stats.compute_stats(
                 links, IMAGE_SIZE, num_workers=cores, processes=True if quick else None
             ),
+            "threads": lambda: pixel_stats.compute_stats(
+                links, IMAGE_SIZE, num_workers=cores, processes=False
+            ),
             "limit": lambda: one_core_decode_resize(links),
         },
         repeats=repeats,
     )
     ours = report.rate("stats", f"dogpipe compute_stats, {count} images", timings["ours"], count, "img/s")
+    threads = report.rate("stats", f"same in threads, {count} images", timings["threads"], count, "img/s")
+    report.ratio("stats", f"processes / threads at {count} images", ours / threads)
     core = report.rate("stats", f"one core decode+resize, {count} images", timings["limit"], count, "img/s")
     report.ratio(
         "stats", f"dogpipe / limit at {count} images ({cores} cores)", ours / (core * cores), ">= 0.85"

@@ -23,3 +23,21 @@ def test_quick_benchmarks_record_rows_and_ratios(tmp_path: Path) -> None:
     ratios = {ratio["name"]: ratio for ratio in results["ratios"]}
     assert ratios["dogpipe / seed-style"]["goal"] == ">= 4"
     assert all(ratio["value"] > 0 for ratio in ratios.values())
+
+
+def test_the_scale_benchmark_runs_the_whole_pipeline_at_a_tiny_size(tmp_path: Path) -> None:
+    """``--only scale --quick``: 3 breeds of tiny images through ``run_local``; every step timed with its
+    peak memory, the training rate held against both limits."""
+    output = tmp_path / "results.json"
+    main(["--quick", "--only", "scale", "--output", str(output)])
+    results = json.loads(output.read_text())
+    rows = {row["case"]: row for row in results["rows"] if row["benchmark"] == "scale"}
+    for step in ("Preprocess", "Tune", "Train", "Evaluate", "DebugRules"):
+        assert rows[f"step {step}"]["median"] > 0 and "peak RSS" in rows[f"step {step}"]["note"], step
+    assert "peak RSS" in rows["dogpipe run, total"]["note"]
+    for case in ("Train, steady epochs (valid pass included)", "decode+resize limit (one core x cores)",
+                 "forward+backward limit (random batches)"):  # fmt: skip
+        assert rows[case]["unit"] == "img/s" and rows[case]["median"] > 0, case
+    ratios = {ratio["name"]: ratio["value"] for ratio in results["ratios"] if ratio["benchmark"] == "scale"}
+    assert set(ratios) == {"training / decode+resize limit", "training / forward+backward limit"}
+    assert all(value > 0 for value in ratios.values())

@@ -28,8 +28,6 @@ import os
 import posixpath
 import sys
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,114 +36,27 @@ from PIL import Image
 
 if __package__:  # imported as training_code.preprocess (tests)
     from . import contract, dogdata, pixel_stats, progress
+    from .image_sources import IGNORED_NAMES, SPLITS, DataError, FolderSource, ZipSource, open_source
 else:  # run as a script inside the processing container
     import contract  # type: ignore[no-redef]
     import dogdata  # type: ignore[no-redef]
     import pixel_stats  # type: ignore[no-redef]
     import progress  # type: ignore[no-redef]
+    from image_sources import (  # type: ignore[no-redef]
+        IGNORED_NAMES,
+        SPLITS,
+        DataError,
+        FolderSource,
+        ZipSource,
+        open_source,
+    )
 
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
-IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 COPY_AS_IS = {("JPEG", "RGB"), ("PNG", "RGB")}
 REENCODE_JPEG_QUALITY = 95
 PROGRESS_EVERY = 500
 STATS_PROGRESS_EVERY = 2000
 
 log = logging.getLogger("preprocess")
-
-
-class DataError(ValueError):
-    """The input data set cannot be used as a whole (layout, classes); the message says what to fix."""
-
-
-# --------------------------------------------------------------------------------------------- sources
-
-
-class FolderSource:
-    """An ImageFolder on disk; paths are POSIX, relative to the folder holding ``train/ valid/ test/``."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.description = str(root)
-
-    def files(self) -> list[str]:
-        found = []
-        for folder, dirs, names in os.walk(self.root, followlinks=True):
-            dirs[:] = sorted(name for name in dirs if name not in IGNORED_NAMES)
-            relative = Path(folder).relative_to(self.root).as_posix()
-            found += [posixpath.normpath(posixpath.join(relative, name)) for name in names]
-        return sorted(found)
-
-    def read(self, path: str) -> bytes:
-        return (self.root / path).read_bytes()
-
-
-class ZipSource:
-    """An ImageFolder inside a zip archive, read member by member without extracting the archive."""
-
-    def __init__(self, archive: zipfile.ZipFile, prefix: str, description: str) -> None:
-        self.archive = archive
-        self.prefix = prefix
-        self.description = description
-
-    def files(self) -> list[str]:
-        return sorted(
-            name[len(self.prefix) :]
-            for name in self.archive.namelist()
-            if name.startswith(self.prefix) and not name.endswith("/")
-        )
-
-    def read(self, path: str) -> bytes:
-        return self.archive.read(self.prefix + path)
-
-
-def _visible(names: list[str]) -> list[str]:
-    return sorted(name for name in names if name not in IGNORED_NAMES and not name.startswith("."))
-
-
-def _zip_prefix(archive: zipfile.ZipFile, description: str) -> str:
-    """The member prefix holding ``train/ valid/ test/``, looking through single wrapper folders."""
-    names = [name for name in archive.namelist() if not name.startswith("__MACOSX/")]
-    prefix = ""
-    while True:
-        children = _visible(
-            list({name[len(prefix) :].split("/", 1)[0] for name in names if name.startswith(prefix)})
-        )
-        folders = [child for child in children if any(name.startswith(f"{prefix}{child}/") for name in names)]
-        if set(SPLITS) <= set(folders):
-            return prefix
-        if len(folders) != 1:
-            raise DataError(
-                f"{description}: no train/, valid/ and test/ folders inside (found: {children or 'nothing'})"
-            )
-        prefix += folders[0] + "/"
-
-
-@contextmanager
-def open_source(input_dir: Path) -> Iterator[FolderSource | ZipSource]:
-    """Find the data set in ``input_dir``: split folders, a single wrapper folder, or one ``.zip``."""
-    if not input_dir.is_dir():
-        raise DataError(f"input folder not found: {input_dir}")
-    root = input_dir
-    while True:
-        entries = _visible([entry.name for entry in root.iterdir()])
-        folders = [name for name in entries if (root / name).is_dir()]
-        zips = [name for name in entries if name.lower().endswith(".zip") and (root / name).is_file()]
-        if set(SPLITS) <= set(folders):
-            yield FolderSource(root)
-            return
-        if len(zips) == 1 and not folders:
-            with zipfile.ZipFile(root / zips[0]) as archive:
-                description = str(root / zips[0])
-                yield ZipSource(archive, _zip_prefix(archive, description), description)
-            return
-        if len(folders) == 1 and not zips:
-            root = root / folders[0]
-            continue
-        raise DataError(
-            f"{input_dir}: expected train/, valid/ and test/ folders or a single .zip of them "
-            f"(found: {', '.join(entries) or 'nothing'})"
-        )
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -353,6 +264,29 @@ def refuse_non_empty(output_dir: Path, stats_dir: Path) -> None:
             raise DataError(f"output folder {folder} is not empty; give an empty or new folder")
 
 
+def train_stats(train_files: list[Path], image_size: int, num_workers: int) -> dict:
+    """``stats.json``'s content: exact mean/std of the training images at ``image_size``."""
+    log.info("computing mean/std of %d training images at %d px", len(train_files), image_size)
+    with progress.Progress(
+        len(train_files),
+        "stats",
+        log=log,
+        line="stats: {done}/{total} training images",
+        every=STATS_PROGRESS_EVERY,
+        unit="img",
+    ) as shown:
+        mean, std, num_pixels = pixel_stats.compute_stats(
+            train_files, image_size, num_workers, on_done=shown.update
+        )
+    return {
+        "mean": mean,
+        "std": std,
+        "image_size": image_size,
+        "num_images": len(train_files),
+        "num_pixels": num_pixels,
+    }
+
+
 def run(input_dir: Path, output_dir: Path, stats_dir: Path, image_size: int, num_workers: int) -> dict:
     """The whole job; returns ``stats.json``'s content. Raises ``DataError`` before writing on bad layout."""
     refuse_non_empty(output_dir, stats_dir)
@@ -374,25 +308,7 @@ def run(input_dir: Path, output_dir: Path, stats_dir: Path, image_size: int, num
     if empty:
         raise DataError(f"no usable training images for class(es): {', '.join(empty)} (see quarantine.json)")
     train_files = [output_dir / item["path"] for item in manifest["splits"]["train"]["files"]]
-    log.info("computing mean/std of %d training images at %d px", len(train_files), image_size)
-    with progress.Progress(
-        len(train_files),
-        "stats",
-        log=log,
-        line="stats: {done}/{total} training images",
-        every=STATS_PROGRESS_EVERY,
-        unit="img",
-    ) as shown:
-        mean, std, num_pixels = pixel_stats.compute_stats(
-            train_files, image_size, num_workers, on_done=shown.update
-        )
-    stats = {
-        "mean": mean,
-        "std": std,
-        "image_size": image_size,
-        "num_images": len(train_files),
-        "num_pixels": num_pixels,
-    }
+    stats = train_stats(train_files, image_size, num_workers)
     write_json(stats_dir / dogdata.CLASSES_FILE, classes)
     write_json(stats_dir / dogdata.STATS_FILE, stats)
     counts = ", ".join(f"{split} {manifest['splits'][split]['num_images']}" for split in SPLITS)
@@ -403,8 +319,8 @@ def run(input_dir: Path, output_dir: Path, stats_dir: Path, image_size: int, num
         counts,
         converted,
         len(quarantine),
-        [round(value, 4) for value in mean],
-        [round(value, 4) for value in std],
+        [round(value, 4) for value in stats["mean"]],
+        [round(value, 4) for value in stats["std"]],
     )
     return stats
 
