@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pipeline.config import DEFAULT_CONFIG, load_config, parse_config
+from pipeline.definition_reader import steps_of
 from tests.golden.regenerate import GOLDEN
 from training_code import hyperparameters, train_arguments
 from training_code.hyperparameters import HYPERPARAMETERS
@@ -44,17 +45,7 @@ def toolkit_argv(hps: dict[str, str]) -> list[str]:
 
 
 def golden_steps() -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-
-    def walk(steps: list[dict[str, Any]]) -> None:
-        for step in steps:
-            found[step["Name"]] = step
-            walk(
-                step.get("Arguments", {}).get("IfSteps", []) + step.get("Arguments", {}).get("ElseSteps", [])
-            )
-
-    walk(json.loads(GOLDEN.read_text())["Steps"])
-    return found
+    return {node.name: dict(node.raw) for node in steps_of(json.loads(GOLDEN.read_text()))}
 
 
 def test_readme_table_is_the_declaration() -> None:
