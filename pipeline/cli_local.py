@@ -42,7 +42,7 @@ def _config(config_path: Path | None, command: str) -> PipelineConfig:
 )
 def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...], resume: str | None) -> None:
     """Run the whole pipeline on this machine: no AWS account, no Docker (engine: local)."""
-    from pipeline.local.engine import DefinitionError
+    from pipeline.local.engine import DefinitionError, NothingToResume
     from pipeline.local.executions import ExecutionNotFound
     from pipeline.local.interrupt import ExecutionInterrupted
     from pipeline.local.run import RunError, find_test_image, parse_params, run_local
@@ -54,6 +54,9 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
         result = run_local(
             cfg, data_dir=data_dir, params=parse_params(params), resume=resume, echo=click.echo
         )
+    except NothingToResume as nothing:
+        click.echo(str(nothing))
+        return
     except (RunError, DefinitionError, ExecutionNotFound) as error:
         raise click.ClickException(str(error)) from None
     except ExecutionInterrupted as stop:
@@ -74,7 +77,7 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
     if result.status != "Succeeded":
         click.echo(f"\nexecution {result.execution.id} {result.status}: {result.failure_reason}", err=True)
         click.echo(
-            f"logs: {result.execution.folder}/steps/<step>/logs; "
+            f"logs: {result.execution.folder}/steps/<step>/attempt-<n>/logs; "
             f"retry with: {_resume_command(config_path, result.execution.id)}",
             err=True,
         )

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from pipeline.remote import ExecutionReport
 
 EXECUTION_COLUMNS = ("execution", "status", "started", "failure")
-LOCAL_STEP_COLUMNS = ("step", "type", "status", "duration_s", "note")
+LOCAL_STEP_COLUMNS = ("step", "type", "status", "duration_s", "attempts", "note")
 REMOTE_STEP_COLUMNS = ("step", "status", "started", "ended", "failure")
 PACKAGE_COLUMNS = ("version", "status", "created", "accuracy")
 
@@ -45,11 +45,23 @@ def local_step_rows(states: Mapping[str, Mapping[str, Any]]) -> list[dict[str, A
             "type": state.get("type"),
             "status": state["status"],
             "duration_s": None if state.get("duration_s") is None else round(state["duration_s"], 1),
+            "attempts": attempts_text(state.get("attempts") or []),
             "note": _first_line(state.get("failure_reason"))
             or (f"cached from {state['cache_hit']}" if state.get("cache_hit") else None),
         }
         for state in ordered
     ]
+
+
+def attempts_text(attempts: list[Mapping[str, Any]]) -> str | None:
+    """``1 Failed [JOB_INTERNAL_ERROR], 2 Succeeded``; None for a step done in one attempt (or cached)."""
+    if len(attempts) < 2 and all(item.get("status") == "Succeeded" for item in attempts):
+        return None
+    return ", ".join(
+        f"{item['attempt']} {item['status']}"
+        + (f" [{str(item['exception_type']).split('.', 1)[-1]}]" if item.get("exception_type") else "")
+        for item in attempts
+    )
 
 
 def local_status(execution: Execution) -> dict[str, Any]:

@@ -4,14 +4,22 @@ Jobs read and write only S3 URIs in a definition, so a folder with the same key 
 local engine needs to run them. An S3 URI names either one object (a file) or a prefix (a folder);
 like S3's ``S3Prefix`` inputs, a prefix that matches one file fetches that file. The local engine,
 local deploys, ``dogpipe serve`` (registry models) and the report all read it, so it sits below them.
+
+Writes are published whole: each is written aside under a name no other writer uses, then renamed into
+place, so a reader (or another engine) sees the old object or the new one, never half of one, and a
+writer killed midway leaves only a hidden ``.*.part`` behind.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
 import shutil
 from pathlib import Path
 from urllib.parse import urlparse
+
+from pipeline.file_digests import FileDigests
 
 
 class StoreError(ValueError):
@@ -23,6 +31,7 @@ class ObjectStore:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root) / "s3"
+        self.digests = FileDigests(Path(root) / "cache" / "digests.sqlite")
 
     def path_for(self, uri: str) -> Path:
         """The local path of ``uri``; refuses URIs that would escape the store (``..``)."""
@@ -40,14 +49,16 @@ class ObjectStore:
     def put_bytes(self, uri: str, data: bytes) -> None:
         target = self.path_for(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.part")
+        temp = _aside(target)
         temp.write_bytes(data)
         temp.replace(target)
 
     def put_file(self, source: Path, uri: str) -> None:
         target = self.path_for(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+        temp = _aside(target)
+        shutil.copy2(source, temp)
+        temp.replace(target)
 
     def put_tree(self, source: Path, prefix_uri: str) -> int:
         """Upload every file under ``source`` to ``prefix_uri/<relative path>``; returns the count.
@@ -55,14 +66,10 @@ class ObjectStore:
         The prefix is replaced, not merged, so a rerun never leaves stale objects of an earlier one.
         """
         target = self.path_for(prefix_uri.rstrip("/"))
-        temp = target.with_name(f".{target.name}.part")
-        shutil.rmtree(temp, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = _aside(target)
         shutil.copytree(source, temp)
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        temp.replace(target)
+        publish_folder(temp, target)
         return sum(1 for path in target.rglob("*") if path.is_file())
 
     def get(self, uri: str, destination: Path) -> Path:
@@ -88,22 +95,53 @@ class ObjectStore:
         return path.read_text()
 
     def fingerprint(self, uri: str) -> str | None:
-        """A digest of the objects under ``uri`` (key, size, mtime), like a listing of their ETags.
-
-        ``None`` when nothing is there. Copies keep mtimes (``copy2``), so re-uploading the same
-        files keeps the fingerprint; changing any file's content changes its size or mtime.
-        """
+        """A digest of the objects under ``uri``: each key with the sha256 of its content (as S3's
+        ETags identify content), ``None`` when nothing is there. File digests are remembered by stat
+        (:mod:`pipeline.file_digests`), so an unchanged data set is not read again."""
         path = self.path_for(uri.rstrip("/"))
         if path.is_file():
             files = [path]
         elif path.is_dir():
-            files = sorted(item for item in path.rglob("*") if item.is_file())
+            files = sorted(item for item in path.rglob("*") if item.is_file() and not _hidden(item, path))
         else:
             return None
+        contents = self.digests.digests(files)
         digest = hashlib.sha256()
         for item in files:
-            status = item.stat()
-            digest.update(
-                f"{item.relative_to(path.parent)}\0{status.st_size}\0{status.st_mtime_ns}\n".encode()
-            )
+            digest.update(f"{item.relative_to(path.parent)}\0{contents[item]}\n".encode())
         return digest.hexdigest()
+
+
+def _aside(target: Path) -> Path:
+    """A name beside ``target`` that no other writer (process or thread) uses."""
+    return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.part")
+
+
+def _hidden(item: Path, root: Path) -> bool:
+    return any(part.startswith(".") and part.endswith(".part") for part in item.relative_to(root).parts)
+
+
+def publish_folder(staged: Path, target: Path) -> None:
+    """Put the folder ``staged`` at ``target`` by renames only, replacing what was there."""
+    for _ in range(10):  # another writer may publish the same prefix between the two renames
+        if target.exists() or target.is_symlink():
+            old = _aside(target)
+            try:
+                target.replace(old)
+            except FileNotFoundError:
+                continue
+            remove(old)
+        try:
+            staged.rename(target)
+            return
+        except OSError:
+            continue
+    raise StoreError(f"could not publish {target}: other writers kept replacing it")
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a folder tree, whichever ``path`` is; nothing when it is gone already."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -9,6 +9,9 @@ unchanged and two jobs never share a folder.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import errno
 import os
 import re
 import secrets
@@ -27,7 +30,23 @@ _LOG_TAIL_LINES = 30
 
 
 class JobFailed(RuntimeError):
-    """A job's process exited non-zero; the message carries its log tail."""
+    """A job failed; the message carries its log tail. ``exception_type`` is the SageMaker exception type
+    a retry policy can match (see :mod:`pipeline.local.retry`); None for the script's own failure
+    (SageMaker's AlgorithmError), which is never retried."""
+
+    exception_type: str | None = None
+
+
+class JobInternalError(JobFailed):
+    """The job's process was ended by a signal the engine did not send: its "instance" failed."""
+
+    exception_type = "SageMaker.JOB_INTERNAL_ERROR"
+
+
+class JobCapacityError(JobFailed):
+    """The job's process could not be started for lack of resources (no capacity for it)."""
+
+    exception_type = "SageMaker.CAPACITY_ERROR"
 
 
 class JobStopped(RuntimeError):
@@ -61,7 +80,9 @@ class Container:
     def __init__(self, job_dir: Path) -> None:
         self.job_dir = job_dir
         self.opt_ml = job_dir / "opt" / "ml"
-        self.opt_ml.mkdir(parents=True, exist_ok=True)
+        # A fresh folder, as a fresh instance: a folder left by another attempt is an engine bug.
+        job_dir.mkdir(parents=True, exist_ok=False)
+        self.opt_ml.mkdir(parents=True)
         self.bin_dir = job_dir / "bin"
         self._install_python_shims()
 
@@ -136,9 +157,11 @@ def run_logged(
                 text=True,
                 errors="replace",
                 start_new_session=True,
+                preexec_fn=_die_with_parent(),
             )
         except OSError as error:
-            raise JobFailed(f"cannot start {argv[0]!r}: {error}") from None
+            failure = JobCapacityError if error.errno in (errno.EAGAIN, errno.ENOMEM) else JobFailed
+            raise failure(f"cannot start {argv[0]!r}: {error}") from None
 
         def end_overdue_job() -> None:
             if process.poll() is None:  # a job that finished at the deadline did not time out
@@ -170,8 +193,45 @@ def run_logged(
         )
     if stop_requested.is_set():
         raise JobStopped(f"stopped on request: {' '.join(argv[:2])}")
+    if code < 0:
+        raise JobInternalError(
+            f"ended by {_signal_name(-code)}, which the engine did not send (killed from outside or out of "
+            f"memory); last lines of {log_path}:\n{log_tail(log_path)}"
+        )
     if code != 0:
         raise JobFailed(f"exited with code {code}; last lines of {log_path}:\n{log_tail(log_path)}")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the job die (SIGKILL) with the engine thread that started it.
+
+    Jobs run in their own session so that a Ctrl-C reaches the engine first; without this, an engine
+    killed outright (SIGKILL, OOM) would leave its job running beside a resumed attempt. Linux's
+    ``PR_SET_PDEATHSIG`` fires when the starting *thread* ends; every thread that starts a job waits for
+    it, so that is never earlier than the engine's end. The check of the parent's pid closes the race
+    of an engine that died between fork and prctl. Elsewhere (no prctl) this does nothing.
+    """
+    parent = os.getpid()
+    prctl = getattr(_LIBC, "prctl", None)
+
+    def preexec() -> None:
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+            if os.getppid() != parent:
+                os._exit(137)
+
+    return preexec
 
 
 def _terminate(process: subprocess.Popen[str], grace_s: float = 10.0) -> None:

@@ -10,7 +10,7 @@ Describe*-shaped properties are recorded and feed later expressions.
 from __future__ import annotations
 
 import json
-import os
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,12 +18,21 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pipeline.definition_reader import own_arguments, steps_of
+from pipeline.local.attempts import Attempt
 from pipeline.local.cache import StepCache, cache_enabled, cache_key
 from pipeline.local.condition import PipelineFailed, evaluate_all, fail
 from pipeline.local.context import LOCAL_ACCOUNT, LOCAL_REGION, EngineSettings, StepContext
-from pipeline.local.executions import Execution, ExecutionStore, now_iso
+from pipeline.local.executions import (
+    Execution,
+    ExecutionRunning,
+    ExecutionStore,
+    mark_abandoned,
+    now_iso,
+    this_process,
+)
 from pipeline.local.expressions import ExpressionError, Scope, property_file_location, resolve
 from pipeline.local.interrupt import ExecutionInterrupted, interrupt_reason, terminating_signals_interrupt
+from pipeline.local.retry import RetryPlan, exception_type
 from pipeline.object_store import ObjectStore
 
 StepRunner = Callable[[StepContext], dict[str, Any]]
@@ -31,6 +40,10 @@ StepRunner = Callable[[StepContext], dict[str, Any]]
 
 class DefinitionError(ValueError):
     """A definition SageMaker would reject: unknown step reference, cycle, bad parameter, unsupported type."""
+
+
+class NothingToResume(DefinitionError):
+    """``--resume`` of an execution that already succeeded: said, and nothing is rewritten."""
 
 
 def _runners() -> dict[str, StepRunner]:
@@ -106,25 +119,41 @@ def plan(definition: Mapping[str, Any]) -> list[PlannedStep]:
 
 
 def coerce_parameter(spec: Mapping[str, Any], value: Any) -> Any:
-    """A parameter value of the definition's declared Type, from a CLI string or a JSON value."""
+    """A parameter value of the definition's declared Type (and one of its EnumValues, when it lists
+    some), from a CLI string or a JSON value. A Float must be finite: SageMaker's API takes JSON numbers."""
     kind, name = spec.get("Type", "String"), spec["Name"]
     try:
-        if kind == "Integer":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if kind == "Float":
-            return float(value)
-        if kind == "Boolean":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text not in ("true", "false"):
-                raise ValueError
-            return text == "true"
-        return str(value)
-    except (TypeError, ValueError):
+        coerced = _coerce(kind, value)
+    except (TypeError, ValueError, OverflowError):
         raise DefinitionError(f"parameter {name!r} is {kind}; {value!r} is not a valid {kind}") from None
+    allowed = spec.get("EnumValues")
+    if allowed and coerced not in [_coerce(kind, item) for item in allowed]:
+        raise DefinitionError(
+            f"parameter {name!r} must be one of {', '.join(map(str, allowed))}; got {value!r}"
+        )
+    return coerced
+
+
+def _coerce(kind: str, value: Any) -> Any:
+    if kind == "Integer":
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(value)
+    if kind == "Float":
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError
+        return number
+    if kind == "Boolean":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in ("true", "false"):
+            raise ValueError
+        return text == "true"
+    return str(value)
 
 
 def parameter_values(definition: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -173,20 +202,25 @@ class LocalEngine:
         parameters = parameter_values(definition, overrides or {})
         execution = self.executions.create(pipeline_name, definition, parameters)
         self.echo(f"execution {execution.id} of {pipeline_name}")
-        return self._run(execution)
+        with execution.claim():
+            return self._run(execution)
 
     def resume(self, execution_id: str) -> ExecutionResult:
-        """Run what an earlier execution left undone; its succeeded steps are kept as they are."""
+        """Run what an earlier execution left undone; its succeeded steps are kept as they are.
+
+        Refused while another engine runs it; a Succeeded execution is left untouched.
+        """
         execution = self.executions.get(execution_id)
-        record = execution.record
-        pid = record.get("pid")
-        if record.get("status") == "Executing" and pid and pid != os.getpid() and _alive(pid):
-            raise DefinitionError(f"execution {execution_id} is still running (pid {pid})")
-        if record.get("status") == "Succeeded":
-            self.echo(f"execution {execution_id} already succeeded; nothing to resume")
-        execution.update(status="Executing", pid=os.getpid(), failure_reason=None, ended_at=None)
-        self.echo(f"resuming execution {execution.id}")
-        return self._run(execution)
+        try:
+            lock = execution.claim()
+        except ExecutionRunning as running:
+            raise DefinitionError(str(running)) from None
+        with lock:
+            if execution.stored_record.get("status") == "Succeeded":
+                raise NothingToResume(f"execution {execution_id} already succeeded; nothing to resume")
+            execution.update(status="Executing", failure_reason=None, ended_at=None, **this_process())
+            self.echo(f"resuming execution {execution.id}")
+            return self._run(execution)
 
     def _run(self, execution: Execution) -> ExecutionResult:
         definition = execution.definition
@@ -255,12 +289,16 @@ class LocalEngine:
 
     def _run_step(self, execution: Execution, step: PlannedStep, scope: Scope) -> dict[str, Any]:
         started = time.monotonic()
+        earlier = mark_abandoned(
+            execution.step_state(step.name) or {}, "its engine ended (killed or crashed)"
+        )
         state: dict[str, Any] = {
             "name": step.name,
             "type": step.type,
             "status": "Executing",
             "started_at": now_iso(),
             "started_ts": time.time(),  # orders the summary table; ISO seconds tie
+            "attempts": list(earlier.get("attempts") or []),  # a resumed step keeps its history
         }
         execution.write_step_state(step.name, state)
         self.echo(f"[{step.name}] {step.type} ...")
@@ -274,7 +312,7 @@ class LocalEngine:
             elif step.type == "Fail":
                 fail(arguments)
             else:
-                state.update(self._run_job(execution, step, arguments))
+                state.update(self._run_job(execution, step, arguments, state))
         except PipelineFailed as failure:
             self._record_failure(execution, state, started, str(failure))
             raise
@@ -291,28 +329,49 @@ class LocalEngine:
         self.echo(f"[{step.name}] succeeded in {state['duration_s']:.1f} s{cached}")
         return state
 
-    def _run_job(self, execution: Execution, step: PlannedStep, arguments: dict[str, Any]) -> dict[str, Any]:
+    def _run_job(
+        self, execution: Execution, step: PlannedStep, arguments: dict[str, Any], state: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A cache hit, or attempts of the job until one succeeds or the retry policies give up."""
         enabled, expire_after = cache_enabled(step.definition)
         key = cache_key(step.type, arguments, self.store) if enabled else None
         if key:
             hit = self.cache.lookup(step.name, key, expire_after)
             if hit:
                 return {"properties": hit["properties"], "cache_hit": hit["execution_id"], "cache_key": key}
-        context = StepContext(
-            name=step.name,
-            step_type=step.type,
-            arguments=arguments,
-            definition=step.definition,
-            work_dir=execution.step_dir(step.name),
-            store=self.store,
-            settings=self.settings,
-            execution_id=execution.id,
-            echo=self.echo,
-        )
-        properties = _runners()[step.type](context)
-        if key:
-            self.cache.save(step.name, key, execution.id, properties)
-        return {"properties": properties, "cache_hit": None, "cache_key": key}
+        retries = RetryPlan(step.definition)
+        while True:
+            attempt = Attempt.begin(execution, step.name, state)
+            context = StepContext(
+                name=step.name,
+                step_type=step.type,
+                arguments=arguments,
+                definition=step.definition,
+                work_dir=attempt.folder,
+                store=self.store,
+                settings=self.settings,
+                execution_id=execution.id,
+                echo=self.echo,
+            )
+            try:
+                properties = _runners()[step.type](context)
+            except Exception as error:
+                delay = retries.delay_after(exception_type(error))
+                attempt.end("Failed", error, retry_in_s=delay)
+                if delay is None:
+                    raise
+                self.echo(
+                    f"[{step.name}] attempt {attempt.number} failed ({attempt.kind}); retry in {delay:g} s"
+                )
+                time.sleep(delay)
+                continue
+            except KeyboardInterrupt as interrupt:
+                attempt.end("Stopped", interrupt)
+                raise
+            attempt.end("Succeeded")
+            if key:
+                self.cache.save(step.name, key, execution.id, properties)
+            return {"properties": properties, "cache_hit": None, "cache_key": key}
 
     def _record_failure(
         self, execution: Execution, state: dict[str, Any], started: float, message: str
@@ -342,16 +401,6 @@ class LocalEngine:
 
 class StepFailed(RuntimeError):
     """A step failed; the execution stops with this message (which names the step)."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _execution_variables(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,15 +2,23 @@
 
 ``<root>/executions/<id>/``: ``execution.json`` (status, parameters, times, failure),
 ``definition.json`` (exactly what ran), and ``steps/<step>/`` with ``state.json`` (status,
-resolved arguments, properties, cache source) and ``logs/``. Files are replaced atomically, so a run
-killed at any moment leaves readable state behind for ``--resume``.
+resolved arguments, properties, cache source, attempts) and one ``attempt-<n>/`` folder per attempt
+(its job's files and ``logs/``). Files are replaced atomically, so a run killed at any moment leaves
+readable state behind for ``--resume``.
+
+Liveness: the record names the engine process (pid and its start time, so a reused pid is not mistaken
+for it). An execution recorded ``Executing`` whose engine is gone reads as ``Failed`` with that reason,
+and its step that was running as ``Failed`` too: nothing is left claiming to run. The engine holds
+``.lock`` in the folder while it runs, so two engines never run one execution.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,11 +26,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
+from filelock import FileLock, Timeout
+
 TERMINAL_STEP_STATUSES = ("Succeeded", "Failed", "NotExecuted")
 
 
 class ExecutionNotFound(LookupError):
-    """No recorded execution has the requested id."""
+    """No recorded execution has the requested id (or the id is not an execution id at all)."""
+
+
+class ExecutionRunning(RuntimeError):
+    """Another live engine process runs this execution."""
+
+
+# What new_execution_id() writes, and nothing that could leave the executions folder.
+_EXECUTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+# A pid's start time as psutil reads it is exact to the clock tick; this absorbs float rounding only.
+_SAME_START_S = 0.05
 
 
 def now_iso() -> str:
@@ -32,13 +53,40 @@ def now_iso() -> str:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename): readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(4)}.part")
     temp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     temp.replace(path)
 
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+def this_process() -> dict[str, Any]:
+    """What identifies the running engine in a record: pid and the process's start time."""
+    return {"pid": os.getpid(), "pid_started": psutil.Process().create_time()}
+
+
+def engine_alive(record: Mapping[str, Any]) -> bool:
+    """Whether the process that the record names still runs (same pid *and* same start time)."""
+    pid = record.get("pid")
+    if not pid:
+        return False
+    try:
+        process = psutil.Process(int(pid))
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = record.get("pid_started")
+        return started is None or abs(process.create_time() - float(started)) < _SAME_START_S
+    except psutil.Error:
+        return False
+
+
+def engine_gone_reason(record: Mapping[str, Any]) -> str:
+    return (
+        f"the engine process (pid {record.get('pid')}) ended without finishing the execution "
+        "(killed or crashed); --resume finishes it"
+    )
 
 
 def new_execution_id() -> str:
@@ -57,13 +105,36 @@ class Execution:
         return self.folder.name
 
     @property
-    def record(self) -> dict[str, Any]:
+    def stored_record(self) -> dict[str, Any]:
+        """execution.json as written, even when its engine is gone."""
         return read_json(self.folder / "execution.json")
 
+    @property
+    def record(self) -> dict[str, Any]:
+        """execution.json as it stands: ``Executing`` with a dead engine reads ``Failed`` with the reason."""
+        record = self.stored_record
+        if record.get("status") == "Executing" and not engine_alive(record):
+            record = {**record, "status": "Failed", "failure_reason": engine_gone_reason(record)}
+        return record
+
     def update(self, **fields: Any) -> dict[str, Any]:
-        record = {**self.record, **fields}
+        record = {**self.stored_record, **fields}
         write_json(self.folder / "execution.json", record)
         return record
+
+    def lock(self) -> FileLock:
+        """Held by the engine while it runs this execution; :meth:`claim` takes it without waiting."""
+        return FileLock(self.folder / ".lock", thread_local=False)
+
+    def claim(self) -> FileLock:
+        """Take the execution's lock, or raise :class:`ExecutionRunning` naming the engine that holds it."""
+        lock = self.lock()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            pid = self.stored_record.get("pid")
+            raise ExecutionRunning(f"execution {self.id} is still running (engine pid {pid})") from None
+        return lock
 
     @property
     def definition(self) -> dict[str, Any]:
@@ -80,15 +151,31 @@ class Execution:
         write_json(self.step_dir(step) / "state.json", dict(state))
 
     def step_states(self) -> dict[str, dict[str, Any]]:
+        """Every step's state; a step still ``Executing`` under a dead engine reads ``Failed``."""
         steps = self.folder / "steps"
         if not steps.is_dir():
             return {}
+        record = self.stored_record
+        dead = record.get("status") == "Executing" and not engine_alive(record)
         states = {}
         for folder in sorted(steps.iterdir()):
             state = self.step_state(folder.name)
             if state is not None:
-                states[folder.name] = state
+                states[folder.name] = mark_abandoned(state, engine_gone_reason(record)) if dead else state
         return states
+
+
+def mark_abandoned(state: Mapping[str, Any], reason: str) -> dict[str, Any]:
+    """A step state (and its attempts) with what was ``Executing`` under a dead engine as ``Failed``."""
+    if state.get("status") != "Executing":
+        return dict(state)
+    attempts = [
+        {**attempt, "status": "Failed", "failure_reason": reason}
+        if attempt.get("status") == "Executing"
+        else attempt
+        for attempt in state.get("attempts") or []
+    ]
+    return {**state, "status": "Failed", "failure_reason": reason, "attempts": attempts}
 
 
 class ExecutionStore:
@@ -113,12 +200,17 @@ class ExecutionStore:
                 "started_at": now_iso(),
                 "ended_at": None,
                 "failure_reason": None,
-                "pid": os.getpid(),
+                **this_process(),
             },
         )
         return Execution(folder)
 
     def get(self, execution_id: str) -> Execution:
+        if not _EXECUTION_ID.match(execution_id):
+            raise ExecutionNotFound(
+                f"{execution_id!r} is not an execution id (like 20250101-120000-a1b2c3; "
+                "`dogpipe executions list` shows them)"
+            )
         folder = self.folder / execution_id
         if not (folder / "execution.json").is_file():
             known = ", ".join(item.id for item in self.list()[-5:]) or "none recorded"

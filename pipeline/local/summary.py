@@ -22,6 +22,9 @@ def steps_table(states: Mapping[str, Mapping[str, Any]]) -> str:
         note = f"cached from {state['cache_hit']}" if state.get("cache_hit") else ""
         if state.get("failure_reason"):
             note = state["failure_reason"].splitlines()[0][:70]
+        attempts = state.get("attempts") or []
+        if len(attempts) > 1 or (attempts and state["status"] == "Executing"):
+            note = f"attempt {attempts[-1]['attempt']} ({len(attempts)} in all) {note}".rstrip()
         lines.append(
             f"{state['name']:<20} {state.get('type', ''):<15} {state['status']:<12} {duration:>9}  {note}"
         )

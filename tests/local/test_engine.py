@@ -248,50 +248,79 @@ def test_failed_step_fails_execution_with_log_tail_and_resume_skips_finished_ste
     assert engine.store.exists(f"{BUCKET}/second/done.txt")
 
 
-def test_resume_after_the_engine_process_is_killed(engine: LocalEngine, tmp_path: Path) -> None:
-    root = engine.settings.root
-    definition_path = tmp_path / "definition.json"
-    definition_path.write_text(json.dumps(two_step_definition(engine.store, tmp_path)))
-    (tmp_path / "block").touch()
+def start_engine_process(root: Path, definition_path: Path) -> subprocess.Popen[str]:
+    """``LocalEngine.start`` in a process of its own (not its own session: the test kills it alone)."""
     program = (
         "import json, sys; from pathlib import Path; from pipeline.local.context import EngineSettings; "
         "from pipeline.local.engine import LocalEngine; "
         f"LocalEngine(EngineSettings(root=Path({str(root)!r})))"
         f".start(json.loads(Path({str(definition_path)!r}).read_text()), 't')"
     )
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-c", program],
         cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
         text=True,
     )
+
+
+def local_config(tmp_path: Path, root: Path) -> Path:
+    import yaml
+
+    config = yaml.safe_load(LOCAL_CONFIG.read_text())
+    config["local"] = {"root": str(root)}
+    path = tmp_path / "local.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_sigkill_of_the_engine_shows_failed_kills_its_job_and_resume_finishes_in_a_fresh_folder(
+    engine: LocalEngine, tmp_path: Path
+) -> None:
+    """SIGKILL to the engine alone: its job dies with it (PR_SET_PDEATHSIG), the very next `status` says
+    the execution is not running, and --resume runs the step again in a new attempt folder."""
+    from pipeline.cli import cli
+
+    root = engine.settings.root
+    definition_path = tmp_path / "definition.json"
+    definition_path.write_text(json.dumps(two_step_definition(engine.store, tmp_path)))
+    block = tmp_path / "block"
+    block.touch()
+    process = start_engine_process(root, definition_path)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            states = engine.executions.latest().step_states() if engine.executions.latest() else {}
-            if (
-                states.get("Second", {}).get("status") == "Executing"
-                and "flaky" in (tmp_path / "counter").read_text()
-            ):
-                break
+        while not _processes_with_env("BLOCK", str(block)) or "flaky" not in _read(tmp_path / "counter"):
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "the engine never reached step Second"
             time.sleep(0.1)
-        else:
-            pytest.fail(
-                "the engine never reached step Second: "
-                f"{process.stdout.read() if process.poll() is not None else ''}"
-            )
+        job = _processes_with_env("BLOCK", str(block))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        if process.poll() is None:
+            process.kill()
     killed = engine.executions.latest()
-    assert killed.record["status"] == "Executing" and killed.step_state("First")["status"] == "Succeeded"
+    config = local_config(tmp_path, root)
+    status = CliRunner().invoke(cli, ["status", killed.id, "--config", str(config)])
+    assert status.exit_code == 0, status.output
+    assert "status:    Failed" in status.output and "Executing" not in status.output, status.output
+    assert f"engine process (pid {process.pid}) ended without finishing" in status.output
+    psutil.wait_procs(job, timeout=10)
+    assert _processes_with_env("BLOCK", str(block)) == []  # the job did not outlive the engine
+    assert killed.step_state("First")["status"] == "Succeeded"
 
-    (tmp_path / "block").unlink()
+    block.unlink()
     resumed = engine.resume(killed.id)
     assert resumed.status == "Succeeded"
     assert (tmp_path / "counter").read_text().splitlines() == ["make", "flaky", "flaky"]
+    attempts = resumed.steps["Second"]["attempts"]
+    assert [(item["attempt"], item["status"]) for item in attempts] == [(1, "Failed"), (2, "Succeeded")]
+    assert attempts[1]["folder"] == "steps/Second/attempt-2"
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def _processes_with_env(name: str, value: str) -> list[psutil.Process]:

@@ -109,7 +109,7 @@ def test_training_follows_the_script_mode_contract(engine: LocalEngine) -> None:
         and trace["CollectionConfigurations"][0]["CollectionName"] == "losses"
     )
     assert trace["LocalPath"] == str(
-        result.execution.step_dir("Train") / "job" / "algo-1" / "opt/ml/output/tensors"
+        result.execution.step_dir("Train") / "attempt-1" / "job" / "algo-1" / "opt/ml/output/tensors"
     )
 
 
@@ -128,7 +128,7 @@ def test_two_instance_training_runs_one_process_per_host_joined_by_ddp(engine: L
     properties = result.steps["Train"]["properties"]
     model = engine.store.path_for(properties["ModelArtifacts"]["S3ModelArtifacts"])
     assert read_tar_member(model, "sum.txt") == "3.0"  # ranks 0 and 1 contributed 1 + 2
-    logs = sorted(path.name for path in (result.execution.step_dir("Train") / "logs").iterdir())
+    logs = sorted(path.name for path in (result.execution.step_dir("Train") / "attempt-1" / "logs").iterdir())
     assert [name.rsplit("-", 1)[1] for name in logs] == ["1.log", "2.log"]
 
 
