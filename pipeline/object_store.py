@@ -16,6 +16,7 @@ import hashlib
 import os
 import secrets
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -71,6 +72,17 @@ class ObjectStore:
         shutil.copytree(source, temp)
         publish_folder(temp, target)
         return sum(1 for path in target.rglob("*") if path.is_file())
+
+    def put_files(self, files: Mapping[str, Path], prefix_uri: str) -> None:
+        """Upload ``{key: local file}`` as ``prefix_uri/<key>``, published whole like :meth:`put_tree`."""
+        target = self.path_for(prefix_uri.rstrip("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = _aside(target)
+        temp.mkdir()
+        for key, source in files.items():
+            (temp / key).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, temp / key)
+        publish_folder(temp, target)
 
     def get(self, uri: str, destination: Path) -> Path:
         """Copy the object or prefix ``uri`` into the folder ``destination``.

@@ -1,5 +1,8 @@
 """``dogpipe run``: stage data and code into the local store, build the definition, execute it.
 
+Data goes to a prefix of its own content (:mod:`pipeline.local.data`) that this execution's data
+parameter names, so runs side by side never read each other's data.
+
 Staging mirrors ``upsert`` on AWS: the content-addressed code archive goes to the same URIs the
 definition names, and is written only when absent, so unchanged code keeps its store fingerprint and
 cached steps stay cached.
@@ -8,13 +11,13 @@ cached steps stay cached.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import PipelineConfig
 from pipeline.local.context import EngineSettings
+from pipeline.local.data import DataError, latest_data, stage_data
 from pipeline.local.engine import ExecutionResult, LocalEngine
 from pipeline.object_store import ObjectStore
 
@@ -46,24 +49,6 @@ def parse_params(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
     return values
 
 
-def upload_data(store: ObjectStore, data_dir: Path, uri: str) -> int:
-    """Copy a local ImageFolder to the data URI (zipped when the URI names a .zip); returns files."""
-    if not data_dir.is_dir():
-        raise RunError(f"--data {data_dir}: not a folder")
-    missing = [split for split in ("train", "valid", "test") if not (data_dir / split).is_dir()]
-    if missing:
-        raise RunError(
-            f"--data {data_dir}: an ImageFolder needs train/, valid/ and test/ "
-            f"(missing: {', '.join(missing)})"
-        )
-    if uri.endswith(".zip"):
-        with tempfile.TemporaryDirectory() as temp:
-            archive = shutil.make_archive(str(Path(temp) / "data"), "zip", data_dir)
-            store.put_file(Path(archive), uri)
-        return 1
-    return store.put_tree(data_dir, uri)
-
-
 def stage_code_in_store(cfg: PipelineConfig, store: ObjectStore):  # type: ignore[no-untyped-def]
     """Pack the training code and put it in the local store where the definition expects it (what
     ``pipeline.remote.upload_code`` does on S3); returns the CodeArchive."""
@@ -84,16 +69,25 @@ def run_local(
 ) -> ExecutionResult:
     """Start (or resume) an execution of the pipeline ``cfg`` describes."""
     engine = engine_for(cfg, echo)
-    if resume:
+    if resume is not None:
         if data_dir or params:
             raise RunError("--resume reruns an execution as it was recorded; drop --data and --param")
         return engine.resume(resume)
+    root = Path(cfg.local.root)
     if data_dir is not None:
-        count = upload_data(engine.store, data_dir, cfg.data.s3_uri)
-        echo(f"uploaded {count} file(s) from {data_dir} to {cfg.data.s3_uri}")
-    if not engine.store.exists(cfg.data.s3_uri):
+        try:
+            data_uri, count, copied = stage_data(engine.store, root, data_dir, cfg.data.s3_uri)
+        except DataError as error:
+            raise RunError(str(error)) from None
+        echo(
+            f"{'uploaded' if copied else 'already in the store:'} {count} file(s) "
+            f"from {data_dir} to {data_uri}"
+        )
+    else:
+        data_uri = latest_data(engine.store, root, cfg.data.s3_uri)
+    if not engine.store.exists(data_uri):
         raise RunError(
-            f"no data at {cfg.data.s3_uri} in the local store ({engine.store.path_for(cfg.data.s3_uri)}); "
+            f"no data at {data_uri} in the local store ({engine.store.path_for(data_uri)}); "
             "pass --data DIR (try: dogpipe sample-data data/sample)"
         )
     code = stage_code_in_store(cfg, engine.store)
@@ -101,13 +95,32 @@ def run_local(
     from pipeline.definition import build_definition
 
     definition = json.loads(build_definition(cfg, role_arn=cfg.project.role_arn, code=code))
-    return engine.start(definition, cfg.project.name, params or {})
+    return engine.start(
+        definition, cfg.project.name, _with_data(definition, cfg, dict(params or {}), data_uri)
+    )
+
+
+def _with_data(
+    definition: Mapping[str, Any], cfg: PipelineConfig, params: dict[str, str], data_uri: str
+) -> dict[str, str]:
+    """The parameters with the data parameter (the one defaulting to data.s3_uri) set to ``data_uri``."""
+    names = [
+        spec["Name"]
+        for spec in definition.get("Parameters") or []
+        if spec.get("DefaultValue") == cfg.data.s3_uri
+    ]
+    if not names or data_uri == cfg.data.s3_uri:
+        return params
+    if names[0] in params:
+        raise RunError(f"--data and --param {names[0]} both choose the data; pass one of them")
+    return {**params, names[0]: data_uri}
 
 
 def find_test_image(cfg: PipelineConfig, data_dir: Path | None) -> Path | None:
     """One test image to send to the endpoint: from ``--data`` or from the store's data prefix."""
     roots = [data_dir] if data_dir else []
-    store_path = ObjectStore(cfg.local.root).path_for(cfg.data.s3_uri)
+    store = ObjectStore(cfg.local.root)
+    store_path = store.path_for(latest_data(store, Path(cfg.local.root), cfg.data.s3_uri))
     if store_path.is_dir():
         roots.append(store_path)
     for root in roots:
