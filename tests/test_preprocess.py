@@ -128,6 +128,17 @@ def test_mismatched_classes_fail_naming_them_and_write_nothing(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_one_class_data_set_fails_naming_the_class(sample_dataset: Path, tmp_path: Path, caplog) -> None:
+    """One class would train nothing and pass any accuracy gate at 100%."""
+    data = tmp_path / "images"
+    keep = dogdata.list_classes(sample_dataset / "train")[0]
+    for split in ("train", "valid", "test"):
+        shutil.copytree(sample_dataset / split / keep, data / split / keep)
+    assert run_main(data, tmp_path / "out") == 2
+    assert f"a data set needs at least two classes; found one: {keep}" in caplog.text
+    assert not (tmp_path / "out").exists()
+
+
 def test_refuses_non_empty_output_and_keeps_its_files(sample_dataset: Path, tmp_path: Path) -> None:
     (tmp_path / "stats").mkdir()
     (tmp_path / "stats" / "keep.txt").write_text("mine")

@@ -104,7 +104,7 @@ def plan(paths: list[str]) -> tuple[list[Candidate], list[dict[str, str]]]:
 
 
 def check_classes(source_paths: list[str]) -> list[str]:
-    """The class list, if all three splits have the same class folders; otherwise a ``DataError``."""
+    """The class list, if all three splits have the same (two or more) class folders; else a ``DataError``."""
     per_split: dict[str, set[str]] = {split: set() for split in SPLITS}
     for path in source_paths:
         parts = path.split("/")
@@ -121,6 +121,8 @@ def check_classes(source_paths: list[str]) -> list[str]:
             problems.append(f"{split} lacks {', '.join(missing)}")
     if problems:
         raise DataError("class folders differ between splits: " + "; ".join(problems))
+    if len(every) < 2:  # one class trains nothing and would pass any accuracy gate at 100%
+        raise DataError(f"a data set needs at least two classes; found one: {', '.join(sorted(every))}")
     return sorted(every)
 
 

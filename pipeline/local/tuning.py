@@ -189,6 +189,9 @@ class TuningJob:
             raise optuna.TrialPruned() from None
         except JobFailed as error:
             self._record(summary, "Failed", None, str(error))
+            self.ctx.echo(
+                f"  [{self.ctx.name}] trial {number} failed: {(str(error).splitlines() or [''])[0]}"
+            )
             raise
         value = job.final_metrics.get(self.metric)
         if value is None:
@@ -218,7 +221,9 @@ class TuningJob:
 
     def run(self) -> dict[str, Any]:
         sampler, pruner = make_sampler_and_pruner(self.config, self.space)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # Optuna logs a failed or interrupted trial as a WARNING with its traceback; the engine says what
+        # happened to each trial itself (one line), so only Optuna's errors are let through.
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         study = optuna.create_study(direction=self.direction.lower(), sampler=sampler, pruner=pruner)
         self.ctx.echo(
             f"  [{self.ctx.name}] {self.config.get('Strategy', 'Bayesian')} search: "
