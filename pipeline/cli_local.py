@@ -42,7 +42,7 @@ def _config(config_path: Path | None, command: str) -> PipelineConfig:
 )
 def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...], resume: str | None) -> None:
     """Run the whole pipeline on this machine: no AWS account, no Docker (engine: local)."""
-    from pipeline.local.engine import DefinitionError, NothingToResume
+    from pipeline.local.errors import DefinitionError, NothingToResume
     from pipeline.local.executions import ExecutionNotFound
     from pipeline.local.interrupt import ExecutionInterrupted
     from pipeline.local.run import RunError, find_test_image, parse_params, run_local

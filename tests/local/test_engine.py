@@ -19,7 +19,8 @@ from click.testing import CliRunner
 
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.context import EngineSettings
-from pipeline.local.engine import DefinitionError, LocalEngine
+from pipeline.local.engine import LocalEngine
+from pipeline.local.errors import DefinitionError
 from pipeline.local.interrupt import ExecutionInterrupted
 from pipeline.object_store import ObjectStore
 

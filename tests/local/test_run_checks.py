@@ -11,7 +11,9 @@ from click.testing import CliRunner
 
 from pipeline.cli import cli
 from pipeline.local.context import EngineSettings
-from pipeline.local.engine import DefinitionError, LocalEngine, coerce_parameter
+from pipeline.local.engine import LocalEngine
+from pipeline.local.errors import DefinitionError
+from pipeline.local.parameters import coerce_parameter
 
 from .definitions import definition
 from .test_engine import local_config
