@@ -57,6 +57,37 @@ class JobTimedOut(JobFailed):
     """A job ran past its ``StoppingCondition.MaxRuntimeInSeconds`` and was ended as SageMaker ends one."""
 
 
+_RUNNING: set[subprocess.Popen[str]] = set()
+_RUNNING_LOCK = threading.Lock()
+#: Set while the engine stops (a signal arrived): jobs that end now were stopped, not failed.
+ENGINE_STOPPING = threading.Event()
+
+
+def stop_running_jobs(grace_s: float = 10.0) -> None:
+    """SIGTERM every job this engine runs, in any thread; SIGKILL those still there ``grace_s`` later.
+
+    Called from the engine's signal handler: jobs of parallel tuning trials run in worker threads that
+    the interrupted main thread would otherwise wait for (Optuna's thread pool) until they finished.
+    """
+    ENGINE_STOPPING.set()
+    with _RUNNING_LOCK:
+        running = [process for process in _RUNNING if process.poll() is None]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+
+    def kill_stragglers() -> None:
+        for process in running:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+    if running:
+        timer = threading.Timer(grace_s, kill_stragglers)
+        timer.daemon = True
+        timer.start()
+
+
 #: Seconds SageMaker leaves a job between SIGTERM and the end when it reaches MaxRuntimeInSeconds, so the
 #: script can save what it has (AWS StoppingCondition docs); the local engine gives the same.
 STOP_GRACE_S = 120.0
@@ -168,6 +199,8 @@ def run_logged(
                 timed_out.set()
                 _terminate(process, grace_s)
 
+        with _RUNNING_LOCK:
+            _RUNNING.add(process)
         deadline = threading.Timer(max_runtime_s, end_overdue_job) if max_runtime_s is not None else None
         if deadline is not None:
             deadline.daemon = True
@@ -186,6 +219,8 @@ def run_logged(
         finally:
             if deadline is not None:
                 deadline.cancel()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(process)
     if timed_out.is_set():
         raise JobTimedOut(
             f"ran past MaxRuntimeInSeconds={max_runtime_s:g} and was stopped (SIGTERM, then up to "
@@ -193,6 +228,8 @@ def run_logged(
         )
     if stop_requested.is_set():
         raise JobStopped(f"stopped on request: {' '.join(argv[:2])}")
+    if code != 0 and ENGINE_STOPPING.is_set():
+        raise JobStopped(f"stopped with the engine: {' '.join(argv[:2])}")
     if code < 0:
         raise JobInternalError(
             f"ended by {_signal_name(-code)}, which the engine did not send (killed from outside or out of "

@@ -20,6 +20,7 @@ from pipeline.definition_reader import own_arguments, steps_of
 from pipeline.local.attempts import Attempt
 from pipeline.local.cache import StepCache, cache_enabled, cache_key
 from pipeline.local.condition import PipelineFailed, evaluate_all, fail
+from pipeline.local.container import ENGINE_STOPPING, stop_running_jobs
 from pipeline.local.context import LOCAL_ACCOUNT, LOCAL_REGION, EngineSettings, StepContext
 from pipeline.local.errors import DefinitionError, NothingToResume
 from pipeline.local.executions import (
@@ -184,7 +185,8 @@ class LocalEngine:
             property_file=property_file,
         )
         try:
-            with terminating_signals_interrupt():
+            ENGINE_STOPPING.clear()
+            with terminating_signals_interrupt(on_signal=stop_running_jobs):
                 self._run_steps(execution, steps, states, scope)
         except PipelineFailed as failure:
             return self._finish(execution, "Failed", str(failure))

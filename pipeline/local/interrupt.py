@@ -3,7 +3,10 @@
 Every job runs in its own session (so a Ctrl-C reaches the engine first, which then stops the job's
 whole process group). A SIGTERM or SIGHUP sent to the engine alone would kill it without that cleanup:
 the job would run on orphaned and the execution would read ``Executing`` forever. While an execution
-runs, both signals therefore raise :class:`KeyboardInterrupt`, taking the same path as Ctrl-C.
+runs, SIGTERM, SIGHUP and Ctrl-C therefore first stop every job the engine runs (parallel tuning trials
+run in worker threads, which an interrupted main thread would otherwise wait for) and then raise
+:class:`KeyboardInterrupt` in the main thread. A SIGKILL leaves no such chance: the jobs die with the
+engine through ``PR_SET_PDEATHSIG`` (:mod:`pipeline.local.container`).
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
-TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 class ExecutionInterrupted(KeyboardInterrupt):
@@ -32,13 +35,10 @@ def interrupt_reason(interrupt: KeyboardInterrupt) -> str:
     return f"interrupted ({name})"
 
 
-def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 @contextlib.contextmanager
-def terminating_signals_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt; the previous handlers come back after.
+def terminating_signals_interrupt(on_signal: Callable[[], None] | None = None) -> Iterator[None]:
+    """Within the block, SIGTERM, SIGHUP and SIGINT (Ctrl-C) call ``on_signal`` (the engine stops every
+    job it runs, in any thread) and raise KeyboardInterrupt; the previous handlers come back after.
 
     Only the main thread can set handlers (elsewhere this does nothing), and a signal the caller chose to
     ignore (``nohup``) stays ignored.
@@ -46,10 +46,16 @@ def terminating_signals_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        if on_signal is not None:
+            on_signal()
+        raise KeyboardInterrupt("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
+
     previous = {}
     for signum in TERMINATING_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
-            previous[signum] = signal.signal(signum, _raise_interrupt)
+            previous[signum] = signal.signal(signum, interrupt)
     try:
         yield
     finally:
