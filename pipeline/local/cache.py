@@ -4,8 +4,13 @@ A job step is reused when the arguments SageMaker compares for its type (:data:`
 are the same as in a previous successful run of the same step. SageMaker compares arguments only;
 here the key also holds a fingerprint of every input object the arguments name (code archive, data
 prefix, model artifact), so changing a file behind an unchanged URI is a cache miss instead of a
-silently stale result. Output locations are left out of
+silently stale result. Fingerprints digest content (sha256 per file, remembered by stat in
+:mod:`pipeline.file_digests`), never sizes and times alone. Output locations are left out of
 the fingerprints: they are written by the step itself.
+
+Two executions may share the cache: each entry is its own file (``<step>/<key>.json``), written whole
+under a unique temporary name and renamed, and never read-modified-written, so concurrent saves of one
+key leave one complete entry and need no lock.
 """
 
 from __future__ import annotations
