@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
-from pipeline.local.store import ObjectStore
 
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.executions import Execution, ExecutionStore
+from pipeline.object_store import ObjectStore
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
