@@ -14,6 +14,11 @@ import numpy as np
 from smdebug.core.modes import ModeKeys
 from smdebug.rules.rule import Rule
 
+if __package__:  # imported as training_code.rule_base (tests, the local engine's in-process runs)
+    from .contract import str2bool
+else:  # inside the processing container: the source dir is the working directory
+    from contract import str2bool  # type: ignore[no-redef]
+
 ISSUES_FOUND = "IssuesFound"
 NO_ISSUES_FOUND = "NoIssuesFound"
 ERROR = "Error"
@@ -31,14 +36,6 @@ class LossPoint:
     global_step: int
     mode: ModeKeys
     value: float
-
-
-def _parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in {"true", "false"}:
-        return value.lower() == "true"
-    raise ValueError(f"expected true/false, got {value!r}")
 
 
 class DogRule(Rule):
@@ -67,7 +64,7 @@ class DogRule(Rule):
             if default is None:  # optional text parameters: mode, tensor_regex
                 return str(value)
             if isinstance(default, bool):
-                return _parse_bool(value)
+                return str2bool(value)
             if isinstance(default, int):
                 if isinstance(value, float) and not value.is_integer():
                     raise ValueError(f"expected an integer, got {value!r}")
