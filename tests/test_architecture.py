@@ -47,6 +47,17 @@ def layer_of(module: str, layers: list[tuple[str, list[str]]]) -> int | None:
     return None if best is None else best[1]
 
 
+def _named(module: str, layers: list[tuple[str, list[str]]]) -> bool:
+    """False for a module of a package that spans several layers (``pipeline``) when no row names it or a
+    subpackage holding it: it only falls under the package's row by default."""
+    top = module.split(".")[0]
+    rows = [row for _, row in layers if any(p == top or p.startswith(top + ".") for p in row)]
+    if len(rows) <= 1:
+        return True
+    dotted = [p for row in rows for p in row if p.startswith(top + ".")]
+    return any(fnmatch.fnmatchcase(module, p) or module.startswith(p + ".") for p in dotted)
+
+
 def imported_modules(path: Path, module: str, known: set[str]) -> list[tuple[int, str]]:
     """``(line, module)`` of every import of our packages in ``path``: relative ones resolved, and
     ``from package import name`` read as the module ``package.name`` when there is one."""
@@ -81,9 +92,10 @@ def violations(root: Path, layers: list[tuple[str, list[str]]]) -> list[str]:
         for line, target in imported_modules(path, module, known):
             theirs = layer_of(target, layers)
             if theirs is not None and theirs > own:
+                unnamed = "" if _named(module, layers) else "; name the module in its row of ARCHITECTURE.md"
                 problems.append(
                     f"{path.relative_to(root)}:{line}: {module} ({layers[own][0]}) imports {target} "
-                    f"({layers[theirs][0]}, a later layer)"
+                    f"({layers[theirs][0]}, a later layer){unnamed}"
                 )
     return sorted(problems)
 
@@ -129,6 +141,11 @@ def test_the_checker_names_an_inverted_import_in_a_synthetic_tree(tmp_path: Path
     )
     unnamed = violations(root, [layers[0], ("foundation", ["pipeline.config"]), layers[2]])
     assert "pipeline.app: no layer in ARCHITECTURE.md names it" in unnamed
+    (root / "pipeline" / "new.py").write_text("import steps.a\n")  # falls under `pipeline` (foundation)
+    assert (
+        "pipeline/new.py:1: pipeline.new (foundation) imports steps.a (builders, a later layer); "
+        "name the module in its row of ARCHITECTURE.md"
+    ) in violations(root, layers)
 
 
 @pytest.mark.parametrize(
