@@ -76,6 +76,23 @@ def _s3_uri(value: str) -> str:
     return value
 
 
+class SageMakerProjectConfig(_Strict):
+    """The SageMaker Project of the pipelines: ``dogpipe upsert`` tags them ``sagemaker:project-name``
+    and ``sagemaker:project-id``, which is how Studio groups a project's pipelines."""
+
+    name: str = Field(..., pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
+    id: str = Field(..., pattern=r"^p-[a-z0-9]+$", description="e.g. p-abcdefghijkl")
+
+
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128 or len(value) > 256:
+            raise ValueError(f"tag {key!r}: keys are 1-128 characters, values at most 256")
+        if key.lower().startswith(("aws:", "sagemaker:")):
+            raise ValueError(f"tag {key!r}: aws: and sagemaker: keys are reserved (see sagemaker_project)")
+    return tags
+
+
 class ProjectConfig(_Strict):
     """Where the pipeline lives: its name, AWS region, and the bucket/prefix for everything it writes."""
 
@@ -86,6 +103,18 @@ class ProjectConfig(_Strict):
     role_arn: str | None = Field(
         None, description="Execution role; may also come from --role-arn or DOGPIPE_ROLE_ARN."
     )
+    # What `dogpipe upsert` sends with the pipelines (none of it changes the definition):
+    description: str | None = Field(None, max_length=3072, description="PipelineDescription.")
+    tags: dict[str, str] = Field(default_factory=dict, max_length=48, description="Tags of the pipelines.")
+    sagemaker_project: SageMakerProjectConfig | None = None
+    max_parallel_steps: int | None = Field(
+        None, ge=1, description="ParallelismConfiguration.MaxParallelExecutionSteps (SageMaker: 50 if unset)."
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_tags(value)
 
     @field_validator("prefix")
     @classmethod

@@ -8,6 +8,7 @@ Start validates parameter overrides against the *deployed* definition, since tha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -81,12 +82,62 @@ class UpsertResult:
     triggers: list[str] = field(default_factory=list)  # one line per rule, schedule, alarm
 
 
-def put_pipeline(sagemaker: Any, name: str, definition: str, role: str) -> tuple[str, str]:
-    """Create or update pipeline ``name``; returns (ARN, "created" | "updated")."""
-    request = {"PipelineName": name, "PipelineDefinition": definition, "RoleArn": role}
+#: Above this size a definition goes to S3 (PipelineDefinitionS3Location), as the SageMaker SDK does.
+INLINE_DEFINITION_LIMIT = 100 * 1024
+
+
+def pipeline_tags(cfg: PipelineConfig) -> list[dict[str, str]]:
+    """The config's tags, plus the SageMaker Project's ``sagemaker:project-name``/``-id`` when set."""
+    tags = dict(cfg.project.tags)
+    if cfg.project.sagemaker_project:
+        tags["sagemaker:project-name"] = cfg.project.sagemaker_project.name
+        tags["sagemaker:project-id"] = cfg.project.sagemaker_project.id
+    return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
+
+
+def definition_location(s3: Any, cfg: PipelineConfig, name: str, definition: str) -> dict[str, Any]:
+    """``PipelineDefinition`` inline, or, over the inline limit, the definition uploaded to the
+    configured bucket under its sha256 (an upload that exists is already right)."""
+    data = definition.encode("utf-8")
+    if len(data) <= INLINE_DEFINITION_LIMIT:
+        return {"PipelineDefinition": definition}
+    digest = hashlib.sha256(data).hexdigest()
+    key = f"{cfg.project.prefix}/definitions/{name}/{digest}.json".lstrip("/")
+    s3.put_object(Bucket=cfg.project.bucket, Key=key, Body=data, ContentType="application/json")
+    return {"PipelineDefinitionS3Location": {"Bucket": cfg.project.bucket, "ObjectKey": key}}
+
+
+def pipeline_settings(cfg: PipelineConfig) -> dict[str, Any]:
+    """Description and parallelism from the config (sent on create and on update)."""
+    settings: dict[str, Any] = {}
+    if cfg.project.description:
+        settings["PipelineDescription"] = cfg.project.description
+    if cfg.project.max_parallel_steps:
+        settings["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": cfg.project.max_parallel_steps}
+    return settings
+
+
+def put_pipeline(
+    clients: AwsClients, cfg: PipelineConfig, name: str, definition: str, role: str
+) -> tuple[str, str]:
+    """Create or update pipeline ``name`` with the config's settings and tags; returns (ARN, action)."""
+    sagemaker = clients.sagemaker
+    request = {
+        "PipelineName": name,
+        "RoleArn": role,
+        **definition_location(clients.s3, cfg, name, definition),
+        **pipeline_settings(cfg),
+    }
+    tags = pipeline_tags(cfg)
     if deployed_definition(sagemaker, name) is None:
-        return sagemaker.create_pipeline(**request, PipelineDisplayName=name)["PipelineArn"], "created"
-    return sagemaker.update_pipeline(**request)["PipelineArn"], "updated"
+        created = sagemaker.create_pipeline(
+            **request, PipelineDisplayName=name, **({"Tags": tags} if tags else {})
+        )
+        return created["PipelineArn"], "created"
+    arn = sagemaker.update_pipeline(**request)["PipelineArn"]
+    if tags:  # UpdatePipeline takes no tags
+        sagemaker.add_tags(ResourceArn=arn, Tags=tags)
+    return arn, "updated"
 
 
 def upsert_triggers(clients: AwsClients, cfg: PipelineConfig, build_arn: str, deploy_arn: str) -> list[str]:
@@ -117,9 +168,9 @@ def upsert_pipeline(
     clients.check_role(role)
     with aws_errors():
         staged = upload_code(clients.s3, archive, cfg)
-        arn, action = put_pipeline(clients.sagemaker, cfg.project.name, definition, role)
+        arn, action = put_pipeline(clients, cfg, cfg.project.name, definition, role)
         deploy_arn, deploy_action = put_pipeline(
-            clients.sagemaker, deploy_pipeline_name(cfg), deploy_definition, role
+            clients, cfg, deploy_pipeline_name(cfg), deploy_definition, role
         )
         triggers = upsert_triggers(clients, cfg, arn, deploy_arn)
     total = len(archive.staging_plan(cfg))

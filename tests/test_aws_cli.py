@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -348,3 +349,56 @@ def test_aws_commands_print_no_library_info_lines_unless_verbose(config_file: Pa
     verbose = upsert("-v")
     assert verbose.returncode == 0, verbose.stderr
     assert "INFO botocore" in verbose.stderr
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_upsert_sends_tags_description_parallelism_and_puts_a_large_definition_in_s3(
+    config_file: Path, tmp_path: Path
+) -> None:
+    raw = yaml.safe_load(config_file.read_text())
+    raw["project"].update(
+        description="Dog breeds, fine-tuned weekly",
+        tags={"team": "vision", "cost-center": "42"},
+        sagemaker_project={"name": "dogs", "id": "p-abcdefghijkl"},
+        max_parallel_steps=3,
+    )
+    config_file.write_text(yaml.safe_dump(raw))
+    definition = make_definition(config_file)
+    definition["Steps"][0]["Description"] = "x" * 120_000  # over the 100 KB inline limit
+    path = write_definition(tmp_path / "definition.json", definition)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+
+    for action in ("created", "updated"):
+        result = dogpipe(
+            "upsert", "--config", str(config_file), "--definition", str(path), "--role-arn", ROLE_ARN
+        )
+        assert result.exit_code == 0, result.output
+        assert f"pipeline {action}" in result.output
+        described = sagemaker.describe_pipeline(PipelineName=PIPELINE)
+        assert described["PipelineDescription"] == "Dog breeds, fine-tuned weekly"
+        assert described["ParallelismConfiguration"] == {"MaxParallelExecutionSteps": 3}
+        tags = sagemaker.list_tags(ResourceArn=described["PipelineArn"])["Tags"]
+        assert {tag["Key"]: tag["Value"] for tag in tags} == {
+            "team": "vision",
+            "cost-center": "42",
+            "sagemaker:project-name": "dogs",
+            "sagemaker:project-id": "p-abcdefghijkl",
+        }
+    text = path.read_text()
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    stored = boto3.client("s3", region_name=REGION).get_object(
+        Bucket=BUCKET, Key=f"dp/definitions/{PIPELINE}/{digest}.json"
+    )
+    assert stored["Body"].read().decode() == text  # moto read the pipeline from there (it keeps a dict)
+
+
+def test_a_small_definition_stays_inline_and_reserved_tags_are_refused(config_file: Path) -> None:
+    from pipeline.config import ConfigError, parse_config
+    from pipeline.remote import definition_location
+
+    cfg = load_config(config_file)
+    assert definition_location(None, cfg, PIPELINE, "{}") == {"PipelineDefinition": "{}"}
+    raw = yaml.safe_load(config_file.read_text())
+    raw["project"]["tags"] = {"sagemaker:project-name": "x"}
+    with pytest.raises(ConfigError, match=r"project -> tags.*reserved"):
+        parse_config(raw)
