@@ -1,12 +1,15 @@
-"""Endpoint latency and throughput: bare eager ``predict_fn`` vs each optimisation vs what ``dogpipe serve``
-serves by default, over HTTP.
+"""Endpoint latency and throughput: bare eager ``predict`` vs each optimisation vs what ``dogpipe serve``
+serves by default, over HTTP. The headline is the HTTP overhead: HTTP p50 minus the p50 of the optimised
+``predict`` it wraps (parse + decode + forward + ranking in-process, the server's default mode), with
+where that time goes inside the server (its ``Server-Timing`` header: body read, wait for a worker
+thread, predict on that thread, back to the event loop) and outside it (uvicorn, loopback, client).
 
 For each default model (squeezenet1_1 at 224 px, SageMaker; mobilenet_v2 at 96 px, the local demo), with
 random weights, 10 breeds and one 500x375 JPEG, every case taking turns (``measure_interleaved``) so load
 from other processes hits them alike:
-- eager predict_fn: ``inference.load_model(optimize="eager")`` in-process with torch's default threads
+- eager predict: ``inference.load_model(optimize="eager")`` in-process with torch's default threads
   and with one; the faster is the baseline of issue 6 (a plain handler, no server);
-- trace / onednn / compile predict_fn with torch's default threads (what the server runs for a request
+- trace / onednn / compile predict with torch's default threads (what the server runs for a request
   that is alone), and onednn's one-thread build (what it runs for requests side by side on 2 cores);
   compile is left out of ``--quick``;
 - HTTP: ``python -m pipeline.serving`` with its default ``--optimize`` on loopback, one request at a
@@ -21,6 +24,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import socket
 import subprocess
 import sys
 import tempfile
@@ -94,10 +98,18 @@ def start_server(model_dir: Path, url_file: Path, log: Path, *options: str) -> s
     return process
 
 
-def keep_alive_post(url: str, payload: bytes) -> Callable[[], None]:
-    """One POST /invocations per call over one persistent connection, checked for a 200."""
+def keep_alive_post(
+    url: str, payload: bytes, phases: dict[str, list[float]] | None = None
+) -> Callable[[], None]:
+    """One POST /invocations per call over one persistent connection, checked for a 200; the server's
+    ``Server-Timing`` durations (ms) are appended to ``phases`` by name."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    connection.connect()
+    # http.client sends the headers and the body in two writes; without TCP_NODELAY, Nagle holds the
+    # body until the server's delayed ACK of the headers, a client-side stall of several ms (urllib3,
+    # hence requests, botocore and `dogpipe predict`, set TCP_NODELAY by default).
+    connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     headers = {"Content-Type": "image/jpeg", "Accept": "application/json"}
 
     def post() -> None:
@@ -106,8 +118,21 @@ def keep_alive_post(url: str, payload: bytes) -> Callable[[], None]:
         body = response.read()
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+        if phases is not None:
+            for part in (response.getheader("Server-Timing") or "").split(","):
+                name, _, duration = part.strip().partition(";dur=")
+                if duration:
+                    phases.setdefault(name, []).append(float(duration))
 
     return post
+
+
+def nodelay_client(url: str):  # type: ignore[no-untyped-def]
+    """An httpx client whose connections set TCP_NODELAY, as urllib3's do."""
+    import httpx
+
+    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    return httpx.Client(base_url=url, timeout=60, transport=transport)
 
 
 def with_threads(threads: int, fn: Callable[[], object]) -> Callable[[], None]:
@@ -139,11 +164,10 @@ def load_modes(
 
 def throughput(url: str, payload: bytes, requests: int) -> dict[int, float]:
     """Requests per second with ``CONCURRENCY`` clients sharing one connection pool."""
-    import httpx
 
     rates: dict[int, float] = {}
     headers = {"Content-Type": "image/jpeg"}
-    with httpx.Client(base_url=url, timeout=60) as client:
+    with nodelay_client(url) as client:
 
         def post(_: int) -> int:
             return client.post("/invocations", content=payload, headers=headers).status_code
@@ -159,7 +183,6 @@ def throughput(url: str, payload: bytes, requests: int) -> dict[int, float]:
 
 
 def bench_model(report: Report, architecture: str, image_size: int, *, quick: bool) -> None:
-    import httpx
 
     tag = f"{architecture} {image_size}px"
     repeats, concurrent_requests = (10, 16) if quick else (60, 160)
@@ -179,23 +202,25 @@ def bench_model(report: Report, architecture: str, image_size: int, *, quick: bo
             served = load_modes(model_dir, modes, report, tag)
 
             def predict_fn(model: inference.ServedModel) -> Callable[[], object]:
-                return lambda: inference.predict_fn(inference.input_fn(payload, "image/jpeg"), model)
+                """What the server's worker thread runs for a request alone (``classify``)."""
+                return lambda: inference.predict(model, inference.parse_request(payload, "image/jpeg"))
 
             def shared_predict(model: inference.ServedModel) -> Callable[[], object]:
-                request = lambda: inference.input_fn(payload, "image/jpeg")  # noqa: E731
+                request = lambda: inference.parse_request(payload, "image/jpeg")  # noqa: E731
                 return with_threads(1, lambda: inference.predict(model, request(), shared=True))
 
+            phases: dict[str, list[float]] = {}
             cases: dict[str, Callable[[], object]] = {
-                f"eager predict_fn, {default_threads} threads": predict_fn(served["eager"]),
-                "eager predict_fn, 1 thread": with_threads(1, predict_fn(served["eager"])),
+                f"eager predict, {default_threads} threads": predict_fn(served["eager"]),
+                "eager predict, 1 thread": with_threads(1, predict_fn(served["eager"])),
                 **{
-                    f"{mode} predict_fn, {default_threads} threads": predict_fn(served[mode])
+                    f"{mode} predict, {default_threads} threads": predict_fn(served[mode])
                     for mode in modes[1:]
                 },
-                "onednn predict_fn, 1-thread build (requests side by side)": shared_predict(served["onednn"]),
-                "HTTP, default mode (http.client keep-alive)": keep_alive_post(url, payload),
+                "onednn predict, 1-thread build (requests side by side)": shared_predict(served["onednn"]),
+                "HTTP, default mode (http.client keep-alive)": keep_alive_post(url, payload, phases),
             }
-            with httpx.Client(base_url=url, timeout=60) as client:
+            with nodelay_client(url) as client:
                 headers = {"Content-Type": "image/jpeg"}
                 cases["HTTP, default mode (httpx)"] = lambda: client.post(
                     "/invocations", content=payload, headers=headers
@@ -209,7 +234,7 @@ def bench_model(report: Report, architecture: str, image_size: int, *, quick: bo
         finally:
             process.terminate()
             process.wait(timeout=30)
-    record(report, tag, timings, default_threads)
+    record(report, tag, timings, default_threads, phases)
     for clients, rate in rates.items():
         report.ratio("endpoint", f"{tag}: req/s, {clients} concurrent client(s)", rate)
     report.ratio(
@@ -217,19 +242,35 @@ def bench_model(report: Report, architecture: str, image_size: int, *, quick: bo
     )
 
 
-def record(report: Report, tag: str, timings: dict[str, Timing], default_threads: int) -> None:
-    """Latency rows, and the ratios against the faster eager setting (so the server is not flattered by
-    oversubscribed intra-op threads when another process holds a core)."""
+def record(
+    report: Report, tag: str, timings: dict[str, Timing], default_threads: int, phases: dict[str, list[float]]
+) -> None:
+    """The headline (HTTP overhead over the optimised predict), where it goes, latency rows, and the
+    ratios against the faster eager setting (so the server is not flattered by oversubscribed intra-op
+    threads when another process holds a core)."""
+    http_ms = timings["HTTP, default mode (http.client keep-alive)"].median * 1000
+    optimised_ms = (
+        timings[f"{model_optimize.DEFAULT_OPTIMIZE} predict, {default_threads} threads"].median * 1000
+    )
+    report.ratio(
+        "endpoint", f"{tag}: HTTP overhead over optimised predict p50, ms", http_ms - optimised_ms, "<= 1.5"
+    )
+    inside = 0.0
+    for name, samples in phases.items():
+        report.latency("endpoint", f"{tag} server phase: {name}", samples)
+        inside += float(np.median(samples))
+    report.ratio(
+        "endpoint", f"{tag}: HTTP p50 outside the app (uvicorn, loopback, client), ms", http_ms - inside
+    )
     for case, timing in timings.items():
         samples = [seconds * 1000 for seconds in timing.samples]
         note = f"p95 {np.percentile(samples, 95):.1f} ms" if case.startswith("HTTP") else ""
         report.latency("endpoint", f"{tag} {case}", samples, note=note)
     eager = min(
-        timings[f"eager predict_fn, {default_threads} threads"].median,
-        timings["eager predict_fn, 1 thread"].median,
+        timings[f"eager predict, {default_threads} threads"].median,
+        timings["eager predict, 1 thread"].median,
     )
-    http_ms = timings["HTTP, default mode (http.client keep-alive)"].median
-    report.ratio("endpoint", f"{tag}: HTTP p50 / bare eager predict_fn p50", http_ms / eager, "<= 1.0")
+    report.ratio("endpoint", f"{tag}: HTTP p50 / bare eager predict p50", http_ms / 1000 / eager, "<= 1.0")
     report.ratio(
         "endpoint", f"{tag}: same, httpx client", timings["HTTP, default mode (httpx)"].median / eager
     )

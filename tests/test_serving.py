@@ -95,6 +95,8 @@ def test_ping_and_a_good_image(client: TestClient, model: inference.ServedModel)
     body = reply.json()
     assert_same_predictions(body["predictions"], expected_reply(model, payload))
     assert body["model_version"] == "test-model/1" and body["latency_ms"] > 0
+    phases = dict(part.strip().split(";dur=") for part in reply.headers["server-timing"].split(","))
+    assert list(phases) == ["body", "queue", "predict", "resume"] and float(phases["predict"]) > 0
 
 
 class _Recording(torch.nn.Module):

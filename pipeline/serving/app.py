@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -92,6 +93,9 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
         if length > limit:
             raise inference.PayloadTooLarge(f"payload of {length:,} bytes exceeds the {limit:,}-byte limit")
     try:
+        if sys.version_info >= (3, 11):  # a deadline on this task; wait_for would start another task
+            async with asyncio.timeout(timeout_s):
+                return await _read_counted(request, limit)
         return await asyncio.wait_for(_read_counted(request, limit), timeout_s)
     except asyncio.TimeoutError:
         raise inference.RequestError(
@@ -109,11 +113,15 @@ class InferenceService:
         # Requests between submission and reply; read and written on the event loop only.
         self.in_flight = 0
 
-    def classify(self, body: bytes, content_type: str | None, shared: bool) -> dict[str, Any]:
-        """Runs in a worker thread: the same parse and predict the SageMaker handlers run."""
+    def classify(
+        self, body: bytes, content_type: str | None, shared: bool
+    ) -> tuple[dict[str, Any], float, float]:
+        """Runs in a worker thread: the same parse and predict the SageMaker handlers run; returns the
+        reply and when the thread started and finished it (``perf_counter``), for ``Server-Timing``."""
+        started = time.perf_counter()
         settings = self.settings
         payloads = inference.parse_request(body, content_type, settings.max_batch, settings.max_pixels)
-        return inference.predict(self.model, payloads, shared=shared)
+        return inference.predict(self.model, payloads, shared=shared), started, time.perf_counter()
 
     async def ping(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "model_version": self.model.version})
@@ -125,7 +133,8 @@ class InferenceService:
             inference.check_content_type(content_type)
             inference.check_accept(request.headers.get("accept"))
             body = await read_body(request, self.settings.max_payload_bytes, self.settings.body_timeout_s)
-            reply = await self._run(body, content_type)
+            received = time.perf_counter()
+            reply, picked_up, predicted = await self._run(body, content_type)
         except inference.RequestError as error:
             return error_response(error.status_code, error.message)
         except ClientDisconnect:  # the client left before sending its body: nobody to answer
@@ -134,10 +143,17 @@ class InferenceService:
         except Exception:  # a bug, not the client's fault: say so without leaking a stack trace
             log.exception("inference failed")
             return error_response(500, inference.INTERNAL_ERROR)
-        reply["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        return Response(json.dumps(reply), media_type=inference.JSON_TYPE)
+        resumed = time.perf_counter()
+        reply["latency_ms"] = round((resumed - started) * 1000, 3)
+        # Where the request's time went inside the server (bench/endpoint_bench.py reads it): body read,
+        # wait for a worker thread, parse + predict, back to the event loop.
+        timing = (
+            f"body;dur={(received - started) * 1000:.3f}, queue;dur={(picked_up - received) * 1000:.3f}, "
+            f"predict;dur={(predicted - picked_up) * 1000:.3f}, resume;dur={(resumed - predicted) * 1000:.3f}"
+        )
+        return Response(json.dumps(reply), media_type=inference.JSON_TYPE, headers={"Server-Timing": timing})
 
-    async def _run(self, body: bytes, content_type: str | None) -> dict[str, Any]:
+    async def _run(self, body: bytes, content_type: str | None) -> tuple[dict[str, Any], float, float]:
         """``classify`` on a worker thread; a 503 when ``max_queued`` requests already wait for one."""
         if self.in_flight >= self.settings.workers + self.settings.max_queued:
             raise inference.RequestError("server busy: too many requests waiting; retry later", 503)
