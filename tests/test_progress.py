@@ -180,3 +180,30 @@ def test_a_test_or_benchmark_echo_never_gets_a_bar() -> None:
 
     lines: list[str] = []
     assert not echoes_to_terminal(lines.append)
+
+
+JOB_LINES = """
+import click
+from pipeline.console_progress import JobLines
+shown = JobLines(click.echo, "  [Preprocess] ")
+for done in range(500, 8500, 500):
+    shown.show(f"2026-12-02 08:00:00,000 preprocess INFO verified {done}/8351 files (3 quarantined)")
+shown.show("2026-12-02 08:00:01,000 preprocess WARNING quarantined train/a/x.jpg: not an image")
+shown.close()
+"""
+
+
+def test_the_engine_turns_a_jobs_progress_lines_into_a_bar_on_a_terminal() -> None:
+    output = run_in_pty([sys.executable, "-c", JOB_LINES])
+    assert "[Preprocess] verified" in output and "8000/8351" in output and "3 quarantined" in output
+    kept = [part for part in re.split(r"[\r\n]", output) if "INFO verified" in part]
+    assert kept == []  # none of the 16 progress lines is printed as a line
+    assert "  [Preprocess] 2026-12-02 08:00:01,000 preprocess WARNING quarantined train/a/x.jpg" in output
+
+
+def test_the_engine_echoes_a_jobs_progress_lines_when_not_a_terminal() -> None:
+    result = subprocess.run([sys.executable, "-c", JOB_LINES], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 17 and lines[0].endswith("INFO verified 500/8351 files (3 quarantined)")
+    assert all(line.startswith("  [Preprocess] 2026-12-02") for line in lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.console_progress import JobLines
 from pipeline.local.container import Container, job_name, max_runtime_seconds, run_logged
 from pipeline.local.context import StepContext, arn
 
@@ -51,14 +52,18 @@ def run_processing(ctx: StepContext) -> dict[str, Any]:
     env = container.environment(arguments.get("Environment") or {})
     env["DOGPIPE_LOCAL_REGISTRY"] = str(ctx.settings.root / "registry")  # stands in for the registry API
     ctx.echo(f"  [{ctx.name}] {' '.join(argv[1:])}")
-    run_logged(
-        argv,
-        env,
-        container.job_dir,
-        ctx.log_dir / f"{name}.log",
-        on_line=_echo_prefixed(ctx),
-        max_runtime_s=max_runtime_seconds(arguments),
-    )
+    shown = JobLines(ctx.echo, f"  [{ctx.name}] ")
+    try:
+        run_logged(
+            argv,
+            env,
+            container.job_dir,
+            ctx.log_dir / f"{name}.log",
+            on_line=_echo_prefixed(shown),
+            max_runtime_s=max_runtime_seconds(arguments),
+        )
+    finally:
+        shown.close()
 
     for item in outputs:
         ctx.store.put_tree(container.path(item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])
@@ -71,9 +76,9 @@ def run_processing(ctx: StepContext) -> dict[str, Any]:
     }
 
 
-def _echo_prefixed(ctx: StepContext):  # type: ignore[no-untyped-def]
+def _echo_prefixed(shown: JobLines):  # type: ignore[no-untyped-def]
     def echo(line: str) -> None:
         if line.startswith(("epoch=", "WARNING", "ERROR", "error")) or "quarantin" in line:
-            ctx.echo(f"  [{ctx.name}] {line}")
+            shown.show(line)
 
     return echo
