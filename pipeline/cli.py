@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -211,13 +212,11 @@ def definition(config_path: Path | None, output: Path | None, role_arn: str | No
 @output_option
 def validate(config_path: Path | None, definition_path: Path | None, output: str) -> None:
     """Check the config and the definition (DAG and every step's API request shape); exit 1 on problems."""
-    from pipeline.validate import validate_definition
-
     cfg = read_config(config_path)
     require_known_architecture(cfg)
-    problems = validate_definition(definition_text(cfg, definition_path))
+    problems = _validated(definition_text(cfg, definition_path))
     if definition_path is None:  # the deploy pipeline, built from the same config
-        problems += validate_definition(deploy_definition_text(cfg))
+        problems += _validated(deploy_definition_text(cfg))
     if output == "json":
         fields = [{"step": p.step, "path": p.path, "message": p.message} for p in problems]
         click.echo(to_json({"valid": not problems, "problems": fields}))
@@ -228,6 +227,30 @@ def validate(config_path: Path | None, definition_path: Path | None, output: str
         raise click.ClickException(f"{len(problems)} problem(s) in the pipeline definition")
     if output == "table":
         click.echo("config and definition are valid")
+
+
+def _validated(text: str) -> list[Any]:
+    """``validate_definition(text)``, kept in the answer cache under the definition's hash, botocore's
+    version (its API shapes are the reference) and the validator's source: loading the SageMaker API
+    model is most of a warm ``dogpipe validate``."""
+    import json
+
+    import pipeline.definition_reader
+    import pipeline.validate
+    from pipeline.answer_cache import cached_text, digest, versions
+
+    sources = [
+        Path(module.__file__).read_text() for module in (pipeline.validate, pipeline.definition_reader)
+    ]
+    key = digest({"definition": text, "versions": versions("botocore"), "sources": sources})
+
+    def problems() -> str:
+        found = pipeline.validate.validate_definition(text)
+        return json.dumps([{"step": p.step, "path": p.path, "message": p.message} for p in found])
+
+    return [
+        pipeline.validate.Problem(**item) for item in json.loads(cached_text("validation", key, problems))
+    ]
 
 
 @cli.command("graph", epilog=examples("dogpipe graph", "dogpipe graph --definition definition.json"))

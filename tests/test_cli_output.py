@@ -90,7 +90,14 @@ def test_executions_list_and_status(config: Path, tmp_path: Path) -> None:
     table, record = both("status", first, "--config", str(config))
     assert record["execution"] == first and record["status"] == "Succeeded"
     assert record["steps"] == [
-        {"step": "Preprocess", "type": "Processing", "status": "Succeeded", "duration_s": 5.8, "note": None}
+        {
+            "step": "Preprocess",
+            "type": "Processing",
+            "status": "Succeeded",
+            "duration_s": 5.8,
+            "attempts": None,
+            "note": None,
+        }
     ]
     head, steps = table.split("\nSTEP", 1)
     fields = dict(line.split(": ", 1) for line in head.splitlines())
