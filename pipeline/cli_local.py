@@ -72,7 +72,7 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
         click.echo(line)
     sample = None
     if result.status == "Succeeded":
-        sample = _show_endpoint(cfg, result, find_test_image(cfg, data_dir))
+        sample = _show_endpoint(cfg, result, find_test_image(cfg, data_dir), config_path)
     _write_report(cfg, result.execution.id, sample)
     if result.status != "Succeeded":
         click.echo(f"\nexecution {result.execution.id} {result.status}: {result.failure_reason}", err=True)
@@ -85,11 +85,21 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
     click.echo(f"\nexecution {result.execution.id} Succeeded")
 
 
+def _config_flag(config_path: Path | None) -> str:
+    """`` --config FILE`` for a printed follow-up command, unless the one rule's default finds it anyway."""
+    import os
+
+    from pipeline.cli_options import CONFIG_ENV, DEFAULT_CONFIG_PATH
+
+    if config_path is None or (config_path == DEFAULT_CONFIG_PATH and not os.environ.get(CONFIG_ENV)):
+        return ""
+    return f" --config {shlex.quote(str(config_path))}"
+
+
 def _resume_command(config_path: Path | None, execution_id: str) -> str:
-    """The command that resumes ``execution_id``: with the same ``--config``, since executions live
-    under that config's ``local.root``."""
-    config = f" --config {shlex.quote(str(config_path))}" if config_path else ""
-    return f"dogpipe run{config} --resume {execution_id}"
+    """The command that resumes ``execution_id``: with the same config, since executions live under
+    that config's ``local.root``."""
+    return f"dogpipe run{_config_flag(config_path)} --resume {execution_id}"
 
 
 def _write_report(cfg: PipelineConfig, execution_id: str, sample: tuple[Path, dict] | None) -> None:
@@ -106,7 +116,9 @@ def _write_report(cfg: PipelineConfig, execution_id: str, sample: tuple[Path, di
     click.echo(f"report: {path}")
 
 
-def _show_endpoint(cfg: PipelineConfig, result, image: Path | None) -> tuple[Path, dict] | None:  # type: ignore[no-untyped-def]
+def _show_endpoint(
+    cfg: PipelineConfig, result, image: Path | None, config_path: Path | None
+) -> tuple[Path, dict] | None:  # type: ignore[no-untyped-def]
     """Print the deployed endpoint and its answer for ``image``; returns (image, reply) for the report."""
     from pipeline.local.endpoint_servers import EndpointError, read_endpoint
 
@@ -120,7 +132,8 @@ def _show_endpoint(cfg: PipelineConfig, result, image: Path | None) -> tuple[Pat
         except EndpointError as error:
             click.echo(f"endpoint {name}: {error}")
             continue
-        click.echo(f"endpoint: {name} at {url} (dogpipe predict IMAGE --endpoint {name} --config ...)")
+        hint = f"dogpipe predict IMAGE --endpoint {name}{_config_flag(config_path)}"
+        click.echo(f"endpoint: {name} at {url} ({hint})")
         if image is None:
             continue
         from pipeline.serving.client import PredictError, format_reply, invoke_http, read_image
