@@ -70,6 +70,7 @@ def test_ctrl_c_exits_130(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "graph", "--definition", str(fifo)],
+        cwd=Path(__file__).resolve().parent.parent,  # the checkout: its config/local.yaml is the default
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
