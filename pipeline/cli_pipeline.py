@@ -174,6 +174,11 @@ def diff(
         deployed = require_deployed_definition(clients.sagemaker, cfg.project.name)
     for line in diff_definitions(deployed, local).lines():
         click.echo(line)
+    from pipeline.triggers import trigger_diff  # the approval rule and the schedule (pipeline/triggers.py)
+
+    with friendly_errors():
+        for line in trigger_diff(clients.client("events"), clients.client("scheduler"), cfg):
+            click.echo(line)
 
 
 PIPELINE_COMMANDS: tuple[click.Command, ...] = (upsert, start, status, diff)

@@ -194,3 +194,50 @@ def upsert_alarms(cloudwatch: Any, cfg: PipelineConfig) -> str:
     for request in requests:
         cloudwatch.put_metric_alarm(**request)
     return f"rollback alarms: {', '.join(request['AlarmName'] for request in requests)}"
+
+
+def _rule_state(events: Any, cfg: PipelineConfig) -> str | None:
+    """The approval rule as deployed, in the terms the config sets (pattern, parameters), or None."""
+    rule = describe_rule(events, approval_rule_name(cfg))
+    if rule is None:
+        return None
+    targets = events.list_targets_by_rule(Rule=approval_rule_name(cfg)).get("Targets", [])
+    parameters = [
+        (item["Name"], item["Value"])
+        for target in targets
+        for item in (target.get("SageMakerPipelineParameters") or {}).get("PipelineParameterList", [])
+    ]
+    pattern = json.loads(rule.get("EventPattern") or "{}")
+    return json.dumps({"pattern": pattern, "parameters": parameters}, sort_keys=True)
+
+
+def _wanted_rule_state(cfg: PipelineConfig) -> str | None:
+    if cfg.deploy.on_approval == "off":
+        return None
+    parameters = [("ModelPackageArn", LATEST_PACKAGE)]
+    return json.dumps({"pattern": approval_event_pattern(cfg), "parameters": parameters}, sort_keys=True)
+
+
+def trigger_diff(events: Any, scheduler: Any, cfg: PipelineConfig) -> list[str]:
+    """What ``dogpipe upsert`` would change in the approval rule and the schedule, one line each."""
+    lines = []
+    deployed, wanted = _rule_state(events, cfg), _wanted_rule_state(cfg)
+    rule = f"approval rule {approval_rule_name(cfg)}"
+    if deployed == wanted:
+        lines.append(f"{rule}: unchanged" if wanted else f"{rule}: none (deploy.on_approval is off)")
+    elif wanted is None:
+        lines.append(f"{rule}: would be deleted (deploy.on_approval is off)")
+    elif deployed is None:
+        lines.append(f"{rule}: would be created (Approved packages of {cfg.registry.model_package_group})")
+    else:
+        lines.append(f"{rule}: would be updated: {deployed} -> {wanted}")
+    schedule = get_schedule(scheduler, schedule_name(cfg))
+    current = schedule.get("ScheduleExpression") if schedule else None
+    label = f"schedule {schedule_name(cfg)}"
+    if current == cfg.schedule:
+        lines.append(f"{label}: unchanged ({current})" if current else f"{label}: none")
+    elif cfg.schedule is None:
+        lines.append(f"{label}: would be deleted (was {current})")
+    else:
+        lines.append(f"{label}: {current or 'none'} -> {cfg.schedule}")
+    return lines

@@ -172,6 +172,13 @@ def test_upsert_creates_both_pipelines_the_rule_the_schedule_and_the_alarms(tmp_
     )
 
     raw = yaml.safe_load(config.read_text())
+    raw["schedule"] = "rate(1 day)"
+    config.write_text(yaml.safe_dump(raw))
+    diff = runner.invoke(cli, ["diff", "--config", str(config)], catch_exceptions=False)
+    assert diff.exit_code == 0, diff.output
+    assert f"approval rule {PROJECT}-deploy-on-approval: unchanged" in diff.output
+    assert f"schedule {PROJECT}-scheduled-build: rate(7 days) -> rate(1 day)" in diff.output
+
     raw["deploy"]["on_approval"] = "off"
     raw.pop("schedule")
     config.write_text(yaml.safe_dump(raw))
@@ -179,3 +186,5 @@ def test_upsert_creates_both_pipelines_the_rule_the_schedule_and_the_alarms(tmp_
     assert off.exit_code == 0, off.output
     assert "deleted (deploy.on_approval is off)" in off.output and "deleted (no schedule" in off.output
     assert events.list_rules(NamePrefix=PROJECT)["Rules"] == []
+    after = runner.invoke(cli, ["diff", "--config", str(config)], catch_exceptions=False)
+    assert "none (deploy.on_approval is off)" in after.output and "scheduled-build: none" in after.output

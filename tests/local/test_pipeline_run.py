@@ -210,3 +210,79 @@ def test_a_newcomer_types_commands_without_config_and_they_act_on_the_local_engi
         assert any(name in ok("predict", str(image), "--endpoint", "dogpipe-prod") for name in classes)
     finally:
         stop_endpoint(pipeline_run["root"], "dogpipe-prod")
+
+
+def _unservable_copy(root: Path, model_data_url: str) -> str:
+    """The same model with its normalisation std set to 0: it loads and answers /ping, and every
+    prediction is NaN (what a broken training run can hand over). Returns its store URI."""
+    import io
+    import tarfile
+
+    from pipeline.object_store import ObjectStore
+
+    store = ObjectStore(root)
+    source = store.path_for(model_data_url)
+    target_uri = model_data_url.replace("model.tar.gz", "nan-std/model.tar.gz")
+    buffer = io.BytesIO()
+    with tarfile.open(source) as original, tarfile.open(fileobj=buffer, mode="w:gz") as copy:
+        for member in original.getmembers():
+            data = original.extractfile(member).read() if member.isfile() else None
+            if member.name.endswith("model_info.json"):
+                info = json.loads(data)
+                data = json.dumps({**info, "std": [0.0] * len(info["std"])}).encode()
+                member.size = len(data)
+            copy.addfile(member, io.BytesIO(data) if data is not None else None)
+    store.put_bytes(target_uri, buffer.getvalue())
+    return target_uri
+
+
+def test_approval_runs_the_deploy_pipeline_and_a_failing_version_leaves_the_old_one_serving(
+    pipeline_run: dict[str, Any], sample_dataset: Path
+) -> None:
+    """Issue 12 locally: approve → the deploy pipeline puts that version on prod; approving a newer
+    version whose model fails its smoke prediction fails the deploy execution with the reason and
+    leaves the old version serving; rejecting deploys nothing; `endpoints list` shows what serves where."""
+    root, config = pipeline_run["root"], str(pipeline_run["config"])
+    runner = CliRunner()
+    registry = LocalRegistry(root)
+    try:
+        approved = runner.invoke(cli, ["models", "approve", "1", "--config", config])
+        assert approved.exit_code == 0, approved.output
+        assert "Succeeded: dogpipe-prod serves dogpipe-dog-breeds/1 at http://127.0.0.1:" in approved.output
+        serving = read_endpoint(root, "dogpipe-prod")
+        image = next((sample_dataset / "test").rglob("*.jpg"))
+        predicted = runner.invoke(
+            cli, ["predict", str(image), "--endpoint", "dogpipe-prod", "--config", config]
+        )
+        assert "model dogpipe-dog-breeds/1" in predicted.output
+
+        broken = registry.register(
+            "dogpipe-dog-breeds",
+            _unservable_copy(root, registry.get("dogpipe-dog-breeds", 1).model_data_url),
+            "",
+        )
+        failed = runner.invoke(cli, ["models", "approve", str(broken.version), "--config", config])
+        assert failed.exit_code == 1, failed.output
+        assert "smoke prediction failed" in failed.output
+        deploy_run = ExecutionStore(root).latest().record
+        assert deploy_run["pipeline_name"].endswith("-deploy") and deploy_run["status"] == "Failed"
+        assert (
+            "Deploy" in deploy_run["failure_reason"]
+            and "smoke prediction failed" in deploy_run["failure_reason"]
+        )
+        assert read_endpoint(root, "dogpipe-prod") == serving
+        again = runner.invoke(cli, ["predict", str(image), "--endpoint", "dogpipe-prod", "--config", config])
+        assert "model dogpipe-dog-breeds/1" in again.output
+
+        before = len(ExecutionStore(root).list())
+        rejected = runner.invoke(cli, ["models", "reject", str(broken.version), "--config", config])
+        assert rejected.exit_code == 0 and len(ExecutionStore(root).list()) == before
+
+        listed = runner.invoke(cli, ["endpoints", "list", "--config", config, "--output", "json"])
+        rows = {row["name"]: row for row in json.loads(listed.output)}
+        assert (
+            rows["dogpipe-prod"]["model_version"] == "dogpipe-dog-breeds/1" and rows["dogpipe-prod"]["alive"]
+        )
+        assert rows["dogpipe-test-staging"]["alive"]
+    finally:
+        stop_endpoint(root, "dogpipe-prod")

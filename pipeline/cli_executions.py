@@ -1,0 +1,68 @@
+"""``dogpipe executions list|stop|retry`` on SageMaker (the local ``list`` lives in ``cli_local.py``).
+
+Same fields as the local listing (``execution``, ``status``, ``started``, ``failure``) plus the
+pipeline, since SageMaker holds two: the build pipeline and ``<project>-deploy``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.cli_options import aws_config, clients_for, config_option, friendly_errors, read_config
+from pipeline.config import PipelineConfig
+
+SAGEMAKER_EXECUTION_COLUMNS = ("execution", "status", "started", "failure", "pipeline")
+
+
+def sagemaker_executions_text(config_path: Path | None, output: str) -> str:
+    """The listing ``executions list`` prints for engine: sagemaker."""
+    from pipeline.cli_output import render_rows
+    from pipeline.sagemaker_executions import list_sagemaker_executions, pipeline_names
+
+    cfg = aws_config(config_path, None, None)
+    with friendly_errors():
+        rows = list_sagemaker_executions(clients_for(cfg).sagemaker, cfg)
+    empty = f"no executions of {' or '.join(pipeline_names(cfg))} on SageMaker"
+    return render_rows(rows, SAGEMAKER_EXECUTION_COLUMNS, output, empty)
+
+
+def _sagemaker_only(cfg: PipelineConfig, verb: str) -> None:
+    if cfg.engine == "local":
+        hint = "Ctrl-C or kill the `dogpipe run`" if verb == "stop" else "`dogpipe run --resume EXECUTION`"
+        raise click.ClickException(f"`executions {verb}` acts on SageMaker; locally use {hint}")
+
+
+@click.command("stop")
+@click.argument("execution")
+@config_option
+def stop(execution: str, config_path: Path | None) -> None:
+    """Stop a running SageMaker execution (EXECUTION: its ARN or id) of either pipeline."""
+    from pipeline.sagemaker_executions import stop_execution
+
+    _sagemaker_only(read_config(config_path), "stop")
+    cfg = aws_config(config_path, None, None)
+    with friendly_errors():
+        row = stop_execution(clients_for(cfg).sagemaker, cfg, execution)
+    click.echo(f"execution {row['execution']} of {row['pipeline']}: stop requested ({row['arn']})")
+
+
+@click.command("retry")
+@click.argument("execution")
+@config_option
+def retry(execution: str, config_path: Path | None) -> None:
+    """Retry a Failed or Stopped SageMaker execution from its failed steps (EXECUTION: ARN or id)."""
+    from pipeline.sagemaker_executions import retry_execution
+
+    _sagemaker_only(read_config(config_path), "retry")
+    cfg = aws_config(config_path, None, None)
+    with friendly_errors():
+        row = retry_execution(clients_for(cfg).sagemaker, cfg, execution)
+    click.echo(f"execution {row['execution']} of {row['pipeline']}: retrying ({row['arn']})")
+
+
+def attach_execution_commands(group: click.Group) -> None:
+    """Add ``stop`` and ``retry`` to the ``executions`` group (whose ``list`` is the engines' shared one)."""
+    group.add_command(stop)
+    group.add_command(retry)
