@@ -10,7 +10,15 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli_options import aws_config, clients_for, config_option, friendly_errors, read_config
+from pipeline.cli_complete import complete_execution
+from pipeline.cli_options import (
+    aws_config,
+    clients_for,
+    config_option,
+    examples,
+    friendly_errors,
+    read_config,
+)
 from pipeline.config import PipelineConfig
 
 SAGEMAKER_EXECUTION_COLUMNS = ("execution", "status", "started", "failure", "pipeline")
@@ -34,8 +42,8 @@ def _sagemaker_only(cfg: PipelineConfig, verb: str) -> None:
         raise click.ClickException(f"`executions {verb}` acts on SageMaker; locally use {hint}")
 
 
-@click.command("stop")
-@click.argument("execution")
+@click.command("stop", epilog=examples("dogpipe executions stop 1a2b3c4d5e6f --config config/pipeline.yaml"))
+@click.argument("execution", shell_complete=complete_execution)
 @config_option
 def stop(execution: str, config_path: Path | None) -> None:
     """Stop a running SageMaker execution (EXECUTION: its ARN or id) of either pipeline."""
@@ -48,8 +56,10 @@ def stop(execution: str, config_path: Path | None) -> None:
     click.echo(f"execution {row['execution']} of {row['pipeline']}: stop requested ({row['arn']})")
 
 
-@click.command("retry")
-@click.argument("execution")
+@click.command(
+    "retry", epilog=examples("dogpipe executions retry 1a2b3c4d5e6f --config config/pipeline.yaml")
+)
+@click.argument("execution", shell_complete=complete_execution)
 @config_option
 def retry(execution: str, config_path: Path | None) -> None:
     """Retry a Failed or Stopped SageMaker execution from its failed steps (EXECUTION: ARN or id)."""

@@ -150,7 +150,7 @@ def _show_endpoint(
 
 @click.group("executions", epilog=examples("dogpipe executions list -o json"))
 def executions() -> None:
-    """Local executions recorded under local.root."""
+    """Executions: local ones under local.root, or SageMaker's (list, stop, retry) for engine: sagemaker."""
 
 
 @executions.command("list", epilog=examples("dogpipe executions list", "dogpipe executions list -o json"))
@@ -161,6 +161,11 @@ def list_executions(config_path: Path | None, output: str) -> None:
     from pipeline.listings import EXECUTION_COLUMNS, execution_rows
     from pipeline.local.executions import ExecutionStore
 
+    if read_config(config_path).engine == "sagemaker":  # both pipelines' executions (cli_executions.py)
+        from pipeline.cli_executions import sagemaker_executions_text
+
+        click.echo(sagemaker_executions_text(config_path, output))
+        return
     store = ExecutionStore(_config(config_path, "executions list").local.root)
     rows = execution_rows(reversed(store.list()))
     click.echo(render_rows(rows, EXECUTION_COLUMNS, output, f"no executions under {store.folder}"))

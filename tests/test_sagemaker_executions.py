@@ -3,6 +3,7 @@ botocore Stubber, because moto lacks StopPipelineExecution and RetryPipelineExec
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def cfg(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.usefixtures("aws_env")
-def test_list_shows_both_pipelines_executions_with_the_local_fields(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_list_shows_both_pipelines_executions_with_the_local_fields(cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     assert list_sagemaker_executions(sagemaker, cfg) == []  # nothing upserted yet: an empty list
     for name in ("dp", "dp-deploy"):
@@ -47,6 +48,18 @@ def test_list_shows_both_pipelines_executions_with_the_local_fields(cfg) -> None
     for row in rows:
         assert set(row) >= {"execution", "status", "started", "failure"}
         assert row["arn"].endswith(f"/execution/{row['execution']}") and row["status"] == "Succeeded"
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    config = str(tmp_path / "pipeline.yaml")
+    listed = CliRunner().invoke(cli, ["executions", "list", "--config", config, "-o", "json"])
+    assert listed.exit_code == 0, listed.output
+    assert [row["execution"] for row in json.loads(listed.output)] == [row["execution"] for row in rows]
+    table = CliRunner().invoke(cli, ["executions", "list", "--config", config]).output.splitlines()
+    assert table[0].split() == ["EXECUTION", "STATUS", "STARTED", "FAILURE", "PIPELINE"] and len(table) == 4
+    refused = CliRunner().invoke(cli, ["executions", "stop", rows[0]["execution"], "--config", config])
+    assert refused.exit_code == 1 and "only an Executing one stops" in refused.output
     with pytest.raises(PipelineError, match="only an Executing one stops"):
         stop_execution(sagemaker, cfg, rows[0]["execution"])
     with pytest.raises(PipelineError, match="no execution 'nope'"):
