@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from pipeline.aws import aws_errors
 from pipeline.config import PipelineConfig
+from pipeline.deploy_names import deployment_config
 from pipeline.registry import ModelPackage, ModelRegistry
 
 Stage = Literal["prod", "staging"]
@@ -122,7 +123,7 @@ class SageMakerDeployer:
         with aws_errors():
             self._ensure_model(model_name, package.arn, role_arn)
             self._ensure_endpoint_config(config_name, request)
-            action = self._create_or_update(endpoint, config_name)
+            action = self._create_or_update(cfg, endpoint, config_name)
             if wait or cfg.deploy.autoscaling is not None:
                 self.wait_in_service(endpoint)
             self._apply_autoscaling(cfg, endpoint)
@@ -159,7 +160,7 @@ class SageMakerDeployer:
             self.sagemaker.create_endpoint_config(EndpointConfigName=config_name, **request)
 
     def _create_or_update(
-        self, endpoint: str, config_name: str
+        self, cfg: PipelineConfig, endpoint: str, config_name: str
     ) -> Literal["created", "updated", "unchanged"]:
         try:
             current = self.sagemaker.describe_endpoint(EndpointName=endpoint)
@@ -173,7 +174,10 @@ class SageMakerDeployer:
         # An endpoint whose variant is a scaling target cannot change instance type: release it first,
         # _apply_autoscaling registers it again once the update is in service.
         self._deregister_scaling(endpoint)
-        self.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
+        # Blue/green with auto-rollback on the alarms `dogpipe upsert` made, as the deploy pipeline does.
+        self.sagemaker.update_endpoint(
+            EndpointName=endpoint, EndpointConfigName=config_name, DeploymentConfig=deployment_config(cfg)
+        )
         return "updated"
 
     def wait_in_service(self, endpoint: str) -> None:

@@ -4,6 +4,8 @@ steps, built offline) and what triggers and guards it on AWS (rule, alarms). No 
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline.config import PipelineConfig
 
 #: The parameter the deploy pipeline takes: a model package ARN, or ``latest`` (highest Approved).
@@ -30,3 +32,20 @@ def alarm_names(cfg: PipelineConfig) -> list[str]:
     """The CloudWatch alarms that roll an update back (created by ``dogpipe upsert``)."""
     endpoint = stage_endpoint(cfg)
     return [f"{endpoint}-5xx-errors", f"{endpoint}-model-latency"]
+
+
+def deployment_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """UpdateEndpoint's guardrails: blue/green traffic shifting with auto-rollback on the alarms."""
+    guard = cfg.deploy.guardrails
+    routing: dict[str, Any] = {"Type": guard.traffic, "WaitIntervalInSeconds": guard.wait_seconds}
+    if guard.traffic == "CANARY":
+        routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": guard.canary_percent}
+    elif guard.traffic == "LINEAR":
+        routing["LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": guard.linear_step_percent}
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": guard.termination_wait_seconds,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarm_names(cfg)]},
+    }

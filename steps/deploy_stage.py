@@ -28,7 +28,7 @@ from sagemaker.mlops.workflow.model_step import ModelStep
 from sagemaker.mlops.workflow.steps import ProcessingStep
 
 from pipeline.config import JobResources, PipelineConfig
-from pipeline.deploy_names import LATEST_PACKAGE, PACKAGE_PARAMETER, alarm_names, stage_endpoint
+from pipeline.deploy_names import LATEST_PACKAGE, PACKAGE_PARAMETER, deployment_config, stage_endpoint
 from steps.common import PROCESSING_CODE_DIR, BuildContext, api_retry_policies, framework_image
 from steps.processing import s3_input, s3_output
 from steps.register import model_step_arguments
@@ -118,23 +118,6 @@ def _async_inference(cfg: PipelineConfig) -> dict[str, Any] | None:
         "ClientConfig": {
             "MaxConcurrentInvocationsPerInstance": options.max_concurrent_invocations_per_instance
         },
-    }
-
-
-def deployment_config(cfg: PipelineConfig) -> dict[str, Any]:
-    """UpdateEndpoint's guardrails: blue/green traffic shifting with auto-rollback on the alarms."""
-    guard = cfg.deploy.guardrails
-    routing: dict[str, Any] = {"Type": guard.traffic, "WaitIntervalInSeconds": guard.wait_seconds}
-    if guard.traffic == "CANARY":
-        routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": guard.canary_percent}
-    elif guard.traffic == "LINEAR":
-        routing["LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": guard.linear_step_percent}
-    return {
-        "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": routing,
-            "TerminationWaitInSeconds": guard.termination_wait_seconds,
-        },
-        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarm_names(cfg)]},
     }
 
 

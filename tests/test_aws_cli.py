@@ -226,8 +226,14 @@ def test_new_approved_version_updates_the_endpoint_with_capture_and_scaling(conf
     second = deployer.deploy(cfg, "prod", registry.set_approval(GROUP, 2, "Approved"), ROLE_ARN)
 
     assert (first.action, second.action) == ("created", "updated")
+    from pipeline.deploy_names import deployment_config
+
     assert sagemaker.updates == [
-        {"EndpointName": "dogs-prod", "EndpointConfigName": second.endpoint_config_name}
+        {
+            "EndpointName": "dogs-prod",
+            "EndpointConfigName": second.endpoint_config_name,
+            "DeploymentConfig": deployment_config(cfg),  # blue/green, rolled back by the upsert's alarms
+        }
     ]
     capture = clients.sagemaker.describe_endpoint_config(EndpointConfigName=second.endpoint_config_name)[
         "DataCaptureConfig"
@@ -300,6 +306,8 @@ def test_diff_reports_changed_step_and_added_parameter(config_file: Path, tmp_pa
         "step Train: changed",
         "    $.Arguments.HyperParameters.lr",
         "parameter ModelApprovalStatus: added",
+        "approval rule dogpipe-test-deploy-on-approval: none (deploy.on_approval is off)",
+        "schedule dogpipe-test-scheduled-build: none",
     ]
 
 

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import cli
 from pipeline.config import load_config
+from pipeline.deploy_names import deployment_config
 from pipeline.triggers import (
     alarm_requests,
     approval_event_pattern,
@@ -128,6 +129,15 @@ def test_every_trigger_request_fits_botocore_shapes(tmp_path: Path) -> None:
         ("scheduler", "CreateSchedule", schedule_request(cfg, pipeline_arn, ROLE_ARN)),
         ("scheduler", "UpdateSchedule", schedule_request(cfg, pipeline_arn, ROLE_ARN)),
         *(("cloudwatch", "PutMetricAlarm", request) for request in alarm_requests(cfg)),
+        (
+            "sagemaker",
+            "UpdateEndpoint",
+            {
+                "EndpointName": "dogs-prod",
+                "EndpointConfigName": "c",
+                "DeploymentConfig": deployment_config(cfg),
+            },
+        ),
     ]
     for service, operation, request in requests:
         shape = session.get_service_model(service).operation_model(operation).input_shape
