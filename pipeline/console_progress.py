@@ -1,10 +1,11 @@
 """Progress of a long step on the local engine's console (``dogpipe run``).
 
-The engine writes its lines through ``echo`` (``click.echo`` from the CLI). When that goes to a terminal,
-a step with countable work (tuning trials) shows a tqdm bar, with lines that must stay (a trial's
-hyperparameters and result) printed above it and passing news (a trial's latest epoch) in the bar
-itself. When it does not (a log file, CI, a test's ``echo``), every line is echoed as before. The jobs'
-own output always goes to their log files, never to a terminal, so job logs stay plain.
+The engine writes its lines through ``echo`` (``click.echo`` from the CLI). When that goes to a
+terminal, a step with countable work (tuning trials, training epochs, a processing job's counted
+lines) shows a tqdm bar, with lines that must stay (a trial's hyperparameters and result, an epoch's
+metrics) printed above it and passing news (a trial's latest epoch) in the bar itself. When it does
+not (a log file, CI, a test's ``echo``), every line is echoed as before. The jobs' own output always
+goes to their log files, never to a terminal, so job logs stay plain.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ def echoes_to_terminal(echo: Echo) -> bool:
 
 
 class StepProgress:
-    """``total`` units of one step's work: a bar on a terminal, echoed lines elsewhere."""
+    """``total`` units of one step's work (None: unknown): a bar on a terminal, echoed lines elsewhere."""
 
-    def __init__(self, echo: Echo, total: int, description: str, unit: str) -> None:
+    def __init__(self, echo: Echo, total: int | None, description: str, unit: str) -> None:
         self.echo = echo
         self._bar = None
         if echoes_to_terminal(echo):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline.console_progress import StepProgress
 from pipeline.local.container import (
     Container,
     JobFailed,
@@ -302,11 +303,17 @@ def run_training(ctx: StepContext) -> dict[str, Any]:
     """A pipeline Training step: one job, metric lines streamed to the console."""
     job = TrainingJob(ctx.arguments, job_name(ctx.name), ctx.work_dir / "job", ctx.store)
     ctx.echo(f"  [{ctx.name}] job {job.name} on {job.instance_count} instance(s)")
+    epochs = job.user_hyperparameters.get("epochs")
+    console = StepProgress(
+        ctx.echo, epochs if isinstance(epochs, int) else None, f"  [{ctx.name}] epochs", "epoch"
+    )
 
-    def show(values: dict[str, float]) -> None:
-        ctx.echo(f"  [{ctx.name}] " + " ".join(f"{key}={value:.4g}" for key, value in values.items()))
+    def show(values: dict[str, float]) -> None:  # train.py prints one metric line per epoch
+        console.advance(f"  [{ctx.name}] " + " ".join(f"{key}={value:.4g}" for key, value in values.items()))
 
     try:
         return job.run(ctx.log_dir, on_metrics=show)
     except JobFailed as error:
         raise JobFailed(f"training job {job.name} failed: {error}") from None
+    finally:
+        console.close()
