@@ -19,7 +19,7 @@ from pathlib import Path
 from pipeline.answer_cache import cached_text, digest, versions
 from pipeline.code import CodeArchive, package_code
 from pipeline.config import PipelineConfig
-from pipeline.sdk import offline
+from pipeline.sdk import offline, skipping_unused_imports
 
 
 @contextmanager
@@ -49,7 +49,7 @@ def build_definition(
     """Build the pipeline and return its definition as canonical JSON text."""
     from pipeline.build import get_pipeline
 
-    with quiet_sdk(), offline():
+    with quiet_sdk(), offline(), skipping_unused_imports():
         pipeline = get_pipeline(cfg, role_arn=role_arn, code=code)
         raw = pipeline.definition()
     return canonical_json(json.loads(raw))
