@@ -315,6 +315,16 @@ class DeployConfig(_Strict):
     async_inference: AsyncInferenceConfig | None = None
     guardrails: GuardrailsConfig = GuardrailsConfig()
 
+    @model_validator(mode="after")
+    def _partial_shift_needs_instances(self) -> DeployConfig:
+        traffic = self.guardrails.traffic
+        if traffic != "ALL_AT_ONCE" and self.serverless is None and self.initial_instance_count < 2:
+            raise ValueError(
+                f"guardrails.traffic {traffic} shifts part of the fleet (at most 50% of the instances): "
+                "it needs initial_instance_count >= 2; use ALL_AT_ONCE with one instance"
+            )
+        return self
+
 
 class RetryConfig(_Strict):
     max_attempts: int = Field(2, ge=1, le=20)

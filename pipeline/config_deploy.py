@@ -43,9 +43,12 @@ class AlarmThresholds(_Strict):
 
 
 class GuardrailsConfig(_Strict):
-    """Deployment guardrails of an endpoint update on SageMaker: blue/green traffic shifting."""
+    """Deployment guardrails of an endpoint update on SageMaker: blue/green traffic shifting, then
+    ``wait_seconds`` of baking during which either alarm rolls all traffic back to the old fleet."""
 
-    traffic: Literal["ALL_AT_ONCE", "CANARY", "LINEAR"] = "CANARY"
+    # CANARY and LINEAR shift a part of the fleet (at most 50% of the instances per AWS): they need
+    # deploy.initial_instance_count >= 2. ALL_AT_ONCE still bakes the new fleet under the alarms.
+    traffic: Literal["ALL_AT_ONCE", "CANARY", "LINEAR"] = "ALL_AT_ONCE"
     canary_percent: int = Field(10, ge=1, le=50, description="CANARY: share of capacity shifted first.")
     linear_step_percent: int = Field(25, ge=5, le=50, description="LINEAR: share shifted per step.")
     wait_seconds: int = Field(300, ge=0, le=3600, description="Baking time between traffic shifts.")

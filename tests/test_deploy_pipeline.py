@@ -56,7 +56,10 @@ def test_it_deploys_only_an_approved_package_of_the_group_with_guardrails(shippe
     deploy = steps["Deploy"]["Arguments"]
     assert deploy["EndpointName"] == "dogpipe-prod"
     guard = deploy["DeploymentConfig"]
-    assert guard["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
+    assert guard["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == {
+        "Type": "ALL_AT_ONCE",
+        "WaitIntervalInSeconds": 300,
+    }
     assert [alarm["AlarmName"] for alarm in guard["AutoRollbackConfiguration"]["Alarms"]] == [
         "dogpipe-prod-5xx-errors",
         "dogpipe-prod-model-latency",
@@ -83,6 +86,7 @@ def test_serverless_async_and_data_capture_options_are_valid_requests() -> None:
 
     raw["deploy"].update(serverless=None, async_inference={"output_s3_uri": "s3://my-dogpipe-bucket/async"})
     raw["deploy"]["guardrails"] = {"traffic": "LINEAR", "linear_step_percent": 20}
+    raw["deploy"]["initial_instance_count"] = 2
     text = build_deploy_definition(parse_config(raw))
     assert validate_definition(text) == []
     steps = _steps(json.loads(text))
@@ -102,5 +106,7 @@ def test_a_bad_schedule_or_stage_is_a_config_error() -> None:
     raw = load_config(DEFAULT_CONFIG).model_dump(mode="json")
     with pytest.raises(ConfigError, match="schedule"):
         parse_config({**raw, "schedule": "every day"})
+    with pytest.raises(ConfigError, match="needs initial_instance_count >= 2"):
+        parse_config({**raw, "deploy": {**raw["deploy"], "guardrails": {"traffic": "CANARY"}}})
     with pytest.raises(ConfigError, match="on_approval"):
         parse_config({**raw, "deploy": {**raw["deploy"], "on_approval": "production"}})
