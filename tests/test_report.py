@@ -316,3 +316,27 @@ def test_rewriting_a_local_report_keeps_the_sample_prediction(tmp_path: Path) ->
     rewritten = write_local_report(tmp_path / "engine", None).read_text()
     section = _section(rewritten, "sample-prediction")
     assert "0.88" in section and "data:image/jpeg;base64," in section and str(image) in section
+
+
+def test_reading_the_trace_prints_no_smdebug_info_lines(tmp_path: Path, artifacts: ReportInputs) -> None:
+    """In a fresh interpreter, as `dogpipe run` and `dogpipe report` read it: smdebug logs INFO lines at
+    import and while reading a trial; none reaches the console, and the environment is left alone."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys; from pathlib import Path; from pipeline.report import ReportInputs, build_report\n"
+        "build_report(ReportInputs(trace_dir=Path(sys.argv[1])), Path(sys.argv[2]))\n"
+        "assert 'SMDEBUG_LOG_LEVEL' not in os.environ\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "SMDEBUG_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(artifacts.trace_dir), str(tmp_path / "r.html")],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert " INFO " not in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "gradient norms per layer" in _section(
+        (tmp_path / "r.html").read_text(), "gradient-norms-per-layer"
+    )

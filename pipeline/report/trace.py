@@ -13,17 +13,28 @@ import numpy as np
 Series = tuple[str, list[int], list[float], str]
 
 
+class _WarningsAndAbove(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def quiet_smdebug() -> None:
+    """Keep smdebug's INFO lines (some printed at import) out of ``dogpipe run`` and ``dogpipe report``.
+
+    smdebug sets its logger's level from ``SMDEBUG_LOG_LEVEL`` when it first uses it, replacing its
+    handlers but keeping its filters; a filter on that logger, added before smdebug is imported, holds
+    without touching the environment (which the jobs this process starts inherit)."""
+    logger = logging.getLogger("smdebug")
+    if not any(isinstance(item, _WarningsAndAbove) for item in logger.filters):
+        logger.addFilter(_WarningsAndAbove())
+
+
 @functools.lru_cache(maxsize=4)
 def open_trial(trace_dir: str) -> Any:
-    """One smdebug trial per trace: reading the index is the slow part, and two sections use it.
-
-    smdebug configures its logger once, on first use, from ``SMDEBUG_LOG_LEVEL``; asking for it here and
-    lowering its level afterwards keeps its INFO lines out of ``dogpipe run`` without touching the
-    environment."""
-    from smdebug.core.logger import get_logger
+    """One smdebug trial per trace: reading the index is the slow part, and two sections use it."""
+    quiet_smdebug()
     from smdebug.trials import create_trial
 
-    get_logger().setLevel(logging.WARNING)
     return create_trial(trace_dir)
 
 
@@ -34,9 +45,9 @@ def has_trace(trace_dir: Path | None) -> bool:
 def loss_series(trace_dir: Path, max_tensors: int = 2) -> list[Series]:
     """The losses collection per saved step, per mode (train, eval; global for a hook that never set
     modes): the within-epoch view that the epoch curves average away."""
+    trial = open_trial(str(trace_dir))
     from smdebug.core.modes import ModeKeys
 
-    trial = open_trial(str(trace_dir))
     series: list[Series] = []
     for name in trial.tensor_names(collection="losses")[:max_tensors]:
         tensor = trial.tensor(name)
