@@ -108,6 +108,12 @@ def test_a_few_breeds_get_the_whole_matrix_inline(tmp_path: Path) -> None:
     assert "Among the" not in document and "full confusion matrix" not in document
     assert "Worst breeds" not in document  # the per-class table, worst first, is short enough
     assert _rows(document, "confused-pairs-table")[0][:2] == ["pug", "boxer"]
+    perfect = tmp_path / "perfect.json"
+    perfect.write_text(json.dumps(classification_metrics([0, 1, 2], [0, 1, 2], names)))
+    document = build_report(ReportInputs(evaluation=perfect), tmp_path / "p.html").read_text()
+    assert (
+        "No test image was predicted as another breed." in document and "confused-pairs-table" not in document
+    )
 
 
 def _clicked(report: Path, tmp_path: Path, headers: list[str]) -> list[list[str]]:
