@@ -60,9 +60,10 @@ class StepProgress:
         else:
             self.echo(line)
 
-    def advance(self, line: str) -> None:
-        """One unit done, with a line that stays."""
-        self.say(line)
+    def advance(self, line: str | None) -> None:
+        """One unit done, with a line that stays (None: no line, e.g. a pruned trial)."""
+        if line is not None:
+            self.say(line)
         if self._bar is not None:
             self._bar.set_postfix_str("")
             self._bar.update(1)

@@ -142,19 +142,20 @@ def test_training_epochs_show_a_bar_in_a_terminal_and_lines_in_a_pipe(
 STEP_PROGRESS = """
 import click
 from pipeline.console_progress import StepProgress
-console = StepProgress(click.echo, 2, "  [Tune] trials", "trial")
+console = StepProgress(click.echo, 3, "  [Tune] trials", "trial")
 console.say("  [Tune] trial 1/2 lr=0.01")
 console.status("  [Tune]   trial 1 valid_accuracy=0.5 (report 1)")
 console.advance("  [Tune] trial 1 done: valid_accuracy=0.5")
 console.say("  [Tune] trial 2/2 lr=0.02")
 console.advance("  [Tune] trial 2 done: valid_accuracy=0.7")
+console.advance(None)  # a pruned trial: counted, no line
 console.close()
 """
 
 
 def test_the_engine_shows_tuning_trials_as_a_bar_on_a_terminal() -> None:
     output = run_in_pty([sys.executable, "-c", STEP_PROGRESS])
-    assert "[Tune] trials: 100%" in output and "2/2" in output
+    assert "[Tune] trials: 100%" in output and "3/3" in output
     assert "trial 1 done: valid_accuracy=0.5" in output and "trial 2 done" in output
     news = [part for part in re.split(r"[\r\n]", output) if "(report 1)" in part]
     assert news and all("trials:" in part for part in news)  # passing news lives in the bar, not a line

@@ -186,10 +186,11 @@ class TuningJob:
             properties = job.run(self.ctx.log_dir, on_metrics=report)
         except JobStopped:
             self._record(summary, "Stopped", job.final_metrics.get(self.metric))
+            self.console.advance(None)
             raise optuna.TrialPruned() from None
         except JobFailed as error:
             self._record(summary, "Failed", None, str(error))
-            self.ctx.echo(
+            self.console.advance(
                 f"  [{self.ctx.name}] trial {number} failed: {(str(error).splitlines() or [''])[0]}"
             )
             raise
