@@ -64,11 +64,11 @@ def endpoints_stop(name: str | None, stop_all: bool, config_path: Path | None) -
         raise click.UsageError("give one endpoint NAME or --all")
     root = cfg.local.root
     names = known_endpoints(root) if stop_all else [str(name)]
-    if not stop_all:
+    if not stop_all and name not in known_endpoints(root):
         from pipeline.local.endpoint_servers import EndpointError
 
         try:
-            read_endpoint(root, str(name))
+            read_endpoint(root, str(name))  # raises, listing the known names
         except EndpointError as error:
             raise click.ClickException(str(error)) from None
     for item in names:

@@ -190,3 +190,20 @@ def test_a_reused_pid_is_not_taken_for_the_server(root: Path) -> None:
     record = {"name": "x", "pid": os.getpid(), "create_time": psutil.Process().create_time() - 5}
     assert not server_alive(record)
     assert server_alive({**record, "create_time": psutil.Process().create_time()})
+
+
+def test_a_sigkilled_deployer_leaves_no_untracked_server(root: Path, model_dir: Path) -> None:
+    """SIGKILL cannot be caught, so the server it was starting lives on; the pending file names it, and
+    the next `endpoints stop` (or deploy of that name) stops it."""
+    deployer = _deploy_process(root, _model_link(root, model_dir, "kill"))
+    deadline = time.monotonic() + 60
+    while not (root / "endpoints" / "race.starting").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(deployer.pid, signal.SIGKILL)
+    deployer.communicate(timeout=30)
+    orphans = _servers_of(root)
+    assert len(orphans) == 1, "the half-started server should have outlived its SIGKILLed deployer"
+    config = _config(root, root.parent)
+    stopped = CliRunner().invoke(cli, ["endpoints", "stop", "race", "--config", str(config)])
+    assert stopped.exit_code == 0 and "race: stopped" in stopped.output, stopped.output
+    assert _servers_of(root) == [] and not (root / "endpoints" / "race.starting").exists()

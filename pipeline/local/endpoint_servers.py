@@ -80,9 +80,17 @@ def write_endpoint(root: Path | str, record: dict[str, Any]) -> Path:
     return path
 
 
+def _pending_path(root: Path | str, name: str) -> Path:
+    """A server being started: written before its ``/ping``, removed once it is recorded or stopped."""
+    return endpoints_folder(root) / f"{name}.starting"
+
+
 def known_endpoints(root: Path | str) -> list[str]:
+    """Names with a record, or with a server whose start was cut short (its deployer was SIGKILLed)."""
     folder = endpoints_folder(root)
-    return sorted(path.stem for path in folder.glob("*.json")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted({path.stem for path in folder.glob("*.json")} | {p.stem for p in folder.glob("*.starting")})
 
 
 def read_endpoint(root: Path | str, name: str) -> dict[str, Any]:
@@ -131,8 +139,8 @@ def _stop_process(process: psutil.Process, grace_s: float = STOP_GRACE_S) -> Non
         pass
 
 
-def _stop_unlocked(root: Path | str, name: str) -> bool:
-    path = _record_path(root, name)
+def _stop_recorded(path: Path) -> bool:
+    """Stop the server a record or pending file names, then remove the file; True if one was alive."""
     if not path.is_file():
         return False
     process = _process(json.loads(path.read_text()))
@@ -140,6 +148,11 @@ def _stop_unlocked(root: Path | str, name: str) -> bool:
         _stop_process(process)
     path.unlink(missing_ok=True)
     return process is not None
+
+
+def _stop_unlocked(root: Path | str, name: str) -> bool:
+    orphan = _stop_recorded(_pending_path(root, name))  # a start whose deployer died without cleaning up
+    return _stop_recorded(_record_path(root, name)) or orphan
 
 
 def stop_endpoint(root: Path | str, name: str) -> bool:
@@ -267,32 +280,33 @@ def start_endpoint(
     A fixed ``port`` cannot hold two servers, so there the old one is stopped first.
     """
     version = model_version_of(model_package_arn)
+    details = {
+        "model_data": model_data,
+        "model_package_arn": model_package_arn,
+        "model_version": version,
+    }
     with endpoint_lock(root, name), terminating_signals_interrupt():
+        _stop_recorded(_pending_path(root, name))
         if port:
             _stop_unlocked(root, name)
         previous = _process(read_endpoint(root, name)) if _record_path(root, name).is_file() else None
         process = None
         try:
             process, url, log = _launch(root, name, model_path, host, port or _free_port(host), version)
+            identity = {"pid": process.pid, "create_time": psutil.Process(process.pid).create_time()}
+            _pending_path(root, name).write_text(json.dumps(identity))
             wait_for_ping(url, process, log)
             if smoke is not None:
                 smoke(url)
-            record = {
-                "name": name,
-                "url": url,
-                "pid": process.pid,
-                "create_time": psutil.Process(process.pid).create_time(),
-                "model_data": model_data,
-                "model_package_arn": model_package_arn,
-                "model_version": version,
-                "log": str(log),
-                "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
+            started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            record = {**identity, "name": name, "url": url, "log": str(log), "started_at": started, **details}
             write_endpoint(root, record)
         except BaseException:
             if process is not None:
                 _kill_started(process)
             raise
+        finally:
+            _pending_path(root, name).unlink(missing_ok=True)
         if previous is not None and previous.pid != process.pid:
             _stop_process(previous)
         return record
