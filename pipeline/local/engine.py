@@ -20,7 +20,6 @@ from pipeline.definition_reader import own_arguments, steps_of
 from pipeline.local.attempts import Attempt
 from pipeline.local.cache import StepCache, cache_enabled, cache_key
 from pipeline.local.condition import PipelineFailed, evaluate_all, fail
-from pipeline.local.container import ENGINE_STOPPING, stop_running_jobs
 from pipeline.local.context import LOCAL_ACCOUNT, LOCAL_REGION, EngineSettings, StepContext
 from pipeline.local.errors import DefinitionError, NothingToResume
 from pipeline.local.executions import (
@@ -33,6 +32,7 @@ from pipeline.local.executions import (
 )
 from pipeline.local.expressions import ExpressionError, Scope, property_file_location, resolve
 from pipeline.local.interrupt import ExecutionInterrupted, interrupt_reason, terminating_signals_interrupt
+from pipeline.local.job_process import ENGINE_STOPPING, stop_running_jobs
 from pipeline.local.parameters import parameter_values
 from pipeline.local.retry import RetryPlan, exception_type
 from pipeline.object_store import ObjectStore

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.console_progress import JobLines
-from pipeline.local.container import Container, job_name, max_runtime_seconds, run_logged
+from pipeline.local.container import Container, job_name, max_runtime_seconds
 from pipeline.local.context import StepContext, arn
+from pipeline.local.job_process import run_logged
 
 
 class ProcessingArgumentError(ValueError):

@@ -23,15 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.console_progress import StepProgress
-from pipeline.local.container import (
-    Container,
-    JobFailed,
-    job_name,
-    max_runtime_seconds,
-    metric_values,
-    run_logged,
-)
+from pipeline.local.container import Container, job_name, max_runtime_seconds, metric_values
 from pipeline.local.context import StepContext, arn
+from pipeline.local.job_process import JobFailed, run_logged
 from pipeline.object_store import ObjectStore
 
 DEFAULT_HOOK_PATH = "/opt/ml/output/tensors"
@@ -119,24 +113,45 @@ class TrainingJob:
     def _prepare_host(
         self, host: str, rank: int, master_port: int
     ) -> tuple[Container, list[str], dict[str, str]]:
+        """A fresh container for ``host`` with code, channels and config files; its argv and environment."""
         container = Container(self.work_dir / host)
-        code_dir = container.path("/opt/ml/code")
-        entry = self.request.get("AlgorithmSpecification") or {}
-        if self.submit_directory:
-            archive = self.store.path_for(str(self.submit_directory))
-            if not archive.is_file():
-                raise TrainingArgumentError(
-                    f"sagemaker_submit_directory not found in the store: {self.submit_directory}"
-                )
-            code_dir.mkdir(parents=True, exist_ok=True)
-            with tarfile.open(archive) as tar:
-                tar.extractall(code_dir, filter="data")
+        self._unpack_code(container)
         channels = self._channels()
         for channel, uri in channels:
             self.store.get(uri, container.path(f"/opt/ml/input/data/{channel}"))
         # The platform creates these before the script starts.
         for folder in ("/opt/ml/model", "/opt/ml/output/data", "/opt/ml/input/config"):
             container.path(folder).mkdir(parents=True, exist_ok=True)
+        self._write_config(container, host, channels)
+        env = {
+            **(self.request.get("Environment") or {}),
+            **self._sm_environment(host, channels),
+            # torch.distributed's env:// rendezvous; one process per host on this machine.
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(master_port),
+            "WORLD_SIZE": str(self.instance_count),
+            "RANK": str(rank),
+            "LOCAL_RANK": "0",
+        }
+        if self.request.get("DebugHookConfig"):
+            env["SMDEBUG_CONFIG_FILE_PATH"] = "/opt/ml/input/config/debughookconfig.json"
+        return container, container.command(self._argv()), container.environment(env)
+
+    def _unpack_code(self, container: Container) -> None:
+        if not self.submit_directory:
+            return
+        archive = self.store.path_for(str(self.submit_directory))
+        if not archive.is_file():
+            raise TrainingArgumentError(
+                f"sagemaker_submit_directory not found in the store: {self.submit_directory}"
+            )
+        code_dir = container.path("/opt/ml/code")
+        code_dir.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(code_dir, filter="data")
+
+    def _write_config(self, container: Container, host: str, channels: list[tuple[str, str]]) -> None:
+        """``/opt/ml/input/config/*.json`` as the platform writes them (Debugger's hook config included)."""
         config_dir = container.path("/opt/ml/input/config")
         (config_dir / "hyperparameters.json").write_text(json.dumps(self.raw_hyperparameters))
         (config_dir / "inputdataconfig.json").write_text(
@@ -154,33 +169,22 @@ class TrainingJob:
         if hook:
             hook_config = {**hook, "LocalPath": container.remap(hook.get("LocalPath") or DEFAULT_HOOK_PATH)}
             (config_dir / "debughookconfig.json").write_text(json.dumps(hook_config, indent=2))
-        env = {
-            **(self.request.get("Environment") or {}),
-            **self._sm_environment(host, channels),
-            # torch.distributed's env:// rendezvous; one process per host on this machine.
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(master_port),
-            "WORLD_SIZE": str(self.instance_count),
-            "RANK": str(rank),
-            "LOCAL_RANK": "0",
-            "SMDEBUG_CONFIG_FILE_PATH": "/opt/ml/input/config/debughookconfig.json",
-        }
-        if not hook:
-            env.pop("SMDEBUG_CONFIG_FILE_PATH")
+
+    def _argv(self) -> list[str]:
+        """Script mode (``sagemaker_program`` with the hyperparameters) or the container's entrypoint."""
+        entry = self.request.get("AlgorithmSpecification") or {}
         if self.program:
-            argv = [
+            return [
                 "python3",
                 f"/opt/ml/code/{self.program}",
                 *command_line_arguments(self.user_hyperparameters),
             ]
-        elif entry.get("ContainerEntrypoint"):
-            argv = list(entry["ContainerEntrypoint"]) + list(entry.get("ContainerArguments") or [])
-        else:
-            raise TrainingArgumentError(
-                "no script to run: set the hyperparameter sagemaker_program (script mode) "
-                "or AlgorithmSpecification.ContainerEntrypoint"
-            )
-        return container, container.command(argv), container.environment(env)
+        if entry.get("ContainerEntrypoint"):
+            return list(entry["ContainerEntrypoint"]) + list(entry.get("ContainerArguments") or [])
+        raise TrainingArgumentError(
+            "no script to run: set the hyperparameter sagemaker_program (script mode) "
+            "or AlgorithmSpecification.ContainerEntrypoint"
+        )
 
     def _sm_environment(self, host: str, channels: list[tuple[str, str]]) -> dict[str, str]:
         names = [name for name, _ in channels]

@@ -19,8 +19,8 @@ from typing import Any
 import optuna
 
 from pipeline.console_progress import StepProgress
-from pipeline.local.container import JobFailed, JobStopped
 from pipeline.local.context import StepContext, arn
+from pipeline.local.job_process import JobFailed, JobStopped
 from pipeline.local.training import TrainingJob
 
 

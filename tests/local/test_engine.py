@@ -434,7 +434,7 @@ def test_a_job_past_its_max_runtime_is_stopped_and_fails_the_step(
 
 
 def test_a_job_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
-    from pipeline.local.container import JobTimedOut, run_logged
+    from pipeline.local.job_process import JobTimedOut, run_logged
 
     script = (
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); "
