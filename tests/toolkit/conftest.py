@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 import pytest
+
+from tests.toolkit.jobs import make_source_archive
 
 TOOLKIT_MODULES = (
     "sagemaker_training",
@@ -35,3 +38,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "tests/toolkit/" in str(item.path).replace(os.sep, "/"):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def source_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``sourcedir.tar.gz`` of training_code/ (what ``sagemaker_submit_directory`` names)."""
+    return make_source_archive(tmp_path_factory.mktemp("code") / "sourcedir.tar.gz", with_requirements=True)
+
+
+@pytest.fixture(scope="module")
+def quick_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same without ``requirements.txt``: the toolkit's pip run (~10 s) is proven once."""
+    return make_source_archive(tmp_path_factory.mktemp("quick") / "sourcedir.tar.gz", with_requirements=False)

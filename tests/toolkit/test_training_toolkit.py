@@ -14,60 +14,30 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import socket
-import subprocess
-import sys
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from training_code import dogdata, package_serving_code, pixel_stats
-from training_code.launch import read_requirements
-
-REPO = Path(__file__).resolve().parents[2]
-GOLDEN = REPO / "tests" / "golden" / "definition.json"
-TOOLKIT_MODULE = "sagemaker_pytorch_container.training:main"
-IMAGE_SIZE = 48
-# Tiny sizes over the definition's values; everything else is passed as the definition has it.
-TINY = {
-    "architecture": "squeezenet1_1",
-    "pretrained": "false",
-    "image_size": str(IMAGE_SIZE),
-    "epochs": "1",
-    "max_steps_per_epoch": "2",
-    "num_workers": "1",
-    "debug_hook": "false",
-    "profiler": "false",
-}
-# What a tuning trial gets for the tuned hyperparameters (one point of the definition's ranges).
-TRIAL = {"batch_size": "8", "lr": "0.001", "optimizer": "adam"}
-
-
-def _step(name: str) -> dict[str, Any]:
-    definition = json.loads(GOLDEN.read_text())
-    return next(step for step in definition["Steps"] if step["Name"] == name)
-
-
-def _plain(value: Any) -> bool:
-    return not isinstance(value, dict)  # a {"Get": ...} is resolved at run time
-
-
-def train_step_hyperparameters(code: str) -> dict[str, str]:
-    """The Train step's hyperparameters, references resolved to a trial's values, sizes tiny."""
-    given = _step("Train")["Arguments"]["HyperParameters"]
-    resolved = {key: value if _plain(value) else TRIAL[key] for key, value in given.items()}
-    return {**resolved, **TINY, "sagemaker_submit_directory": code}
+from tests.toolkit.jobs import (
+    IMAGE_SIZE,
+    TINY,
+    TRIAL,
+    assert_trained,
+    run_toolkit,
+    start_toolkit,
+    step,
+    train_step_hyperparameters,
+    write_job,
+)
+from training_code import dogdata, pixel_stats
 
 
 def tuning_trial_hyperparameters(code: str) -> dict[str, str]:
     """A tuning trial's: the static ones plus the tuned ones JSON-quoted (as the SDK quotes them) and
     the objective metric the tuner adds."""
-    definition = _step("Tune")["Arguments"]
+    definition = step("Tune")["Arguments"]
     static = definition["TrainingJobDefinition"]["StaticHyperParameters"]
     ranges = definition["HyperParameterTuningJobConfig"]["ParameterRanges"]
     tuned = {item["Name"] for kind in ranges.values() for item in kind}
@@ -91,104 +61,6 @@ def channels(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     (stats / dogdata.STATS_FILE).write_text(json.dumps({"mean": mean, "std": std}))
     (stats / dogdata.CLASSES_FILE).write_text(json.dumps(classes))
     return {"train": sample_dataset / "train", "valid": sample_dataset / "valid", "stats": stats}
-
-
-def _source_archive(archive: Path, with_requirements: bool) -> Path:
-    source = REPO / "training_code"
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted(source.glob("*")):
-            if path.is_file() and (with_requirements or path.name != "requirements.txt"):
-                tar.add(path, arcname=path.name)
-    return archive
-
-
-@pytest.fixture(scope="module")
-def source_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``sourcedir.tar.gz`` of training_code/ (what ``sagemaker_submit_directory`` names)."""
-    return _source_archive(tmp_path_factory.mktemp("code") / "sourcedir.tar.gz", with_requirements=True)
-
-
-@pytest.fixture(scope="module")
-def quick_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same without ``requirements.txt``: the toolkit's pip run (~10 s) is proven once, above."""
-    return _source_archive(tmp_path_factory.mktemp("quick") / "sourcedir.tar.gz", with_requirements=False)
-
-
-def write_job(
-    base: Path, hyperparameters: dict[str, str], channels: dict[str, Path], host: str, hosts: list[str]
-) -> None:
-    """``SAGEMAKER_BASE_DIR`` as the platform lays it out before the toolkit starts."""
-    config = base / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    (config / "inputdataconfig.json").write_text(
-        json.dumps(
-            {
-                name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
-                for name in channels
-            }
-        )
-    )
-    (config / "resourceconfig.json").write_text(
-        json.dumps({"current_host": host, "hosts": hosts, "network_interface_name": "lo"})
-    )
-    for name, folder in channels.items():
-        shutil.copytree(folder, base / "input" / "data" / name)
-    for folder in ("model", "output/data", "code"):
-        (base / folder).mkdir(parents=True, exist_ok=True)
-
-
-def start_toolkit(base: Path, **env: str) -> subprocess.Popen[str]:
-    """The image's ``train`` entry point (a console script calling ``sagemaker_training.cli.train``)."""
-    environment = {
-        **{key: value for key, value in os.environ.items() if not key.startswith(("SM_", "SAGEMAKER_"))},
-        "SAGEMAKER_BASE_DIR": str(base),
-        "SAGEMAKER_TRAINING_MODULE": TOOLKIT_MODULE,
-        "SM_STUDIO_LOCAL_MODE": "true",  # skips the toolkit's DNS wait for algo-N (15 min of retries)
-        **env,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-c", "from sagemaker_training.cli.train import main; main()"],
-        env=environment,
-        cwd=base,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def run_toolkit(base: Path, timeout: float = 300, **env: str) -> tuple[int, str]:
-    process = start_toolkit(base, **env)
-    log, _ = process.communicate(timeout=timeout)
-    return process.returncode, log
-
-
-def metric_regexes() -> dict[str, re.Pattern[str]]:
-    definitions = _step("Train")["Arguments"]["AlgorithmSpecification"]["MetricDefinitions"]
-    return {item["Name"]: re.compile(item["Regex"]) for item in definitions}
-
-
-def assert_trained(base: Path, log: str) -> None:
-    """What the pipeline's later steps read: the model dir with serving code, history, the metrics."""
-    model = base / "model"
-    assert (model / "model.pth").is_file() and (model / "model_info.json").is_file(), log[-3000:]
-    assert read_requirements(model / "code" / "requirements.txt") == ["torchdata==0.11.0"]
-    assert (model / "code" / package_serving_code.SERVING_ENTRY).is_file()
-    assert json.loads((base / "output" / "data" / "history.json").read_text())["epochs"]
-    for name, regex in metric_regexes().items():
-        assert regex.search(log), f"no {name} line for the tuner: {log[-2000:]}"
-
-
-def test_the_train_step_runs_under_the_toolkit(
-    tmp_path: Path, channels: dict[str, Path], source_archive: Path
-) -> None:
-    """Plain-string hyperparameters, the source dir's requirements.txt installed by the toolkit."""
-    base = tmp_path / "ml"
-    write_job(base, train_step_hyperparameters(str(source_archive)), channels, "algo-1", ["algo-1"])
-    code, log = run_toolkit(base)
-    assert code == 0, log[-4000:]
-    assert "requirements.txt" in log  # the toolkit installed the training requirements first
-    assert_trained(base, log)
 
 
 def test_a_tuning_trial_runs_under_the_toolkit(
