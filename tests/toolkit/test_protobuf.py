@@ -14,8 +14,8 @@ import importlib.metadata
 import json
 import subprocess
 import sys
-from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 
 TOOLKIT_RUN_PATHS = (
@@ -45,28 +45,16 @@ def test_the_installed_protobuf_is_the_one_smdebug_declares() -> None:
     )
 
 
-def test_the_toolkits_run_paths_never_load_protobuf() -> None:
-    """What the images run (``train``, the serving handler service) imports no protobuf at all, so the
-    version the training job's requirements.txt installs cannot break the toolkit itself."""
-    loaded = _python(
-        "import importlib, json, sys\n"
-        f"for name in {TOOLKIT_RUN_PATHS!r}: importlib.import_module(name)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('google.protobuf'))))\n"
-    )
-    assert json.loads(loaded) == []
-
-
-def test_smdebug_and_the_toolkits_protobuf_code_work_in_one_process(tmp_path: Path) -> None:
-    """smdebug saves and reads a trace, and the toolkit's ``record_pb2`` round-trips a record, with all
-    four toolkits imported in the same interpreter."""
-    code = f"""
-import importlib, torch
-for name in {TOOLKIT_RUN_PATHS!r}: importlib.import_module(name)
+SCRIPT = """
+import importlib, json, sys
+for name in {paths!r}: importlib.import_module(name)
+loaded_by_toolkits = sorted(m for m in sys.modules if m.startswith("google.protobuf"))
+import torch
 import smdebug.pytorch as smd
 from smdebug.trials import create_trial
 from sagemaker_training import record_pb2
 model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
-hook = smd.Hook(out_dir={str(tmp_path / "trace")!r}, save_config=smd.SaveConfig(save_interval=1),
+hook = smd.Hook(out_dir={trace!r}, save_config=smd.SaveConfig(save_interval=1),
                 include_collections=["weights", "losses"])
 hook.register_module(model)
 loss_fn = torch.nn.CrossEntropyLoss()
@@ -74,12 +62,34 @@ hook.register_loss(loss_fn)
 for step in range(2):
     loss_fn(model(torch.randn(8, 4)), torch.randint(0, 2, (8,))).backward()
 hook.close()
-trial = create_trial({str(tmp_path / "trace")!r})
+trial = create_trial({trace!r})
 record = record_pb2.Record()
 record.features["x"].float32_tensor.values.extend([1.0, 2.0])
 again = record_pb2.Record.FromString(record.SerializeToString())
-import json
-print(json.dumps([len(trial.tensor_names()), trial.steps(), list(again.features["x"].float32_tensor.values)]))
+print(json.dumps({{
+    "loaded_by_toolkits": loaded_by_toolkits,
+    "tensors": len(trial.tensor_names()),
+    "steps": trial.steps(),
+    "record": list(again.features["x"].float32_tensor.values),
+}}))
 """
-    tensors, steps, values = json.loads(_python(code))
-    assert tensors >= 3 and steps == [0, 1] and values == [1.0, 2.0]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The four toolkits, smdebug and protobuf in one fresh interpreter (what it found, as JSON)."""
+    trace = str(tmp_path_factory.mktemp("smdebug") / "trace")
+    return json.loads(_python(SCRIPT.format(paths=TOOLKIT_RUN_PATHS, trace=trace)))
+
+
+def test_the_toolkits_run_paths_never_load_protobuf(one_process: dict) -> None:
+    """What the images run (``train``, the serving handler service) imports no protobuf at all, so the
+    version the training job's requirements.txt installs cannot break the toolkit itself."""
+    assert one_process["loaded_by_toolkits"] == []
+
+
+def test_smdebug_and_the_toolkits_protobuf_code_work_in_one_process(one_process: dict) -> None:
+    """smdebug saves and reads a trace, and the toolkit's ``record_pb2`` round-trips a record, with all
+    four toolkits imported in the same interpreter."""
+    assert one_process["tensors"] >= 3 and one_process["steps"] == [0, 1]
+    assert one_process["record"] == [1.0, 2.0]
