@@ -15,7 +15,7 @@ MAX_FUNCTION_LINES = 50
 # this list as those files are split; nothing may be added to it.
 NOT_YET_SPLIT = frozenset(
     {
-        "pipeline/report/screenshot.py:screenshot",  # report
+        "pipeline/report/screenshot.py:screenshot",  # report (51 lines)
     }
 )
 
