@@ -129,6 +129,7 @@ def local_config(tmp_path: Path) -> Path:
     raw = yaml.safe_load(LOCAL_CONFIG.read_text())
     raw["local"]["root"] = str(tmp_path / "engine")
     raw["registry"]["model_package_group"] = GROUP
+    raw["deploy"]["on_approval"] = "off"  # the manual flow; approval-driven deploys: test_pipeline_run.py
     path = tmp_path / "local.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

@@ -13,7 +13,7 @@ import yaml
 from botocore.stub import ANY, Stubber
 
 from pipeline.config import load_config
-from pipeline.remote import PipelineError, put_pipeline
+from pipeline.remote import PipelineError
 from pipeline.sagemaker_executions import list_sagemaker_executions, retry_execution, stop_execution
 from tests.moto_server import ACCOUNT, BUCKET, REGION, ROLE_ARN, aws_env, moto_endpoint  # noqa: F401
 
@@ -37,7 +37,7 @@ def test_list_shows_both_pipelines_executions_with_the_local_fields(cfg, tmp_pat
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     assert list_sagemaker_executions(sagemaker, cfg) == []  # nothing upserted yet: an empty list
     for name in ("dp", "dp-deploy"):
-        put_pipeline(sagemaker, name, DEFINITION, ROLE_ARN)
+        sagemaker.create_pipeline(PipelineName=name, PipelineDefinition=DEFINITION, RoleArn=ROLE_ARN)
     started = [
         sagemaker.start_pipeline_execution(PipelineName=name)["PipelineExecutionArn"]
         for name in ("dp", "dp", "dp-deploy")
