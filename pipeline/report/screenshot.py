@@ -39,8 +39,6 @@ def find_browser() -> str | None:
 
 def screenshot(report: str | Path, png: str | Path, *, width: int = WIDTH) -> Path:
     """Render ``report`` (an HTML file) at ``width`` CSS pixels and write the whole page to ``png``."""
-    from PIL import Image, ImageChops
-
     report, png = Path(report).resolve(), Path(png)
     if not report.is_file():
         raise ScreenshotError(f"no report at {report}")
@@ -71,20 +69,29 @@ def screenshot(report: str | Path, png: str | Path, *, width: int = WIDTH) -> Pa
             raise ScreenshotError(f"{browser} did not render {report} within {TIMEOUT_S} s") from None
         if result.returncode != 0 or not raw.is_file():
             raise ScreenshotError(f"{browser} could not render {report}: {result.stderr.strip()[-1000:]}")
-        with Image.open(raw) as window:
-            page = window.convert("RGB")
-        background = Image.new("RGB", page.size, page.getpixel((page.width - 1, page.height - 1)))
-        content = ImageChops.difference(page, background).getbbox()
-        bottom = min(page.height, (content[3] if content else 1) + 32)
-        # PNG whatever the name says, written beside the target and renamed: a failed write leaves
-        # any earlier screenshot of that name as it was.
-        partial = png.with_name(png.name + ".part")
-        try:
-            png.parent.mkdir(parents=True, exist_ok=True)
-            page.crop((0, 0, page.width, bottom)).save(partial, format="PNG")
-            partial.replace(png)
-        except OSError as error:
-            with contextlib.suppress(OSError):  # nothing to remove when the folder could not be made
-                partial.unlink(missing_ok=True)
-            raise ScreenshotError(f"cannot write the screenshot {png}: {error.strerror or error}") from None
+        _save_cropped(raw, png)
     return png
+
+
+def _save_cropped(raw: Path, png: Path) -> None:
+    """The window's PNG cut below the page's content, written as PNG whatever ``png``'s name says.
+
+    Written beside the target and renamed: a failed write leaves any earlier screenshot of that name
+    as it was.
+    """
+    from PIL import Image, ImageChops
+
+    with Image.open(raw) as window:
+        page = window.convert("RGB")
+    background = Image.new("RGB", page.size, page.getpixel((page.width - 1, page.height - 1)))
+    content = ImageChops.difference(page, background).getbbox()
+    bottom = min(page.height, (content[3] if content else 1) + 32)
+    partial = png.with_name(png.name + ".part")
+    try:
+        png.parent.mkdir(parents=True, exist_ok=True)
+        page.crop((0, 0, page.width, bottom)).save(partial, format="PNG")
+        partial.replace(png)
+    except OSError as error:
+        with contextlib.suppress(OSError):  # nothing to remove when the folder could not be made
+            partial.unlink(missing_ok=True)
+        raise ScreenshotError(f"cannot write the screenshot {png}: {error.strerror or error}") from None
