@@ -17,6 +17,8 @@ from pipeline.sdk import pipeline_session
 if TYPE_CHECKING:
     from sagemaker.mlops.workflow.pipeline import Pipeline
 
+    from steps.common import BuildContext
+
 
 def resolve_role_arn(cfg: PipelineConfig, role_arn: str | None = None) -> str:
     """The execution role: the argument, else the config, else a visible placeholder."""
@@ -25,15 +27,30 @@ def resolve_role_arn(cfg: PipelineConfig, role_arn: str | None = None) -> str:
     return role_arn or cfg.project.role_arn or PLACEHOLDER_ROLE_ARN
 
 
+def build_context(
+    cfg: PipelineConfig, role_arn: str | None = None, code: CodeArchive | None = None
+) -> BuildContext:
+    """What every step builder of either pipeline reads: config, session, code archive, parameters, role."""
+    session = pipeline_session(cfg.project.region, cfg.project.bucket, cfg.project.prefix)
+    # Step modules import the SDK, so they load only after pipeline_session() prepared the environment.
+    from steps.common import BuildContext, PipelineParameters
+
+    return BuildContext(
+        cfg=cfg,
+        session=session,
+        code=code or package_code(),
+        params=PipelineParameters.from_config(cfg),
+        role_arn=resolve_role_arn(cfg, role_arn),
+    )
+
+
 def get_pipeline(
     cfg: PipelineConfig, role_arn: str | None = None, code: CodeArchive | None = None
 ) -> Pipeline:
     """Build the SDK ``Pipeline`` object; makes no AWS call (see ``pipeline/sdk.py``)."""
-    session = pipeline_session(cfg.project.region, cfg.project.bucket, cfg.project.prefix)
-    # Step modules import the SDK, so they load only after pipeline_session() prepared the environment.
+    ctx = build_context(cfg, role_arn, code)
     from sagemaker.mlops.workflow.pipeline import Pipeline
 
-    from steps.common import BuildContext, PipelineParameters
     from steps.debug_rules import build_debug_rules
     from steps.deploy import build_deploy
     from steps.evaluate import build_evaluate
@@ -43,13 +60,6 @@ def get_pipeline(
     from steps.train import build_train
     from steps.tune import build_tune
 
-    ctx = BuildContext(
-        cfg=cfg,
-        session=session,
-        code=code or package_code(),
-        params=PipelineParameters.from_config(cfg),
-        role_arn=resolve_role_arn(cfg, role_arn),
-    )
     preprocess = build_preprocess(ctx)
     tune = build_tune(ctx, preprocess) if cfg.tuning.enabled else None
     train = build_train(ctx, preprocess, tune)
@@ -66,5 +76,5 @@ def get_pipeline(
         name=cfg.project.name,
         parameters=ctx.params.as_list(),
         steps=steps,
-        sagemaker_session=session,
+        sagemaker_session=ctx.session,
     )

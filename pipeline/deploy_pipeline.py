@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from pipeline.code import CodeArchive, package_code
+from pipeline.code import CodeArchive
 from pipeline.config import PipelineConfig
 from pipeline.deploy_names import deploy_pipeline_name
-from pipeline.sdk import offline, pipeline_session
+from pipeline.sdk import offline
 
 if TYPE_CHECKING:
     from sagemaker.mlops.workflow.pipeline import Pipeline
@@ -24,21 +24,13 @@ def get_deploy_pipeline(
     cfg: PipelineConfig, role_arn: str | None = None, code: CodeArchive | None = None
 ) -> Pipeline:
     """The SDK ``Pipeline`` of the deploy pipeline; makes no AWS call."""
-    from pipeline.build import resolve_role_arn
+    from pipeline.build import build_context
 
-    session = pipeline_session(cfg.project.region, cfg.project.bucket, cfg.project.prefix)
+    ctx = build_context(cfg, role_arn, code)
     from sagemaker.mlops.workflow.pipeline import Pipeline
 
-    from steps.common import BuildContext, PipelineParameters
     from steps.deploy_stage import build_check, build_resolve, model_package_parameter
 
-    ctx = BuildContext(
-        cfg=cfg,
-        session=session,
-        code=code or package_code(),
-        params=PipelineParameters.from_config(cfg),
-        role_arn=resolve_role_arn(cfg, role_arn),
-    )
     package_arn = model_package_parameter()
     resolve, facts = build_resolve(ctx, package_arn)
     check = build_check(ctx, resolve, facts)
@@ -46,7 +38,7 @@ def get_deploy_pipeline(
         name=deploy_pipeline_name(cfg),
         parameters=[package_arn],
         steps=[resolve, check],
-        sagemaker_session=session,
+        sagemaker_session=ctx.session,
     )
 
 
