@@ -4,6 +4,7 @@ to an endpoint), on SageMaker or on the local registry and endpoints, as the con
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,23 @@ def _set_status(cfg: PipelineConfig, version: str, status: str, note: str | None
     return package
 
 
+def _approval_arguments(command: Callable[..., None]) -> Callable[..., None]:
+    """VERSION, --note and the config/AWS options that approve and reject both take."""
+    for decorate in reversed(
+        (
+            click.argument("version", shell_complete=complete_version),
+            click.option("--note", default=None, help="Why (stored as the ApprovalDescription)."),
+            config_option,
+            aws_options,
+            local_option,
+        )
+    ):
+        command = decorate(command)
+    return command
+
+
 @models.command("approve", epilog=examples('dogpipe models approve 3 --note "checked the report"'))
-@click.argument("version", shell_complete=complete_version)
-@click.option("--note", default=None, help="Why (stored as the ApprovalDescription).")
-@config_option
-@aws_options
-@local_option
+@_approval_arguments
 def models_approve(
     version: str,
     note: str | None,
@@ -90,11 +102,7 @@ def models_approve(
 
 
 @models.command("reject", epilog=examples('dogpipe models reject 2 --note "overfits"'))
-@click.argument("version", shell_complete=complete_version)
-@click.option("--note", default=None, help="Why (stored as the ApprovalDescription).")
-@config_option
-@aws_options
-@local_option
+@_approval_arguments
 def models_reject(
     version: str,
     note: str | None,
