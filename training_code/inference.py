@@ -301,8 +301,23 @@ def render(prediction: dict[str, Any], accept: str | None) -> str:
 # --- the SageMaker handler contract (exact signatures: the toolkit counts parameters) ---------------
 
 
+def take_json_bodies_as_bytes() -> None:
+    """The SageMaker inference toolkit decodes a body sent as ``application/json`` to text before any
+    handler runs, and answers a body that is not UTF-8 itself: a 500 with a traceback for a body. It has
+    no setting for that, so the JSON type is taken off its list of UTF-8 types (read at every request),
+    the body arrives as bytes, and ``payloads.parse_request`` refuses a bad encoding with the same 400 as
+    ``dogpipe serve``. Without the toolkit (``dogpipe serve``, tests) there is nothing to change."""
+    try:
+        from sagemaker_inference import content_types
+    except ImportError:
+        return
+    content_types.UTF8_TYPES = [kind for kind in content_types.UTF8_TYPES if kind != JSON_TYPE]
+
+
 def model_fn(model_dir: str) -> ServedModel:
-    """Load the model the container was given; tunables come from the endpoint's environment."""
+    """Load the model the container was given; tunables come from the endpoint's environment. Runs
+    once, in the toolkit's worker, before any request: the place to adjust the toolkit."""
+    take_json_bodies_as_bytes()
     optimize = os.environ.get("DOGPIPE_OPTIMIZE") or DEFAULT_OPTIMIZE
     return load_model(
         model_dir,

@@ -73,6 +73,7 @@ REQUESTS: dict[str, tuple[bytes, dict[str, str], int]] = {
     "reply type csv": (GOOD, {"Content-Type": JPEG, "Accept": "text/csv"}, 406),
     "bad base64": (_json({"image": "not*base64!"}), {"Content-Type": JSON_TYPE}, 400),
     "bad json": (b'{"image": ', {"Content-Type": JSON_TYPE}, 400),
+    "json not utf-8": (b'{"image": "\xff"}', {"Content-Type": JSON_TYPE}, 400),
     "json nested 200,000 deep": (b"[" * 200_000 + b"]" * 200_000, {"Content-Type": JSON_TYPE}, 400),
     "batch too large": (_json({"instances": ["aGk="] * 17}), {"Content-Type": JSON_TYPE}, 413),
 }
@@ -89,7 +90,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # Requests outside the comparison with dogpipe serve: name -> (body, headers, endpoint settings).
 SPECIAL = {
     "a bug": (GOOD, {"Content-Type": JPEG}, {"DOGPIPE_MAX_BATCH": "0"}),  # every request fails inside
-    "json not utf-8": (b'{"image": "\xff"}', {"Content-Type": JSON_TYPE}, {}),
 }
 
 
@@ -177,10 +177,3 @@ def test_a_bug_is_a_json_500_with_the_traceback_only_in_the_log(toolkit_run: tup
     assert replies["a bug"]["status"] == 500 and replies["a bug"]["content_type"] == JSON_TYPE
     assert json.loads(replies["a bug"]["body"]) == {"error": inference.INTERNAL_ERROR}
     assert "Traceback" in log and "DOGPIPE_MAX_BATCH" in log
-
-
-def test_a_json_body_that_is_not_utf8_is_the_toolkits_500(toolkit_replies: dict) -> None:
-    """The one difference left (training_code/README.md): the toolkit decodes an ``application/json``
-    body as UTF-8 before any handler runs, and answers a failure itself; ``dogpipe serve`` says 400."""
-    reply = toolkit_replies["json not utf-8"]
-    assert reply["status"] == 500 and "utf-8" in reply["body"]
