@@ -78,7 +78,14 @@ attach_execution_commands(cli.commands["executions"])  # SageMaker stop and retr
 @click.option(
     "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
 )
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Inference threads")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Threads for requests running side by side (a request alone runs on one more, with every core); "
+    "1: one request at a time.",
+)
 @click.option(
     "--threads",
     type=click.IntRange(1, 256),

@@ -33,9 +33,11 @@ from pipeline.config import LOCAL_CONFIG
 from pipeline.local.endpoint_servers import write_endpoint
 from pipeline.object_store import ObjectStore
 from pipeline.registry import LocalRegistry
+from pipeline.serving import app as serving_app
 from pipeline.serving.app import ServingSettings, create_app
 from pipeline.serving.client import PredictError, invoke_sagemaker
 from pipeline.serving.model_source import ModelSourceError, resolve_model
+from pipeline.serving.model_threads import ModelThreads
 from tests.serving_helpers import image_bytes, png_header_claiming, write_model_dir
 from training_code import inference
 
@@ -105,17 +107,24 @@ class _Recording(torch.nn.Module):
     def __init__(self, inner: torch.nn.Module, hold: threading.Event | None = None) -> None:
         super().__init__()
         self.inner, self.hold, self.calls = inner, hold, 0
+        self.threads: list[tuple[str, int]] = []  # (thread name, its torch intra-op threads) per call
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self.calls += 1
+        self.threads.append((threading.current_thread().name, torch.get_num_threads()))
         if self.hold is not None:
             assert self.hold.wait(timeout=20), "the second request never reached the shared build"
         return self.inner(images)
 
 
-def test_a_request_beside_another_runs_the_shared_build(model: inference.ServedModel) -> None:
-    """The first request (alone) runs the all-cores build; one arriving while it runs gets the build for
-    a share of the cores. The first is held until the second has run, so the overlap is certain."""
+def test_a_request_beside_another_runs_the_shared_build(
+    model: inference.ServedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request (alone) runs the all-cores build on the solo thread; one arriving while it runs
+    gets the build for a share of the cores, on a shared thread limited to that share (model_threads).
+    The first is held until the second has run, so the overlap is certain. Right after, a request alone
+    still counts as under load; once ``LOAD_MEMORY_S`` has passed without overlap, it is solo again."""
+    monkeypatch.setattr(serving_app, "LOAD_MEMORY_S", 0.5)
     second_ran = threading.Event()
     alone = _Recording(model.classifier, hold=second_ran)
     shared = _Recording(model.classifier)
@@ -131,7 +140,8 @@ def test_a_request_beside_another_runs_the_shared_build(model: inference.ServedM
     payloads = [image_bytes(COLORS[0]), image_bytes(COLORS[1])]
 
     async def two_requests() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=create_app(twin, ServingSettings(workers=2)))
+        threads = ModelThreads(workers=2, shared_threads=1, solo_threads=2)
+        transport = httpx.ASGITransport(app=create_app(twin, ServingSettings(workers=2), threads))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             first = asyncio.create_task(
                 http.post("/invocations", content=payloads[0], headers={"Content-Type": "image/jpeg"})
@@ -141,12 +151,24 @@ def test_a_request_beside_another_runs_the_shared_build(model: inference.ServedM
             second = await http.post(
                 "/invocations", content=payloads[1], headers={"Content-Type": "image/jpeg"}
             )
-            return [await first, second]
+            replies = [await first, second]
+            assert (alone.calls, shared.calls) == (1, 1)
+            started = time.monotonic()
+            replies.append(await http.post("/invocations", content=payloads[0], headers=jpeg))
+            assert (alone.calls, shared.calls, time.monotonic() - started < 0.5) == (1, 2, True)
+            await asyncio.sleep(0.6)
+            replies.append(await http.post("/invocations", content=payloads[1], headers=jpeg))
+            assert (alone.calls, shared.calls) == (2, 2)
+            return replies
 
+    jpeg = {"Content-Type": "image/jpeg"}
     replies = asyncio.run(asyncio.wait_for(two_requests(), timeout=60))
-    assert [reply.status_code for reply in replies] == [200, 200]
-    assert (alone.calls, shared.calls) == (1, 1)
-    for reply, payload in zip(replies, payloads, strict=True):
+    assert [reply.status_code for reply in replies] == [200] * 4
+    (alone_thread, alone_threads), (shared_thread, shared_threads) = alone.threads[0], shared.threads[0]
+    assert alone_thread.startswith("dogpipe-solo") and alone_threads == 2
+    assert shared_thread.startswith("dogpipe-shared") and shared_threads == 1
+    assert alone.threads[1][0].startswith("dogpipe-solo")
+    for reply, payload in zip(replies, payloads * 2, strict=True):
         assert_same_predictions(reply.json()["predictions"], expected_reply(model, payload))
 
 

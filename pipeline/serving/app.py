@@ -3,11 +3,12 @@
 ``GET /ping`` answers 200 once the model is loaded. ``POST /invocations`` checks what it can before doing
 any work (content type → 415, ``Accept`` → 406, declared size → 413), counts the body as it streams so
 an oversized upload is refused without being held in memory, then runs ``parse_request`` + ``predict``
-from ``training_code/inference.py`` in a bounded thread pool: decoding and the forward pass release the
-GIL, so ``workers`` threads keep that many cores busy while the event loop keeps accepting requests.
-A request that finds no other in flight runs the model built for every core; one that shares the CPU
-runs the build for its share (``ServedModel.shared_classifier``), which is what keeps both the
-single-request latency and the throughput under concurrency at their best (BENCHMARKS.md, endpoint).
+from ``training_code/inference.py`` on a model thread (``model_threads``): decoding and the forward
+pass release the GIL, so the event loop keeps accepting requests meanwhile. A request that finds no
+other in flight (nor any overlap in the last ``LOAD_MEMORY_S``) runs on the solo thread with the model
+built for every core; one under load runs on one of ``workers`` shared threads with the build for its
+share (``ServedModel.shared_classifier``), which is what keeps both the single-request latency and the
+throughput under concurrency at their best (BENCHMARKS.md, endpoint).
 Every refusal is ``{"error": "..."}`` with a 4xx status; the server keeps serving.
 
 Bounds, so that no client can hold the server: the body must arrive within ``body_timeout_s`` (408; a
@@ -21,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -35,14 +36,22 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from pipeline.serving.model_threads import ModelThreads, shared_threads
 from training_code import inference
 
 log = logging.getLogger(__name__)
 
+#: After two requests were last in flight together, requests count as under load for this long and
+#: run the build for a share of the cores even when one finds itself alone: under a steady load of a
+#: few clients, one that took every core for a moment would fight the next arrivals for them (measured,
+#: mobilenet_v2 at 4 clients: 368 req/s routing by the moment, 399 with this memory; BENCHMARKS.md).
+LOAD_MEMORY_S = 0.25
+
 
 @dataclass(frozen=True)
 class ServingSettings:
-    """Limits and concurrency of one server; the defaults match ``DeployConfig``'s."""
+    """Limits and concurrency of one server; the defaults match ``DeployConfig``'s. ``workers``: the
+    shared threads for requests side by side (``model_threads``); 1 runs one request at a time."""
 
     max_payload_bytes: int = 6 * 1024 * 1024
     max_batch: int = inference.DEFAULT_MAX_BATCH
@@ -104,14 +113,18 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
 
 
 class InferenceService:
-    """The loaded model, its thread pool and its limits: what the routes share."""
+    """The loaded model, its threads and its limits: what the routes share."""
 
-    def __init__(self, model: inference.ServedModel, settings: ServingSettings) -> None:
+    def __init__(
+        self, model: inference.ServedModel, settings: ServingSettings, threads: ModelThreads
+    ) -> None:
         self.model = model
         self.settings = settings
-        self.executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="dogpipe-infer")
-        # Requests between submission and reply; read and written on the event loop only.
+        self.threads = threads
+        # Requests between submission and reply, and when two last overlapped (monotonic seconds); read
+        # and written on the event loop only.
         self.in_flight = 0
+        self.overlapped_at = -math.inf
 
     def classify(
         self, body: bytes, content_type: str | None, shared: bool
@@ -154,19 +167,19 @@ class InferenceService:
         return Response(json.dumps(reply), media_type=inference.JSON_TYPE, headers={"Server-Timing": timing})
 
     async def _run(self, body: bytes, content_type: str | None) -> tuple[dict[str, Any], float, float]:
-        """``classify`` on a worker thread; a 503 when ``max_queued`` requests already wait for one."""
+        """``classify`` on a model thread once one of the ``workers`` slots is free; a 503 when
+        ``max_queued`` requests already wait for one."""
         if self.in_flight >= self.settings.workers + self.settings.max_queued:
             raise inference.RequestError("server busy: too many requests waiting; retry later", 503)
         self.in_flight += 1
+        now = time.monotonic()
+        if self.in_flight > 1:
+            self.overlapped_at = now
         try:
-            shared = self.in_flight > 1
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, self.classify, body, content_type, shared)
+            shared = now - self.overlapped_at < LOAD_MEMORY_S
+            return await self.threads.run(self.classify, body, content_type, shared, shared=shared)
         finally:
             self.in_flight -= 1
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -175,14 +188,19 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return error_response(error.status_code, f"{error.detail}: {request.method} {request.url.path}")
 
 
-def create_app(model: inference.ServedModel, settings: ServingSettings | None = None) -> Starlette:
-    """The ASGI application serving ``model`` (already loaded, so ``/ping`` is 200 from the start)."""
-    service = InferenceService(model, settings or ServingSettings())
+def create_app(
+    model: inference.ServedModel, settings: ServingSettings | None = None, threads: ModelThreads | None = None
+) -> Starlette:
+    """The ASGI application serving ``model`` (already loaded, so ``/ping`` is 200 from the start) on
+    ``threads`` (the ones that loaded it, ideally: see ``model_threads``; new ones by default)."""
+    settings = settings or ServingSettings()
+    threads = threads or ModelThreads(settings.workers, shared_threads(settings.workers))
+    service = InferenceService(model, settings, threads)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        service.close()
+        threads.close()
 
     app = Starlette(
         routes=[

@@ -9,7 +9,6 @@ logs.
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +54,6 @@ def connection_limit(wanted: int = MAX_CONCURRENT_CONNECTIONS) -> int:
     return max(16, min(wanted, soft - 64))
 
 
-def shared_threads(workers: int, requested: int | None = None) -> int:
-    """Torch threads of a request that runs beside others: the cores shared out between the worker
-    threads, so that ``workers`` concurrent requests do not oversubscribe the CPU. A request alone gets
-    every core (bench/endpoint_bench.py measures both)."""
-    if requested is not None:
-        return max(1, requested)
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
 class _AnnouncingServer(uvicorn.Server):
     """uvicorn, plus one line on stdout and the URL file once the socket accepts connections."""
 
@@ -92,6 +82,7 @@ def serve_model(model: str, registry_root: Path, options: ServeOptions) -> None:
 
     from pipeline.serving.app import ServingSettings, create_app
     from pipeline.serving.model_source import resolve_model
+    from pipeline.serving.model_threads import ModelThreads, shared_threads
     from training_code import inference
 
     settings = ServingSettings(
@@ -102,18 +93,23 @@ def serve_model(model: str, registry_root: Path, options: ServeOptions) -> None:
     )
     if options.workers == 1 and options.threads is not None:
         torch.set_num_threads(options.threads)  # one request at a time: its build gets what was asked
+    shared = shared_threads(options.workers, options.threads)
+    threads = ModelThreads(options.workers, shared)
     with ExitStack() as stack:
+        stack.callback(threads.close)
         source = resolve_model(model, registry_root, stack)
-        served = inference.load_model(
+        # Loaded on the solo thread, which then owns the process's one OpenMP team (model_threads).
+        served = threads.call(
+            inference.load_model,
             source.model_dir,
             top_k=options.top_k,
             version=options.model_version or source.version,
             optimize=options.optimize,
-            shared_threads=shared_threads(options.workers, options.threads) if options.workers > 1 else None,
+            shared_threads=shared if options.workers > 1 else None,
         )
         log.info("loaded %s (%s, %d classes)", served.version, served.optimized, len(served.classes))
         config = uvicorn.Config(
-            create_app(served, settings),
+            create_app(served, settings, threads),
             host=options.host,
             port=options.port,
             log_level=options.log_level,
