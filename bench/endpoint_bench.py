@@ -5,8 +5,9 @@ where that time goes inside the server (its ``Server-Timing`` header: body read,
 thread, predict on that thread, back to the event loop) and outside it (uvicorn, loopback, client).
 
 For each default model (squeezenet1_1 at 224 px, SageMaker; mobilenet_v2 at 96 px, the local demo), with
-random weights, 10 breeds and one 500x375 JPEG, every case taking turns (``measure_interleaved``) so load
-from other processes hits them alike:
+random weights, 10 breeds and one 500x375 JPEG, the cases taking turns in blocks (``measure_in_blocks``)
+so load from other processes hits them alike, while no case shares the CPU with the OpenMP threads
+still spinning after the one before it (an HTTP request right after an in-process forward would):
 - eager predict: ``inference.load_model(optimize="eager")`` in-process with torch's default threads
   and with one; the faster is the baseline of issue 6 (a plain handler, no server);
 - trace / onednn / compile predict with torch's default threads (what the server runs for a request
@@ -16,7 +17,8 @@ from other processes hits them alike:
   time over a keep-alive connection (stdlib ``http.client``, so the figure is the server's, not a client
   library's), and the same through ``httpx``;
 - server start (model load + optimisation until it accepts connections) and in-process load per mode;
-- req/s at 1, 4 and 16 concurrent clients; batch of 8 vs 8 single forwards in-process.
+- req/s at 1, 4 and 16 concurrent clients (median of three turns); batch of 8 vs 8 single forwards
+  in-process.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.harness import Report, Row, Timing, measure, measure_interleaved
+from bench.harness import Report, Row, Timing, measure, measure_in_blocks
 from training_code import inference, model_optimize, models
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,30 +164,33 @@ def load_modes(
     return served
 
 
-def throughput(url: str, payload: bytes, requests: int) -> dict[int, float]:
-    """Requests per second with ``CONCURRENCY`` clients sharing one connection pool."""
+def throughput(url: str, payload: bytes, requests: int, rounds: int = 3) -> dict[int, float]:
+    """Requests per second with ``CONCURRENCY`` clients sharing one connection pool: the median of
+    ``rounds`` turns through the client counts (one turn of 160 requests lasts about half a second at
+    4 clients, short enough for one hiccup of the machine to move it by a fifth)."""
 
-    rates: dict[int, float] = {}
+    samples: dict[int, list[float]] = {clients: [] for clients in CONCURRENCY}
     headers = {"Content-Type": "image/jpeg"}
     with nodelay_client(url) as client:
 
         def post(_: int) -> int:
             return client.post("/invocations", content=payload, headers=headers).status_code
 
-        for clients in CONCURRENCY:
-            with ThreadPoolExecutor(max_workers=clients) as pool:
-                started = time.perf_counter()
-                statuses = set(pool.map(post, range(requests)))
-                rates[clients] = requests / (time.perf_counter() - started)
-            if statuses != {200}:
-                raise RuntimeError(f"non-200 replies under {clients} clients: {statuses}")
-    return rates
+        for _ in range(rounds):
+            for clients in CONCURRENCY:
+                with ThreadPoolExecutor(max_workers=clients) as pool:
+                    started = time.perf_counter()
+                    statuses = set(pool.map(post, range(requests)))
+                    samples[clients].append(requests / (time.perf_counter() - started))
+                if statuses != {200}:
+                    raise RuntimeError(f"non-200 replies under {clients} clients: {statuses}")
+    return {clients: float(np.median(rates)) for clients, rates in samples.items()}
 
 
 def bench_model(report: Report, architecture: str, image_size: int, *, quick: bool) -> None:
 
     tag = f"{architecture} {image_size}px"
-    repeats, concurrent_requests = (10, 16) if quick else (60, 160)
+    blocks, concurrent_requests = (2, 16) if quick else (6, 160)
     modes = ("eager", "trace", "onednn") + (() if quick else ("compile",))
     payload = photo_jpeg()
     default_threads = torch.get_num_threads()
@@ -225,8 +230,8 @@ def bench_model(report: Report, architecture: str, image_size: int, *, quick: bo
                 cases["HTTP, default mode (httpx)"] = lambda: client.post(
                     "/invocations", content=payload, headers=headers
                 )
-                timings = measure_interleaved(cases, warmup=3, repeats=repeats)
-            rates = throughput(url, payload, concurrent_requests)
+                timings = measure_in_blocks(cases, blocks=blocks, per_block=5 if quick else 12)
+            rates = throughput(url, payload, concurrent_requests, rounds=1 if quick else 3)
             default = served[model_optimize.DEFAULT_OPTIMIZE]
             batch = torch.stack([default.preprocess(payload)] * 8)
             batched = measure(lambda: default.probabilities(batch), warmup=3, repeats=3)

@@ -64,6 +64,35 @@ def measure_interleaved(
     return {name: Timing(values) for name, values in samples.items()}
 
 
+def measure_in_blocks(
+    cases: dict[str, Callable[[], Any]],
+    *,
+    blocks: int,
+    per_block: int,
+    warmup: int = 3,
+    settle_s: float = 0.05,
+) -> dict[str, Timing]:
+    """Like :func:`measure_interleaved`, but the cases take turns in blocks of ``per_block`` calls, the
+    first ``warmup`` of each block unmeasured, after ``settle_s`` of rest.
+
+    For cases that leave the machine busy after they return: torch's OpenMP helper threads spin for
+    about 5 ms after a forward pass (measured on 2 cores), so a case that follows an in-process forward
+    shares the CPU with the spinners of this very process; an HTTP request measured that way pays for
+    its client's forward. The rest lets them sleep, and the unmeasured calls bring each case back to its
+    own steady state (a call right after the rest pays the machine's wake-up, up to several times the
+    case's own time)."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(blocks):
+        for name, fn in cases.items():
+            time.sleep(settle_s)
+            for index in range(warmup + per_block):
+                start = time.perf_counter()
+                fn()
+                if index >= warmup:
+                    samples[name].append(time.perf_counter() - start)
+    return {name: Timing(values) for name, values in samples.items()}
+
+
 @dataclass
 class Row:
     """One line of the results table: a measured rate or latency with its spread."""
