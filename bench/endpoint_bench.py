@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 
 from bench.harness import Report, Row, Timing, measure, measure_in_blocks
-from training_code import inference, model_optimize, models
+from training_code import inference, model_optimize, models, payloads
 
 REPO = Path(__file__).resolve().parent.parent
 #: (architecture, image size, what uses it)
@@ -208,10 +208,10 @@ def bench_model(report: Report, architecture: str, image_size: int, *, quick: bo
 
             def predict_fn(model: inference.ServedModel) -> Callable[[], object]:
                 """What the server's worker thread runs for a request alone (``classify``)."""
-                return lambda: inference.predict(model, inference.parse_request(payload, "image/jpeg"))
+                return lambda: inference.predict(model, payloads.parse_request(payload, "image/jpeg"))
 
             def shared_predict(model: inference.ServedModel) -> Callable[[], object]:
-                request = lambda: inference.parse_request(payload, "image/jpeg")  # noqa: E731
+                request = lambda: payloads.parse_request(payload, "image/jpeg")  # noqa: E731
                 return with_threads(1, lambda: inference.predict(model, request(), shared=True))
 
             phases: dict[str, list[float]] = {}

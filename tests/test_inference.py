@@ -26,7 +26,7 @@ from tests.serving_helpers import (
     png_header_claiming,
     write_model_dir,
 )
-from training_code import dogdata, inference, models, package_serving_code
+from training_code import dogdata, inference, models, package_serving_code, payloads
 from training_code.launch import read_requirements
 
 COLORS = [(200, 30, 40), (20, 200, 40), (20, 30, 240)]
@@ -155,7 +155,7 @@ BAD_REQUESTS = {
     "empty batch": (b'{"instances": []}', "application/json", 400, "non-empty"),
     "batch item not a string": (b'{"instances": [3]}', "application/json", 400, "instances[0]"),
     "batch too large": (
-        json.dumps({"instances": ["aGk="] * (inference.DEFAULT_MAX_BATCH + 1)}),
+        json.dumps({"instances": ["aGk="] * (payloads.DEFAULT_MAX_BATCH + 1)}),
         "application/json",
         413,
         "batch too large",
@@ -169,7 +169,7 @@ def test_bad_requests_raise_a_request_error_naming_the_problem(
     served: inference.ServedModel, case: str
 ) -> None:
     body, content_type, status, words = BAD_REQUESTS[case]
-    with pytest.raises(inference.RequestError) as raised:
+    with pytest.raises(payloads.RequestError) as raised:
         answer(served, body, content_type)
     assert raised.value.status_code == status
     assert words in raised.value.message
@@ -207,13 +207,13 @@ def test_transform_fn_answers_a_bug_with_a_json_500_and_logs_it(
     context = RecordingContext()
     reply, _ = inference.transform_fn(served, image_bytes(COLORS[0]), "image/jpeg", "*/*", context)
     assert context.status == (500, "Internal Server Error")
-    assert json.loads(reply) == {"error": inference.INTERNAL_ERROR} and "secret" not in reply
+    assert json.loads(reply) == {"error": payloads.INTERNAL_ERROR} and "secret" not in reply
     assert "secret internals" in caplog.text
 
 
 def test_a_reply_type_other_than_json_is_406(served: inference.ServedModel) -> None:
     payload = image_bytes(COLORS[0])
-    with pytest.raises(inference.NotAcceptable):
+    with pytest.raises(payloads.NotAcceptable):
         inference.answer(served, payload, "image/jpeg", "text/csv")
     assert json.loads(inference.answer(served, payload, "image/jpeg", "text/csv, application/json;q=0.5"))
 
@@ -228,7 +228,7 @@ def test_limits_come_from_the_container_environment(model_dir: Path, monkeypatch
     assert len(reply["predictions"][0]["top_k"]) == 2
     assert reply["model_version"] == "dogpipe-dog-breeds/7" and model.optimized == "eager"
     two = json.dumps({"instances": [base64.b64encode(image_bytes(c)).decode() for c in COLORS[:2]]})
-    with pytest.raises(inference.PayloadTooLarge):
+    with pytest.raises(payloads.PayloadTooLarge):
         answer(model, two, "application/json")
     monkeypatch.setenv("DOGPIPE_TOP_K", "three")
     with pytest.raises(ValueError, match="DOGPIPE_TOP_K"):

@@ -39,7 +39,7 @@ from pipeline.serving.client import PredictError, invoke_sagemaker
 from pipeline.serving.model_source import ModelSourceError, resolve_model
 from pipeline.serving.model_threads import ModelThreads
 from tests.serving_helpers import image_bytes, png_header_claiming, write_model_dir
-from training_code import inference
+from training_code import inference, payloads
 
 with warnings.catch_warnings():
     # Starlette 1.x suggests httpx2 for its TestClient; the installed httpx works the same here.
@@ -70,7 +70,7 @@ def client(model: inference.ServedModel) -> Iterator[TestClient]:
 
 
 def expected_reply(model: inference.ServedModel, payload: bytes) -> list[dict]:
-    return inference.predict(model, inference.ImagePayloads((payload,)))["predictions"]
+    return inference.predict(model, payloads.ImagePayloads((payload,)))["predictions"]
 
 
 def assert_same_predictions(got: list[dict], expected: list[dict]) -> None:

@@ -39,45 +39,12 @@ import torch
 from torch import nn
 
 if __package__:  # imported as training_code.inference (tests, dogpipe serve)
-    from . import dogdata, model_optimize, models
-    from .payloads import (
-        ACCEPTED_TYPES,
-        DEFAULT_MAX_BATCH,
-        DEFAULT_MAX_PIXELS,
-        IMAGE_TYPES,
-        INTERNAL_ERROR,
-        JSON_TYPE,
-        ImagePayloads,
-        NotAcceptable,
-        PayloadTooLarge,
-        RequestError,
-        UnsupportedContentType,
-        check_accept,
-        check_content_type,
-        error_document,
-        parse_request,
-    )
+    from . import dogdata, model_optimize, models, payloads
 else:  # inside the serving container: code/ is on sys.path
     import dogdata  # type: ignore[no-redef]
     import model_optimize  # type: ignore[no-redef]
     import models  # type: ignore[no-redef]
-    from payloads import (  # type: ignore[no-redef]
-        ACCEPTED_TYPES,
-        DEFAULT_MAX_BATCH,
-        DEFAULT_MAX_PIXELS,
-        IMAGE_TYPES,
-        INTERNAL_ERROR,
-        JSON_TYPE,
-        ImagePayloads,
-        NotAcceptable,
-        PayloadTooLarge,
-        RequestError,
-        UnsupportedContentType,
-        check_accept,
-        check_content_type,
-        error_document,
-        parse_request,
-    )
+    import payloads  # type: ignore[no-redef]
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +141,7 @@ def decode_payload(payload: bytes, image_size: int) -> torch.Tensor:
     try:
         return dogdata.decode_image(payload, image_size)
     except dogdata.ImageDecodeError as error:
-        raise RequestError(f"not a usable image: {error}") from None
+        raise payloads.RequestError(f"not a usable image: {error}") from None
 
 
 def _weights_version(model_dir: Path) -> str:
@@ -279,11 +246,11 @@ def load_model(
     )
 
 
-def predict(model: ServedModel, payloads: ImagePayloads, *, shared: bool = False) -> dict[str, Any]:
+def predict(model: ServedModel, images: payloads.ImagePayloads, *, shared: bool = False) -> dict[str, Any]:
     """Decode, classify and rank one request's images; the reply before serialisation. ``shared``: other
     requests run at the same time (see :meth:`ServedModel.probabilities`)."""
     started = time.perf_counter()
-    batch = torch.stack([model.preprocess(payload) for payload in payloads.images])
+    batch = torch.stack([model.preprocess(payload) for payload in images.images])
     predictions = model.top_k_of(model.probabilities(batch, shared=shared))
     return {
         "predictions": predictions,
@@ -294,7 +261,7 @@ def predict(model: ServedModel, payloads: ImagePayloads, *, shared: bool = False
 
 def render(prediction: dict[str, Any], accept: str | None) -> str:
     """The reply as JSON text."""
-    check_accept(accept)
+    payloads.check_accept(accept)
     return json.dumps(prediction)
 
 
@@ -311,7 +278,7 @@ def take_json_bodies_as_bytes() -> None:
         from sagemaker_inference import content_types
     except ImportError:
         return
-    content_types.UTF8_TYPES = [kind for kind in content_types.UTF8_TYPES if kind != JSON_TYPE]
+    content_types.UTF8_TYPES = [kind for kind in content_types.UTF8_TYPES if kind != payloads.JSON_TYPE]
 
 
 def model_fn(model_dir: str) -> ServedModel:
@@ -330,15 +297,15 @@ def model_fn(model_dir: str) -> ServedModel:
 def answer(model: ServedModel, body: bytes | str | None, content_type: str | None, accept: str | None) -> str:
     """One request, start to reply (the JSON text), in the order ``dogpipe serve`` checks it:
     content type (415), reply type (406), shape and pixel budget (400/413), then the model."""
-    check_content_type(content_type)
-    check_accept(accept)
-    payloads = parse_request(
+    payloads.check_content_type(content_type)
+    payloads.check_accept(accept)
+    images = payloads.parse_request(
         body,
         content_type,
-        _env_int("DOGPIPE_MAX_BATCH", DEFAULT_MAX_BATCH),
-        _env_int("DOGPIPE_MAX_PIXELS", DEFAULT_MAX_PIXELS),
+        _env_int("DOGPIPE_MAX_BATCH", payloads.DEFAULT_MAX_BATCH),
+        _env_int("DOGPIPE_MAX_PIXELS", payloads.DEFAULT_MAX_PIXELS),
     )
-    return render(predict(model, payloads), accept)
+    return render(predict(model, images), accept)
 
 
 def transform_fn(
@@ -352,35 +319,23 @@ def transform_fn(
     as the toolkit's own error path does, and returns the same ``{"error": ...}`` JSON as
     ``dogpipe serve``; an unexpected failure is logged with its traceback and answered as a JSON 500."""
     try:
-        return answer(model, request_body, content_type, accept), JSON_TYPE
-    except RequestError as error:
+        return answer(model, request_body, content_type, accept), payloads.JSON_TYPE
+    except payloads.RequestError as error:
         status, message = error.status_code, error.message
     except Exception:  # a bug, not the client's fault: the log gets the traceback, the client does not
         log.exception("inference failed")
-        status, message = 500, INTERNAL_ERROR
+        status, message = 500, payloads.INTERNAL_ERROR
     context.set_response_status(code=status, phrase=HTTPStatus(status).phrase)
-    return error_document(message), JSON_TYPE
+    return payloads.error_document(message), payloads.JSON_TYPE
 
 
 __all__: Sequence[str] = (
-    "ACCEPTED_TYPES",
-    "IMAGE_TYPES",
-    "JSON_TYPE",
-    "ImagePayloads",
     "ModelLoadError",
     "NormalizedClassifier",
-    "NotAcceptable",
-    "PayloadTooLarge",
-    "RequestError",
     "ServedModel",
-    "UnsupportedContentType",
     "answer",
-    "check_accept",
-    "check_content_type",
-    "error_document",
     "load_model",
     "model_fn",
-    "parse_request",
     "predict",
     "render",
     "transform_fn",

@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.serving.model_threads import ModelThreads, shared_threads
-from training_code import inference
+from training_code import inference, payloads
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ class ServingSettings:
     shared threads for requests side by side (``model_threads``); 1 runs one request at a time."""
 
     max_payload_bytes: int = 6 * 1024 * 1024
-    max_batch: int = inference.DEFAULT_MAX_BATCH
-    max_pixels: int = inference.DEFAULT_MAX_PIXELS
+    max_batch: int = payloads.DEFAULT_MAX_BATCH
+    max_pixels: int = payloads.DEFAULT_MAX_PIXELS
     workers: int = 2
     body_timeout_s: float = 10.0
     max_queued: int = 64
@@ -75,7 +75,7 @@ class ServingSettings:
 
 def error_response(status: int, message: str) -> Response:
     """Every refusal: the same ``{"error": ...}`` body the SageMaker handler sends."""
-    return Response(inference.error_document(message), status_code=status, media_type=inference.JSON_TYPE)
+    return Response(payloads.error_document(message), status_code=status, media_type=payloads.JSON_TYPE)
 
 
 async def _read_counted(request: Request, limit: int) -> bytes:
@@ -84,7 +84,7 @@ async def _read_counted(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         received += len(chunk)
         if received > limit:
-            raise inference.PayloadTooLarge(f"payload exceeds the {limit:,}-byte limit")
+            raise payloads.PayloadTooLarge(f"payload exceeds the {limit:,}-byte limit")
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
@@ -98,16 +98,16 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
         try:
             length = int(declared)
         except ValueError:
-            raise inference.RequestError(f"invalid Content-Length header {declared!r}") from None
+            raise payloads.RequestError(f"invalid Content-Length header {declared!r}") from None
         if length > limit:
-            raise inference.PayloadTooLarge(f"payload of {length:,} bytes exceeds the {limit:,}-byte limit")
+            raise payloads.PayloadTooLarge(f"payload of {length:,} bytes exceeds the {limit:,}-byte limit")
     try:
         if sys.version_info >= (3, 11):  # a deadline on this task; wait_for would start another task
             async with asyncio.timeout(timeout_s):
                 return await _read_counted(request, limit)
         return await asyncio.wait_for(_read_counted(request, limit), timeout_s)
     except asyncio.TimeoutError:
-        raise inference.RequestError(
+        raise payloads.RequestError(
             f"request body not received within {timeout_s:g} s", status_code=408
         ) from None
 
@@ -133,8 +133,8 @@ class InferenceService:
         reply and when the thread started and finished it (``perf_counter``), for ``Server-Timing``."""
         started = time.perf_counter()
         settings = self.settings
-        payloads = inference.parse_request(body, content_type, settings.max_batch, settings.max_pixels)
-        return inference.predict(self.model, payloads, shared=shared), started, time.perf_counter()
+        images = payloads.parse_request(body, content_type, settings.max_batch, settings.max_pixels)
+        return inference.predict(self.model, images, shared=shared), started, time.perf_counter()
 
     async def ping(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "model_version": self.model.version})
@@ -143,19 +143,19 @@ class InferenceService:
         started = time.perf_counter()
         content_type = request.headers.get("content-type")
         try:
-            inference.check_content_type(content_type)
-            inference.check_accept(request.headers.get("accept"))
+            payloads.check_content_type(content_type)
+            payloads.check_accept(request.headers.get("accept"))
             body = await read_body(request, self.settings.max_payload_bytes, self.settings.body_timeout_s)
             received = time.perf_counter()
             reply, picked_up, predicted = await self._run(body, content_type)
-        except inference.RequestError as error:
+        except payloads.RequestError as error:
             return error_response(error.status_code, error.message)
         except ClientDisconnect:  # the client left before sending its body: nobody to answer
             log.debug("client disconnected before sending its body")
             return Response(status_code=400)
         except Exception:  # a bug, not the client's fault: say so without leaking a stack trace
             log.exception("inference failed")
-            return error_response(500, inference.INTERNAL_ERROR)
+            return error_response(500, payloads.INTERNAL_ERROR)
         resumed = time.perf_counter()
         reply["latency_ms"] = round((resumed - started) * 1000, 3)
         # Where the request's time went inside the server (bench/endpoint_bench.py reads it): body read,
@@ -164,13 +164,13 @@ class InferenceService:
             f"body;dur={(received - started) * 1000:.3f}, queue;dur={(picked_up - received) * 1000:.3f}, "
             f"predict;dur={(predicted - picked_up) * 1000:.3f}, resume;dur={(resumed - predicted) * 1000:.3f}"
         )
-        return Response(json.dumps(reply), media_type=inference.JSON_TYPE, headers={"Server-Timing": timing})
+        return Response(json.dumps(reply), media_type=payloads.JSON_TYPE, headers={"Server-Timing": timing})
 
     async def _run(self, body: bytes, content_type: str | None) -> tuple[dict[str, Any], float, float]:
         """``classify`` on a model thread once one of the ``workers`` slots is free; a 503 when
         ``max_queued`` requests already wait for one."""
         if self.in_flight >= self.settings.workers + self.settings.max_queued:
-            raise inference.RequestError("server busy: too many requests waiting; retry later", 503)
+            raise payloads.RequestError("server busy: too many requests waiting; retry later", 503)
         self.in_flight += 1
         now = time.monotonic()
         if self.in_flight > 1:

@@ -21,7 +21,7 @@ import pytest
 
 from pipeline.serving.app import ServingSettings, create_app
 from tests.serving_helpers import image_bytes, png_header_claiming, write_model_dir
-from training_code import inference, package_serving_code
+from training_code import inference, package_serving_code, payloads
 from training_code.launch import read_requirements
 
 with warnings.catch_warnings():
@@ -175,5 +175,5 @@ def test_the_toolkit_answers_as_dogpipe_serve(
 def test_a_bug_is_a_json_500_with_the_traceback_only_in_the_log(toolkit_run: tuple) -> None:
     replies, log = toolkit_run
     assert replies["a bug"]["status"] == 500 and replies["a bug"]["content_type"] == JSON_TYPE
-    assert json.loads(replies["a bug"]["body"]) == {"error": inference.INTERNAL_ERROR}
+    assert json.loads(replies["a bug"]["body"]) == {"error": payloads.INTERNAL_ERROR}
     assert "Traceback" in log and "DOGPIPE_MAX_BATCH" in log
