@@ -18,6 +18,11 @@ So a server keeps exactly one thread with a multi-threaded team:
   workers share out one each, they add no helpers at all.
 
 The event loop's thread never runs torch.
+
+On more cores than workers, the default share (``shared_threads``: cores / workers) gives each shared
+thread a team of its own again, and once those helpers exist libgomp throttles every team, the solo one
+included; there, ``--threads 1`` with ``--workers`` at the core count keeps the solo team whole. Only
+the 2-core case is measured (BENCHMARKS.md, endpoint).
 """
 
 from __future__ import annotations
