@@ -122,11 +122,12 @@ def status(
     """Status of an execution (the latest when none is given) and of its steps: a local execution id,
     or a pipeline execution ARN on SageMaker."""
     from pipeline import listings
+    from pipeline.local.summary import LOCAL_STEP_COLUMNS
 
     cfg = aws_config(config_path, region, bucket)
     if cfg.engine == "local":
         record = listings.local_status(_local_execution(cfg, execution_arn))
-        click.echo(render_record(record, output, "steps", listings.LOCAL_STEP_COLUMNS))
+        click.echo(render_record(record, output, "steps", LOCAL_STEP_COLUMNS))
         return
     from pipeline.remote import execution_report
 

@@ -1,12 +1,15 @@
 """The fields each listing command shows, as plain dicts: the one source of the table and ``-o json``.
 
-Columns are named here once per listing; ``pipeline.cli_output`` renders them either way.
+Columns are named here once per listing (a local execution's steps in ``pipeline.local.summary``, which
+the report shares); ``pipeline.cli_output`` renders them either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+from pipeline.local.summary import local_step_rows
 
 if TYPE_CHECKING:
     from pipeline.local.executions import Execution
@@ -14,7 +17,6 @@ if TYPE_CHECKING:
     from pipeline.remote import ExecutionReport
 
 EXECUTION_COLUMNS = ("execution", "status", "started", "failure")
-LOCAL_STEP_COLUMNS = ("step", "type", "status", "duration_s", "attempts", "note")
 REMOTE_STEP_COLUMNS = ("step", "status", "started", "ended", "failure")
 PACKAGE_COLUMNS = ("version", "status", "created", "accuracy")
 
@@ -34,34 +36,6 @@ def execution_rows(executions: Iterable[Execution]) -> list[dict[str, Any]]:
         }
         for execution in executions
     ]
-
-
-def local_step_rows(states: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """A local execution's steps in run order; ``note`` is the cache source or the failure's first line."""
-    ordered = sorted(states.values(), key=lambda state: state.get("started_ts", float("inf")))
-    return [
-        {
-            "step": state["name"],
-            "type": state.get("type"),
-            "status": state["status"],
-            "duration_s": None if state.get("duration_s") is None else round(state["duration_s"], 1),
-            "attempts": attempts_text(state.get("attempts") or []),
-            "note": _first_line(state.get("failure_reason"))
-            or (f"cached from {state['cache_hit']}" if state.get("cache_hit") else None),
-        }
-        for state in ordered
-    ]
-
-
-def attempts_text(attempts: list[Mapping[str, Any]]) -> str | None:
-    """``1 Failed [JOB_INTERNAL_ERROR], 2 Succeeded``; None for a step done in one attempt (or cached)."""
-    if len(attempts) < 2 and all(item.get("status") == "Succeeded" for item in attempts):
-        return None
-    return ", ".join(
-        f"{item['attempt']} {item['status']}"
-        + (f" [{str(item['exception_type']).split('.', 1)[-1]}]" if item.get("exception_type") else "")
-        for item in attempts
-    )
 
 
 def local_status(execution: Execution) -> dict[str, Any]:

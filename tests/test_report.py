@@ -293,6 +293,8 @@ def test_a_failed_local_execution_gets_a_report_of_what_exists(
     assert out == execution.folder / "report.html"
     document = out.read_text()
     assert f"{execution.id} (Failed)" in document
+    steps = _section(document, "pipeline-steps")
+    assert '<tr class="Failed">' in steps and "boom" in steps and "Evaluate" in steps
     assert "data:image/png;base64," in _section(document, "evaluation")
     assert "no history.json" in _section(document, "training")
     with pytest.raises(LookupError, match="no executions under"):

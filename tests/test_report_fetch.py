@@ -15,10 +15,10 @@ from botocore.stub import Stubber
 from click.testing import CliRunner
 
 from pipeline.cli import cli
-from pipeline.remote import list_execution_steps
+from pipeline.remote import StepState, list_execution_steps
 from pipeline.report import ReportInputs, build_report
 from pipeline.report.collect import StepArtifacts, inputs_from_files
-from pipeline.report.fetch import download_artifacts, plan_artifacts
+from pipeline.report.fetch import download_artifacts, plan_artifacts, step_rows
 from tests.moto_server import BUCKET, REGION, aws_env, hide_aws_config, moto_endpoint  # noqa: F401
 from tests.test_report import _section, artifacts  # noqa: F401
 
@@ -208,3 +208,28 @@ def test_report_on_sagemaker_without_credentials_says_what_to_set(
     assert result.exit_code == 1
     assert "no AWS credentials found" in result.output and "AWS_ACCESS_KEY_ID" in result.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_sagemaker_steps_fill_the_steps_section_in_run_order(tmp_path: Path) -> None:
+    """The SageMaker step listing in the local columns: type from what the step ran, duration from its
+    times, the failure's first line as the note; steps not started yet go last."""
+    later = NOW.replace(minute=5)
+    steps = [
+        StepState("Evaluate", "Failed", later, later.replace(second=42), "ClientError: no data\nmore"),
+        StepState("Deploy", "Starting"),
+        StepState("Train", "Succeeded", NOW, later, None, {"TrainingJob": {"Arn": "arn"}}),
+    ]
+    rows = step_rows(steps)
+    assert [row["step"] for row in rows] == ["Train", "Evaluate", "Deploy"]
+    assert rows[0] == {
+        "step": "Train",
+        "type": "TrainingJob",
+        "status": "Succeeded",
+        "duration_s": 300.0,
+        "attempts": None,
+        "note": None,
+    }
+    assert rows[1]["note"] == "ClientError: no data" and rows[1]["duration_s"] == 42.0
+    document = build_report(ReportInputs(steps=rows), tmp_path / "report.html")
+    section = _section(document.read_text(), "pipeline-steps")
+    assert '<tr class="Failed">' in section and "ClientError: no data" in section

@@ -12,6 +12,41 @@ from pipeline.local.expressions import ExpressionError, property_file_location
 from pipeline.object_store import ObjectStore, StoreError
 from pipeline.registry import accuracy_of
 
+#: The columns of a local execution's steps, in ``dogpipe status``, its ``-o json`` and the report.
+LOCAL_STEP_COLUMNS = ("step", "type", "status", "duration_s", "attempts", "note")
+
+
+def local_step_rows(states: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A local execution's steps in run order; ``note`` is the cache source or the failure's first line."""
+    ordered = sorted(states.values(), key=lambda state: state.get("started_ts", float("inf")))
+    return [
+        {
+            "step": state["name"],
+            "type": state.get("type"),
+            "status": state["status"],
+            "duration_s": None if state.get("duration_s") is None else round(state["duration_s"], 1),
+            "attempts": attempts_text(state.get("attempts") or []),
+            "note": first_line(state.get("failure_reason"))
+            or (f"cached from {state['cache_hit']}" if state.get("cache_hit") else None),
+        }
+        for state in ordered
+    ]
+
+
+def attempts_text(attempts: list[Mapping[str, Any]]) -> str | None:
+    """``1 Failed [JOB_INTERNAL_ERROR], 2 Succeeded``; None for a step done in one attempt (or cached)."""
+    if len(attempts) < 2 and all(item.get("status") == "Succeeded" for item in attempts):
+        return None
+    return ", ".join(
+        f"{item['attempt']} {item['status']}"
+        + (f" [{str(item['exception_type']).split('.', 1)[-1]}]" if item.get("exception_type") else "")
+        for item in attempts
+    )
+
+
+def first_line(text: str | None) -> str | None:
+    return text.splitlines()[0] if text else None
+
 
 def steps_table(states: Mapping[str, Mapping[str, Any]]) -> str:
     """One line per step in run order: name, type, status, duration, cache source."""

@@ -22,6 +22,7 @@ from pipeline.report.markup import render
 
 #: (title, what reads the inputs, the template that shows them); the anchor is the title in kebab case.
 SECTIONS: list[tuple[str, Callable[[ReportInputs], sections.Context | sections.Note], str]] = [
+    ("Pipeline steps", sections.steps, "sections/steps.html.j2"),
     ("Hyperparameter tuning", sections.tuning, "sections/tuning.html.j2"),
     ("Training", sections.training, "sections/training.html.j2"),
     ("Gradient norms per layer", sections.gradients, "sections/gradients.html.j2"),

@@ -132,6 +132,7 @@ def local_execution(root: Path, execution_id: str | None) -> Any:
 
 def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: Path) -> ReportInputs:
     """``ReportInputs`` for one local execution (the latest when ``execution_id`` is None)."""
+    from pipeline.local.summary import local_step_rows
     from pipeline.object_store import ObjectStore
 
     execution, store = local_execution(root, execution_id), ObjectStore(root)
@@ -148,7 +149,9 @@ def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: P
         if artifacts.trace_uri:
             traces.append(store.path_for(artifacts.trace_uri))
     status = execution.record.get("status", "")
-    return inputs_from_files(f"dogpipe execution {execution.id} ({status})", paths, traces, trials, scratch)
+    inputs = inputs_from_files(f"dogpipe execution {execution.id} ({status})", paths, traces, trials, scratch)
+    inputs.steps = local_step_rows(execution.step_states())
+    return inputs
 
 
 SAMPLE_PREDICTION = "sample_prediction.json"

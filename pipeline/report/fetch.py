@@ -11,6 +11,7 @@ data (a preprocessing output, say).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -140,4 +141,25 @@ def inputs_from_sagemaker_execution(
         plan = plan_artifacts(clients.sagemaker, described.steps)
     downloaded = download_artifacts(clients.s3, plan.steps, scratch / "s3")
     title = f"dogpipe execution {described.arn.rsplit('/', 1)[-1]} ({described.status})"
-    return inputs_from_files(title, downloaded.paths, downloaded.traces, plan.trials, scratch)
+    inputs = inputs_from_files(title, downloaded.paths, downloaded.traces, plan.trials, scratch)
+    inputs.steps = step_rows(described.steps)
+    return inputs
+
+
+def step_rows(steps: list[StepState]) -> list[dict[str, Any]]:
+    """SageMaker's step listing in the columns of a local execution's (``local.summary``), oldest first;
+    the type is the kind of what the step ran (``TrainingJob``, ``Condition``, ...)."""
+    ordered = sorted(steps, key=lambda step: step.started or datetime.max.replace(tzinfo=timezone.utc))
+    return [
+        {
+            "step": step.name,
+            "type": next(iter(step.metadata), None),
+            "status": step.status,
+            "duration_s": round((step.ended - step.started).total_seconds(), 1)
+            if step.started and step.ended
+            else None,
+            "attempts": None,
+            "note": step.failure_reason.splitlines()[0] if step.failure_reason else None,
+        }
+        for step in ordered
+    ]

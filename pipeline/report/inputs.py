@@ -12,6 +12,8 @@ from typing import Any
 @dataclass
 class ReportInputs:
     title: str = "dogpipe run"
+    # The execution's steps in run order: {"step", "type", "status", "duration_s", "attempts", "note"}
+    steps: list[dict[str, Any]] = field(default_factory=list)
     history: Path | None = None  # train.py's history.json
     evaluation: Path | None = None  # evaluate.py's evaluation.json
     rules: Path | None = None  # debug_rules.py's rules.json

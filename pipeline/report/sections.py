@@ -30,6 +30,15 @@ def _load(path: Path | None) -> Any:
     return json.loads(Path(path).read_text()) if path and Path(path).is_file() else None
 
 
+def steps(inputs: ReportInputs) -> Context | Note:
+    """The steps as ``dogpipe status`` lists them, a step retried named with each attempt's outcome, so a
+    reader of the evidence below sees which steps ran, failed, came from the cache or were retried."""
+    if not inputs.steps:
+        return Note("no step listing for this execution")
+    retried = [row["step"] for row in inputs.steps if row.get("attempts")]
+    return {"rows": inputs.steps, "retried": retried}
+
+
 def tuning(inputs: ReportInputs) -> Context | Note:
     trials = inputs.tuning_trials
     if not trials:

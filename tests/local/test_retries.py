@@ -12,6 +12,7 @@ from pipeline.cli import cli
 from pipeline.local.context import EngineSettings
 from pipeline.local.engine import LocalEngine
 from pipeline.local.retry import RetryPlan, RetryPolicyError
+from pipeline.report.collect import write_local_report
 
 from .definitions import BUCKET, definition, processing_step, stage_script
 from .test_engine import local_config
@@ -74,6 +75,8 @@ def test_a_job_killed_once_is_retried_in_a_fresh_folder_and_succeeds(
     config = local_config(tmp_path, engine.settings.root)
     status = CliRunner().invoke(cli, ["status", result.execution.id, "--config", str(config)]).output
     assert "1 Failed [JOB_INTERNAL_ERROR], 2 Succeeded" in status, status
+    report = write_local_report(engine.settings.root, result.execution.id).read_text()
+    assert "retried: <b>Flaky</b>" in report and "1 Failed [JOB_INTERNAL_ERROR], 2 Succeeded" in report
     step_dir = result.execution.step_dir("Flaky")
     assert (step_dir / "attempt-1" / "logs").is_dir() and not (step_dir / "attempt-1" / "job").exists()
     assert (step_dir / "attempt-2" / "job").is_dir()
