@@ -11,8 +11,9 @@ again once that second thread has exited (eager: 4.2 ms against 11.3 ms).
 So a server keeps exactly one thread with a multi-threaded team:
 
 - ``solo``: one thread that loads and warms the model (the first parallel regions, hence the team) and
-  runs every request that arrives alone, on every core;
-- ``shared``: ``workers`` threads for requests that arrive while another is running, each limited to
+  runs the requests that arrive while the server is not under load (``app.LOAD_MEMORY_S``), on every
+  core;
+- ``shared``: ``workers`` threads for requests that arrive under load, each limited to
   ``shared_threads`` intra-op threads from its first task (OpenMP's thread count is per thread, and torch
   takes it from the global setting only when a thread first uses it), so on a machine whose cores the
   workers share out one each, they add no helpers at all.
