@@ -294,14 +294,14 @@ def graph(config_path: Path | None, definition_path: Path | None) -> None:
 def report(
     execution_id: str | None, config_path: Path | None, output: Path | None, screenshot: Path | None
 ) -> None:
-    """Write report.html for an execution (default: the latest): local, or fetched from SageMaker and S3
-    when the config's engine is sagemaker (EXECUTION_ID is then the pipeline execution ARN)."""
+    """Write report.html for an execution (default: the build pipeline's latest): local, or fetched from
+    SageMaker and S3 when the config's engine is sagemaker (EXECUTION_ID is then the execution ARN)."""
     cfg = read_config(config_path)
     if cfg.engine == "local":
         from pipeline.report.collect import write_local_report
 
         try:
-            written = write_local_report(cfg.local.root, execution_id, output)
+            written = write_local_report(cfg.local.root, execution_id, output, pipeline_name=cfg.project.name)
         except LookupError as error:
             raise click.ClickException(str(error)) from None
     else:

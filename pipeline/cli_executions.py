@@ -1,7 +1,7 @@
 """``dogpipe executions list|stop|retry`` on SageMaker (the local ``list`` lives in ``cli_local.py``).
 
-Same fields as the local listing (``execution``, ``status``, ``started``, ``failure``) plus the
-pipeline, since SageMaker holds two: the build pipeline and ``<project>-deploy``.
+The same fields as the local listing (``listings.EXECUTION_COLUMNS``), the pipeline among them, since
+either engine holds two: the build pipeline and ``<project>-deploy``.
 """
 
 from __future__ import annotations
@@ -21,19 +21,18 @@ from pipeline.cli_options import (
 )
 from pipeline.config import PipelineConfig
 
-SAGEMAKER_EXECUTION_COLUMNS = ("execution", "status", "started", "failure", "pipeline")
-
 
 def sagemaker_executions_text(config_path: Path | None, output: str) -> str:
     """The listing ``executions list`` prints for engine: sagemaker."""
     from pipeline.cli_output import render_rows
+    from pipeline.listings import EXECUTION_COLUMNS
     from pipeline.sagemaker_executions import list_sagemaker_executions, pipeline_names
 
     cfg = aws_config(config_path, None, None)
     with friendly_errors():
         rows = list_sagemaker_executions(clients_for(cfg).sagemaker, cfg)
     empty = f"no executions of {' or '.join(pipeline_names(cfg))} on SageMaker"
-    return render_rows(rows, SAGEMAKER_EXECUTION_COLUMNS, output, empty)
+    return render_rows(rows, EXECUTION_COLUMNS, output, empty)
 
 
 def _sagemaker_only(cfg: PipelineConfig, verb: str) -> None:

@@ -119,8 +119,8 @@ def status(
     execution_arn: str | None,
     output: str,
 ) -> None:
-    """Status of an execution (the latest when none is given) and of its steps: a local execution id,
-    or a pipeline execution ARN on SageMaker."""
+    """Status of an execution and of its steps (default: the build pipeline's latest): a local execution
+    id, or a pipeline execution ARN on SageMaker."""
     from pipeline import listings
     from pipeline.local.summary import LOCAL_STEP_COLUMNS
 
@@ -137,17 +137,14 @@ def status(
 
 
 def _local_execution(cfg: PipelineConfig, execution_id: str | None) -> Any:
-    """The local execution ``execution_id`` (the latest when None), or exit naming what is missing."""
-    from pipeline.local.executions import ExecutionNotFound, ExecutionStore
+    """The local execution ``execution_id`` (when None, the build pipeline's latest, as on SageMaker),
+    or exit naming what is missing."""
+    from pipeline.report.collect import local_execution
 
-    store = ExecutionStore(cfg.local.root)
     try:
-        execution = store.get(execution_id) if execution_id else store.latest()
-    except ExecutionNotFound as error:
+        return local_execution(cfg.local.root, execution_id, cfg.project.name)
+    except LookupError as error:
         raise click.ClickException(str(error)) from None
-    if execution is None:
-        raise click.ClickException(f"no executions under {store.folder}; start one with `dogpipe run`")
-    return execution
 
 
 @click.command("diff", epilog=examples("dogpipe diff --config config/pipeline.yaml"))

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from pipeline.registry import ModelPackage
     from pipeline.remote import ExecutionReport
 
-EXECUTION_COLUMNS = ("execution", "status", "started", "failure")
+#: Either engine's executions: the store (or SageMaker) holds the build pipeline's and ``<project>-deploy``'s.
+EXECUTION_COLUMNS = ("execution", "status", "started", "failure", "pipeline")
 REMOTE_STEP_COLUMNS = ("step", "status", "started", "ended", "failure")
 PACKAGE_COLUMNS = ("version", "status", "created", "accuracy")
 
@@ -33,6 +34,7 @@ def execution_rows(executions: Iterable[Execution]) -> list[dict[str, Any]]:
             "status": execution.record["status"],
             "started": execution.record["started_at"],
             "failure": _first_line(execution.record.get("failure_reason")),
+            "pipeline": execution.record.get("pipeline_name"),
         }
         for execution in executions
     ]

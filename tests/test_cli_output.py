@@ -68,8 +68,8 @@ def test_empty_listings_are_an_empty_json_list(config: Path) -> None:
         assert rows == [] and table.startswith("no ")
 
 
-def _execution(root: Path, status: str, failure: str | None = None) -> str:
-    execution = ExecutionStore(root).create("dogpipe-local", {"Steps": []}, {})
+def _execution(root: Path, status: str, failure: str | None = None, pipeline: str = "dogpipe-local") -> str:
+    execution = ExecutionStore(root).create(pipeline, {"Steps": []}, {})
     execution.update(status=status, ended_at="2026-12-02T08:00:00+00:00", failure_reason=failure)
     execution.write_step_state(
         "Preprocess",
@@ -130,3 +130,31 @@ def test_endpoints_list(config: Path, tmp_path: Path) -> None:
     table, rows = both("endpoints", "list", "--config", str(config))
     assert [(row["name"], row["alive"]) for row in rows] == [("dogpipe-staging", False)]
     same_rows(table, rows)
+
+
+def test_without_an_id_status_and_report_take_the_build_pipelines_latest(
+    config: Path, tmp_path: Path
+) -> None:
+    """As on SageMaker, where ``dogpipe status`` asks for the build pipeline's latest execution: an
+    approval's deploy execution, started later, is listed (with its pipeline) but is not the default."""
+    build = _execution(tmp_path / "engine", "Succeeded")
+    deploy = _execution(tmp_path / "engine", "Succeeded", pipeline="dogpipe-local-deploy")
+    table, rows = both("executions", "list", "--config", str(config))
+    assert [(row["execution"], row["pipeline"]) for row in rows] == [
+        (deploy, "dogpipe-local-deploy"),
+        (build, "dogpipe-local"),
+    ]
+    same_rows(table, rows)
+    assert both("status", "--config", str(config))[1]["execution"] == build
+    assert both("status", deploy, "--config", str(config))[1]["execution"] == deploy
+    report = CliRunner().invoke(cli, ["report", "--config", str(config)])
+    assert report.exit_code == 0 and report.output.strip() == str(
+        ExecutionStore(tmp_path / "engine").get(build).folder / "report.html"
+    )
+    only_deploy = tmp_path / "only-deploy"
+    _execution(only_deploy / "engine", "Succeeded", pipeline="dogpipe-local-deploy")
+    raw = yaml.safe_load(config.read_text())
+    raw["local"] = {"root": str(only_deploy / "engine")}
+    (only_deploy / "local.yaml").write_text(yaml.safe_dump(raw))
+    missing = CliRunner().invoke(cli, ["status", "--config", str(only_deploy / "local.yaml")])
+    assert missing.exit_code == 1 and "no executions of dogpipe-local under" in missing.output

@@ -90,8 +90,14 @@ def engine_gone_reason(record: Mapping[str, Any]) -> str:
 
 
 def new_execution_id() -> str:
-    """Sortable by start time, unique across concurrent runs: ``20250101-120000-a1b2c3``."""
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    """Sortable by start time to the microsecond, unique across concurrent runs: ``20250101-120000-
+    0a1b2c``, the microseconds in five hex digits and one random one (ids made within the same second
+    used to sort at random, so ``latest`` could pick the older)."""
+    now = time.time()
+    microseconds = int(now % 1 * 1_000_000)
+    return (
+        f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{microseconds:05x}{secrets.token_hex(1)[0]}"
+    )
 
 
 @dataclass
@@ -187,8 +193,14 @@ class ExecutionStore:
     def create(
         self, pipeline_name: str, definition: Mapping[str, Any], parameters: Mapping[str, Any]
     ) -> Execution:
-        folder = self.folder / new_execution_id()
-        folder.mkdir(parents=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:  # two runs in the same microsecond draw the same id one time in sixteen
+            folder = self.folder / new_execution_id()
+            try:
+                folder.mkdir()
+                break
+            except FileExistsError:
+                continue
         write_json(folder / "definition.json", dict(definition))
         write_json(
             folder / "execution.json",
@@ -225,6 +237,12 @@ class ExecutionStore:
             Execution(item) for item in sorted(self.folder.iterdir()) if (item / "execution.json").is_file()
         ]
 
-    def latest(self) -> Execution | None:
-        executions = self.list()
+    def latest(self, pipeline_name: str | None = None) -> Execution | None:
+        """The newest execution, of ``pipeline_name`` only when given (the store holds the build
+        pipeline's and ``<project>-deploy``'s)."""
+        executions = [
+            execution
+            for execution in self.list()
+            if pipeline_name is None or execution.record.get("pipeline_name") == pipeline_name
+        ]
         return executions[-1] if executions else None

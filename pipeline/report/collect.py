@@ -119,14 +119,16 @@ def inputs_from_files(
     return inputs
 
 
-def local_execution(root: Path, execution_id: str | None) -> Any:
-    """The local ``Execution`` (the latest when ``execution_id`` is None); LookupError when none."""
+def local_execution(root: Path, execution_id: str | None, pipeline_name: str | None = None) -> Any:
+    """The local ``Execution``: ``execution_id``, or the latest (of ``pipeline_name`` when given);
+    LookupError naming what is missing."""
     from pipeline.local.executions import ExecutionStore
 
-    executions = ExecutionStore(root)
-    execution = executions.get(execution_id) if execution_id else executions.latest()
+    executions = ExecutionStore(root)  # get() raises ExecutionNotFound, a LookupError
+    execution = executions.get(execution_id) if execution_id else executions.latest(pipeline_name)
     if execution is None:
-        raise LookupError(f"no executions under {executions.folder}; start one with `dogpipe run`")
+        of = f" of {pipeline_name}" if pipeline_name else ""
+        raise LookupError(f"no executions{of} under {executions.folder}; start one with `dogpipe run`")
     return execution
 
 
@@ -190,14 +192,16 @@ def write_local_report(
     *,
     prediction: dict[str, Any] | None = None,
     prediction_image: Path | None = None,
+    pipeline_name: str | None = None,
 ) -> Path:
     """Write the report of a local execution (default: ``<root>/executions/<id>/report.html``), with the
-    sample prediction given here or kept from an earlier call."""
+    sample prediction given here or kept from an earlier call. Without ``execution_id``, the latest one
+    (of ``pipeline_name`` when given)."""
     import tempfile
 
     from pipeline.report.builder import build_report
 
-    execution = local_execution(Path(root), execution_id)
+    execution = local_execution(Path(root), execution_id, pipeline_name)
     with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch:
         inputs = inputs_from_local_execution(Path(root), execution.id, Path(scratch))
         inputs.prediction, inputs.prediction_image, inputs.prediction_source = keep_sample_prediction(
