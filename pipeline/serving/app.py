@@ -51,7 +51,8 @@ LOAD_MEMORY_S = 0.25
 @dataclass(frozen=True)
 class ServingSettings:
     """Limits and concurrency of one server; the defaults match ``DeployConfig``'s. ``workers``: the
-    shared threads for requests side by side (``model_threads``); 1 runs one request at a time."""
+    shared threads for requests under load, beside the solo thread (``model_threads``); 1 runs one
+    request at a time."""
 
     max_payload_bytes: int = 6 * 1024 * 1024
     max_batch: int = payloads.DEFAULT_MAX_BATCH
@@ -167,8 +168,9 @@ class InferenceService:
         return Response(json.dumps(reply), media_type=payloads.JSON_TYPE, headers={"Server-Timing": timing})
 
     async def _run(self, body: bytes, content_type: str | None) -> tuple[dict[str, Any], float, float]:
-        """``classify`` on a model thread once one of the ``workers`` slots is free; a 503 when
-        ``max_queued`` requests already wait for one."""
+        """``classify`` on the solo thread, or on a shared one when the server is under load (two
+        requests overlapped within ``LOAD_MEMORY_S``); a 503 when ``max_queued`` requests already wait
+        for a thread."""
         if self.in_flight >= self.settings.workers + self.settings.max_queued:
             raise payloads.RequestError("server busy: too many requests waiting; retry later", 503)
         self.in_flight += 1
