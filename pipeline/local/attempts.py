@@ -3,8 +3,9 @@
 SageMaker runs every job on a clean instance, so a retry or a resumed step never sees what an earlier
 attempt left. Here each attempt gets ``steps/<step>/attempt-<n>/`` (``job/`` or ``trials/`` for the
 job's files, ``logs/``), created new; starting an attempt deletes the earlier attempts' files but keeps
-their logs. The step's ``state.json`` lists the attempts (status, times, failure, SageMaker exception
-type, wait before the retry), which ``dogpipe status`` and the report show.
+their logs, and an attempt that succeeds deletes its own once its outputs are in the store. The step's
+``state.json`` lists the attempts (status, times, failure, SageMaker exception type, wait before the
+retry), which ``dogpipe status`` and the report show.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ def attempt_folders(step_dir: Path) -> dict[int, Path]:
     return found
 
 
-def _clear_earlier(folders: dict[int, Path]) -> None:
-    """Drop the job files of earlier attempts (a dead instance's disk), keeping their logs."""
-    for folder in folders.values():
-        for child in folder.iterdir():
-            if child.name != "logs":
-                remove(child)
+def drop_job_files(folder: Path) -> None:
+    """Drop an attempt's job files (its instance's disk: channel copies, work files, what was uploaded),
+    keeping its logs."""
+    for child in folder.iterdir():
+        if child.name != "logs":
+            remove(child)
 
 
 @dataclass
@@ -58,7 +59,8 @@ class Attempt:
         number = max(earlier, default=0) + 1
         folder = step_dir / f"attempt-{number}"
         folder.mkdir(parents=True, exist_ok=False)
-        _clear_earlier(earlier)
+        for earlier_folder in earlier.values():
+            drop_job_files(earlier_folder)
         state.setdefault("attempts", []).append(
             {"attempt": number, "folder": str(folder.relative_to(execution.folder)), "status": "Executing",
              "started_at": now_iso()}
@@ -67,6 +69,11 @@ class Attempt:
         return cls(execution, state, number, folder)
 
     def end(self, status: str, error: BaseException | None = None, retry_in_s: float | None = None) -> None:
+        """Record how the attempt ended. A succeeded attempt's job files go at once: its outputs are in
+        the store, and on SageMaker its instance is gone (the copies cost each run several times its
+        data: 223 of the demo's 338 MB). A failed attempt's stay for inspection until the next one."""
+        if status == "Succeeded":
+            drop_job_files(self.folder)
         record = self.state["attempts"][-1]
         record.update(status=status, ended_at=now_iso())
         if isinstance(error, KeyboardInterrupt):
