@@ -55,13 +55,7 @@ def measure_interleaved(
     for _ in range(warmup):
         for fn in cases.values():
             fn()
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, fn in cases.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: Timing(values) for name, values in samples.items()}
+    return measure_in_blocks(cases, blocks=repeats, per_block=1, warmup=0, settle_s=0.0)
 
 
 def measure_in_blocks(
@@ -84,7 +78,8 @@ def measure_in_blocks(
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(blocks):
         for name, fn in cases.items():
-            time.sleep(settle_s)
+            if settle_s:
+                time.sleep(settle_s)
             for index in range(warmup + per_block):
                 start = time.perf_counter()
                 fn()

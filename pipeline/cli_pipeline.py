@@ -139,11 +139,11 @@ def status(
 def _local_execution(cfg: PipelineConfig, execution_id: str | None) -> Any:
     """The local execution ``execution_id`` (when None, the build pipeline's latest, as on SageMaker),
     or exit naming what is missing."""
-    from pipeline.report.collect import local_execution
+    from pipeline.local.executions import ExecutionNotFound, ExecutionStore
 
     try:
-        return local_execution(cfg.local.root, execution_id, cfg.project.name)
-    except LookupError as error:
+        return ExecutionStore(cfg.local.root).resolve(execution_id, cfg.project.name)
+    except ExecutionNotFound as error:
         raise click.ClickException(str(error)) from None
 
 

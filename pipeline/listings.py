@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from pipeline.local.summary import local_step_rows
+from pipeline.local.summary import first_line, local_step_rows
 
 if TYPE_CHECKING:
     from pipeline.local.executions import Execution
@@ -22,10 +22,6 @@ REMOTE_STEP_COLUMNS = ("step", "status", "started", "ended", "failure")
 PACKAGE_COLUMNS = ("version", "status", "created", "accuracy")
 
 
-def _first_line(text: str | None) -> str | None:
-    return text.splitlines()[0] if text else None
-
-
 def execution_rows(executions: Iterable[Execution]) -> list[dict[str, Any]]:
     """Local executions in the order given (``executions list`` gives them newest first)."""
     return [
@@ -33,7 +29,7 @@ def execution_rows(executions: Iterable[Execution]) -> list[dict[str, Any]]:
             "execution": execution.id,
             "status": execution.record["status"],
             "started": execution.record["started_at"],
-            "failure": _first_line(execution.record.get("failure_reason")),
+            "failure": first_line(execution.record.get("failure_reason")),
             "pipeline": execution.record.get("pipeline_name"),
         }
         for execution in executions

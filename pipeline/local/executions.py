@@ -239,10 +239,19 @@ class ExecutionStore:
 
     def latest(self, pipeline_name: str | None = None) -> Execution | None:
         """The newest execution, of ``pipeline_name`` only when given (the store holds the build
-        pipeline's and ``<project>-deploy``'s)."""
-        executions = [
-            execution
-            for execution in self.list()
-            if pipeline_name is None or execution.record.get("pipeline_name") == pipeline_name
-        ]
-        return executions[-1] if executions else None
+        pipeline's and ``<project>-deploy``'s): newest first, reading records only until one matches."""
+        for execution in reversed(self.list()):
+            if pipeline_name is None or execution.stored_record.get("pipeline_name") == pipeline_name:
+                return execution
+        return None
+
+    def resolve(self, execution_id: str | None, pipeline_name: str | None = None) -> Execution:
+        """``execution_id``, or without one the latest (of ``pipeline_name`` when given), as ``status``
+        and ``report`` pick it; ``ExecutionNotFound`` naming what is missing."""
+        if execution_id:
+            return self.get(execution_id)
+        execution = self.latest(pipeline_name)
+        if execution is None:
+            of = f" of {pipeline_name}" if pipeline_name else ""
+            raise ExecutionNotFound(f"no executions{of} under {self.folder}; start one with `dogpipe run`")
+        return execution

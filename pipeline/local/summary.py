@@ -49,20 +49,13 @@ def first_line(text: str | None) -> str | None:
 
 
 def steps_table(states: Mapping[str, Mapping[str, Any]]) -> str:
-    """One line per step in run order: name, type, status, duration, cache source."""
-    ordered = sorted(states.values(), key=lambda state: state.get("started_ts", float("inf")))
+    """What ``dogpipe run`` prints at the end: ``local_step_rows`` as fixed-width lines, the attempts,
+    the failure's first line or the cache source as the note."""
     lines = [f"{'step':<20} {'type':<15} {'status':<12} {'duration':>9}  note"]
-    for state in ordered:
-        duration = f"{state['duration_s']:.1f} s" if state.get("duration_s") is not None else "-"
-        note = f"cached from {state['cache_hit']}" if state.get("cache_hit") else ""
-        if state.get("failure_reason"):
-            note = state["failure_reason"].splitlines()[0][:70]
-        attempts = state.get("attempts") or []
-        if len(attempts) > 1 or (attempts and state["status"] == "Executing"):
-            note = f"attempt {attempts[-1]['attempt']} ({len(attempts)} in all) {note}".rstrip()
-        lines.append(
-            f"{state['name']:<20} {state.get('type', ''):<15} {state['status']:<12} {duration:>9}  {note}"
-        )
+    for row in local_step_rows(states):
+        duration = "-" if row["duration_s"] is None else f"{row['duration_s']:.1f} s"
+        note = "; ".join(part for part in (row["attempts"], (row["note"] or "")[:70]) if part)
+        lines.append(f"{row['step']:<20} {row['type'] or '':<15} {row['status']:<12} {duration:>9}  {note}")
     return "\n".join(lines)
 
 

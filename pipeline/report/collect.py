@@ -119,25 +119,13 @@ def inputs_from_files(
     return inputs
 
 
-def local_execution(root: Path, execution_id: str | None, pipeline_name: str | None = None) -> Any:
-    """The local ``Execution``: ``execution_id``, or the latest (of ``pipeline_name`` when given);
-    LookupError naming what is missing."""
-    from pipeline.local.executions import ExecutionStore
-
-    executions = ExecutionStore(root)  # get() raises ExecutionNotFound, a LookupError
-    execution = executions.get(execution_id) if execution_id else executions.latest(pipeline_name)
-    if execution is None:
-        of = f" of {pipeline_name}" if pipeline_name else ""
-        raise LookupError(f"no executions{of} under {executions.folder}; start one with `dogpipe run`")
-    return execution
-
-
 def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: Path) -> ReportInputs:
     """``ReportInputs`` for one local execution (the latest when ``execution_id`` is None)."""
+    from pipeline.local.executions import ExecutionStore
     from pipeline.local.summary import local_step_rows
     from pipeline.object_store import ObjectStore
 
-    execution, store = local_execution(root, execution_id), ObjectStore(root)
+    execution, store = ExecutionStore(root).resolve(execution_id), ObjectStore(root)
     paths: list[Path] = []
     traces: list[Path] = []
     trials: list[dict[str, Any]] = []
@@ -199,9 +187,10 @@ def write_local_report(
     (of ``pipeline_name`` when given)."""
     import tempfile
 
+    from pipeline.local.executions import ExecutionStore
     from pipeline.report.builder import build_report
 
-    execution = local_execution(Path(root), execution_id, pipeline_name)
+    execution = ExecutionStore(Path(root)).resolve(execution_id, pipeline_name)
     with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch:
         inputs = inputs_from_local_execution(Path(root), execution.id, Path(scratch))
         inputs.prediction, inputs.prediction_image, inputs.prediction_source = keep_sample_prediction(

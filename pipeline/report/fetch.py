@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pipeline.aws import AwsClients, aws_errors
+from pipeline.local.summary import first_line
 from pipeline.remote import PipelineError, StepState, execution_report
 from pipeline.report.collect import (
     WANTED,
@@ -159,7 +160,7 @@ def step_rows(steps: list[StepState]) -> list[dict[str, Any]]:
             if step.started and step.ended
             else None,
             "attempts": None,
-            "note": step.failure_reason.splitlines()[0] if step.failure_reason else None,
+            "note": first_line(step.failure_reason),
         }
         for step in ordered
     ]
