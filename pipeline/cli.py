@@ -22,6 +22,7 @@ from pipeline.cli_options import (
     CONFIG_RULE,
     EXIT_CODES,
     FileErrorsAsMessages,
+    checked,
     config_option,
     configure_logging,
     definition_option,
@@ -33,6 +34,7 @@ from pipeline.cli_options import (
 )
 from pipeline.cli_output import output_option, to_json
 from pipeline.cli_pipeline import PIPELINE_COMMANDS
+from pipeline.names import ENDPOINT, EXECUTION_REF
 
 
 @click.group(
@@ -155,6 +157,7 @@ def serve(
     "--endpoint",
     required=True,
     shell_complete=complete_endpoint,
+    callback=checked(ENDPOINT),
     help="Endpoint name (a local endpoint for engine: local).",
 )
 @config_option
@@ -276,7 +279,13 @@ def graph(config_path: Path | None, definition_path: Path | None) -> None:
     "report",
     epilog=examples("dogpipe report", "dogpipe report EXECUTION -o report.html --screenshot report.png"),
 )
-@click.argument("execution_id", metavar="[EXECUTION]", required=False, shell_complete=complete_execution)
+@click.argument(
+    "execution_id",
+    metavar="[EXECUTION]",
+    required=False,
+    shell_complete=complete_execution,
+    callback=checked(EXECUTION_REF),
+)
 @config_option
 @click.option(
     "-o",

@@ -12,8 +12,9 @@ from pathlib import Path
 import click
 
 from pipeline.cli_complete import complete_endpoint
-from pipeline.cli_options import config_option, examples, friendly_errors, read_config
+from pipeline.cli_options import checked, config_option, examples, friendly_errors, read_config
 from pipeline.cli_output import output_option, render_rows
+from pipeline.names import ENDPOINT
 
 ENDPOINT_COLUMNS = ("name", "model_version", "url", "pid", "alive")
 
@@ -48,20 +49,20 @@ def endpoints_list(config_path: Path | None, output: str) -> None:
 @endpoints.command(
     "stop", epilog=examples("dogpipe endpoints stop dogpipe-staging", "dogpipe endpoints stop --all")
 )
-@click.argument("name", required=False, shell_complete=complete_endpoint)
+@click.argument("name", required=False, shell_complete=complete_endpoint, callback=checked(ENDPOINT))
 @click.option("--all", "stop_all", is_flag=True, help="Stop every local endpoint.")
 @config_option
 def endpoints_stop(name: str | None, stop_all: bool, config_path: Path | None) -> None:
     """Stop the local server of endpoint NAME (or --all) and forget its record."""
     from pipeline.local.endpoint_servers import known_endpoints, read_endpoint, stop_endpoint
 
+    if bool(name) == stop_all:
+        raise click.UsageError("give one endpoint NAME or --all")
     cfg = read_config(config_path)
     if cfg.engine != "local":
         raise click.ClickException(
             "`endpoints stop` stops local servers; on SageMaker use `dogpipe endpoints delete NAME --yes`"
         )
-    if bool(name) == stop_all:
-        raise click.UsageError("give one endpoint NAME or --all")
     root = cfg.local.root
     names = known_endpoints(root) if stop_all else [str(name)]
     if not stop_all and name not in known_endpoints(root):
@@ -81,7 +82,7 @@ def endpoints_stop(name: str | None, stop_all: bool, config_path: Path | None) -
 @endpoints.command(
     "delete", epilog=examples("dogpipe endpoints delete dogpipe-prod --yes --config config/pipeline.yaml")
 )
-@click.argument("name", shell_complete=complete_endpoint)
+@click.argument("name", shell_complete=complete_endpoint, callback=checked(ENDPOINT))
 @click.option("--yes", is_flag=True, help="Really delete: the endpoint stops serving at once.")
 @config_option
 def endpoints_delete(name: str, yes: bool, config_path: Path | None) -> None:

@@ -13,6 +13,7 @@ import click
 from pipeline.cli_complete import complete_execution
 from pipeline.cli_options import (
     aws_config,
+    checked,
     clients_for,
     config_option,
     examples,
@@ -20,6 +21,7 @@ from pipeline.cli_options import (
     read_config,
 )
 from pipeline.config import PipelineConfig
+from pipeline.names import EXECUTION_REF
 
 
 def sagemaker_executions_text(config_path: Path | None, output: str) -> str:
@@ -42,7 +44,7 @@ def _sagemaker_only(cfg: PipelineConfig, verb: str) -> None:
 
 
 @click.command("stop", epilog=examples("dogpipe executions stop 1a2b3c4d5e6f --config config/pipeline.yaml"))
-@click.argument("execution", shell_complete=complete_execution)
+@click.argument("execution", shell_complete=complete_execution, callback=checked(EXECUTION_REF))
 @config_option
 def stop(execution: str, config_path: Path | None) -> None:
     """Stop a running SageMaker execution (EXECUTION: its ARN or id) of either pipeline."""
@@ -58,7 +60,7 @@ def stop(execution: str, config_path: Path | None) -> None:
 @click.command(
     "retry", epilog=examples("dogpipe executions retry 1a2b3c4d5e6f --config config/pipeline.yaml")
 )
-@click.argument("execution", shell_complete=complete_execution)
+@click.argument("execution", shell_complete=complete_execution, callback=checked(EXECUTION_REF))
 @config_option
 def retry(execution: str, config_path: Path | None) -> None:
     """Retry a Failed or Stopped SageMaker execution from its failed steps (EXECUTION: ARN or id)."""

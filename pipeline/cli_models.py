@@ -14,6 +14,7 @@ from pipeline.cli_complete import complete_version
 from pipeline.cli_options import (
     aws_config,
     aws_options,
+    checked,
     clients_for,
     config_option,
     examples,
@@ -23,6 +24,7 @@ from pipeline.cli_options import (
 )
 from pipeline.cli_output import output_option, render_rows
 from pipeline.config import PipelineConfig
+from pipeline.names import VERSION
 
 
 def registry_for(cfg: PipelineConfig) -> Any:
@@ -74,7 +76,7 @@ def _approval_arguments(command: Callable[..., None]) -> Callable[..., None]:
     """VERSION, --note and the config/AWS options that approve and reject both take."""
     for decorate in reversed(
         (
-            click.argument("version", shell_complete=complete_version),
+            click.argument("version", shell_complete=complete_version, callback=checked(VERSION)),
             click.option("--note", default=None, help="Why (stored as the ApprovalDescription)."),
             config_option,
             aws_options,

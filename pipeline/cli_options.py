@@ -6,6 +6,7 @@ command group that registers those modules (which made ``python -m pipeline.cli`
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from pipeline.config import ConfigError, PipelineConfig, load_config
 
 if TYPE_CHECKING:
     from pipeline.code import CodeArchive
+    from pipeline.names import NameKind
 
 
 EXIT_CODES = (
@@ -29,22 +31,62 @@ COMPLETION = (
 )
 
 
+class BadValue(click.ClickException):
+    """A value the user gave that is not of its kind (a name, a version): one line, usage exit status."""
+
+    exit_code = 2
+
+
 class FileErrorsAsMessages(click.Group):
-    """Every command's file errors (an ``-o`` into a missing folder, a read-only ``OUT_DIR``) end with one
-    line naming the file and exit 1, instead of a traceback; each command need not guard each write.
-    OSErrors that name no file (sockets, broken pipes) are not the user's paths and propagate.
-    Ctrl-C exits 130 (click's own handling would print "Aborted!" and exit 1)."""
+    """Every error ends as one line on stderr with the README's exit status, instead of a traceback or
+    click's three-line usage block; each command need not guard each write or each name.
+
+    - File errors (an ``-o`` into a missing folder, a read-only ``OUT_DIR``) name the file and exit 1.
+      OSErrors that name no file (sockets, broken pipes) are not the user's paths and propagate.
+    - A name that is not of its kind (``pipeline.names``) or any usage error exits 2.
+    - Ctrl-C exits 130 (click's own handling would print "Aborted!" and exit 1).
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
+        from pipeline.names import InvalidName
+
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
             click.echo("\ninterrupted", err=True)
             raise click.exceptions.Exit(130) from None
+        except InvalidName as error:
+            raise BadValue(str(error)) from None
         except OSError as error:
             if error.filename is None:
                 raise
             raise click.ClickException(f"{error.filename}: {error.strerror or error}") from None
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as error:
+            hint = f" (see '{error.ctx.command_path} -h')" if error.ctx is not None else ""
+            click.echo(f"Error: {error.format_message()}{hint}", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def checked(kind: NameKind) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback that refuses a value not of ``kind`` before the command opens any file."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        return value if value is None else kind.check(value)
+
+    return check
 
 
 def examples(*lines: str) -> str:

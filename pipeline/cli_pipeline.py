@@ -16,6 +16,7 @@ from pipeline.cli_complete import complete_execution
 from pipeline.cli_options import (
     aws_config,
     aws_options,
+    checked,
     clients_for,
     config_option,
     definition_option,
@@ -29,6 +30,7 @@ from pipeline.cli_options import (
 )
 from pipeline.cli_output import output_option, render_record
 from pipeline.config import PipelineConfig
+from pipeline.names import EXECUTION_REF
 
 
 @click.command(
@@ -107,7 +109,13 @@ def start(
 
 
 @click.command("status", epilog=examples("dogpipe status", "dogpipe status EXECUTION -o json"))
-@click.argument("execution_arn", metavar="[EXECUTION]", required=False, shell_complete=complete_execution)
+@click.argument(
+    "execution_arn",
+    metavar="[EXECUTION]",
+    required=False,
+    shell_complete=complete_execution,
+    callback=checked(EXECUTION_REF),
+)
 @config_option
 @aws_options
 @local_option

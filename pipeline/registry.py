@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pipeline.config import ApprovalStatus
+from pipeline.names import PACKAGE_GROUP, InvalidName, check_version, path_under
 
 APPROVAL_STATUSES: tuple[str, ...] = ("PendingManualApproval", "Approved", "Rejected")
 LOCAL_ACCOUNT = "000000000000"
@@ -91,14 +92,11 @@ def accuracy_of(metrics: Mapping[str, Any] | None) -> float | None:
 
 
 def parse_version(text: str | int) -> int:
-    """A model package version as the user typed it (``3``), or a clear error."""
+    """A model package version as the user typed it (``3``), or :class:`InvalidName` (a usage error)."""
     try:
-        version = int(text)
-    except (TypeError, ValueError):
-        raise RegistryError(f"model package version must be a positive integer, got {text!r}") from None
-    if version < 1:
-        raise RegistryError(f"model package version must be a positive integer, got {text!r}")
-    return version
+        return check_version(text)
+    except InvalidName:
+        raise InvalidName(f"model package version must be a positive integer, got {text!r}") from None
 
 
 def check_status(status: str) -> str:
@@ -143,7 +141,8 @@ class LocalRegistry:
         self.root = Path(root)
 
     def group_dir(self, group: str) -> Path:
-        return self.root / "registry" / group
+        """``<root>/registry/<group>`` for a valid group name only (it comes from a definition too)."""
+        return path_under(self.root / "registry", PACKAGE_GROUP.check(group))
 
     def arn(self, group: str, version: int) -> str:
         return f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:model-package/{group}/{version}"

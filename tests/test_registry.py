@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import cli
 from pipeline.config import LOCAL_CONFIG
+from pipeline.names import InvalidName
 from pipeline.registry import LocalRegistry, ModelRegistry, RegistryError, accuracy_of, parse_version
 
 GROUP = "dog-breeds"
@@ -87,9 +88,9 @@ def test_unknown_version_names_the_known_ones(tmp_path: Path) -> None:
     _register(tmp_path)
     with pytest.raises(RegistryError, match=r"version 7 not found in group 'dog-breeds' \(versions: 1, 2\)"):
         registry.set_approval(GROUP, 7, "Approved")
-    with pytest.raises(RegistryError, match="positive integer, got 'v2'"):
+    with pytest.raises(InvalidName, match="positive integer, got 'v2'"):
         parse_version("v2")
-    with pytest.raises(RegistryError, match="positive integer"):
+    with pytest.raises(InvalidName, match="positive integer"):
         registry.get(GROUP, 0)
 
 
@@ -157,7 +158,7 @@ def test_cli_models_and_deploy_act_on_the_local_registry(local_config: Path, tmp
     assert approved.exit_code == 0 and "dog-breeds version 1: Approved" in approved.output
     assert LocalRegistry(tmp_path / "engine").get(GROUP, 1).approval_description == "ok"
     bad = runner.invoke(cli, ["models", "reject", "two", *config])
-    assert bad.exit_code == 1 and "positive integer, got 'two'" in bad.output
+    assert bad.exit_code == 2 and "'two' is not a valid model package version" in bad.output
 
     # The approved package's model data was never written to the local store: a clear refusal.
     missing = runner.invoke(cli, ["deploy", "--stage", "prod", *config])

@@ -37,6 +37,7 @@ from typing import Any
 import psutil
 
 from pipeline.local.interrupt import terminating_signals_interrupt
+from pipeline.names import ENDPOINT, path_under
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 120.0
@@ -54,16 +55,22 @@ def endpoints_folder(root: Path | str) -> Path:
     return Path(root) / "endpoints"
 
 
+def endpoint_file(root: Path | str, name: str, suffix: str) -> Path:
+    """``<root>/endpoints/<name><suffix>`` for a valid endpoint name only, and never outside that folder
+    (``dogpipe endpoints stop ../registry/group/1`` used to delete a registry record)."""
+    return path_under(endpoints_folder(root), f"{ENDPOINT.check(name)}{suffix}")
+
+
 def _record_path(root: Path | str, name: str) -> Path:
-    return endpoints_folder(root) / f"{name}.json"
+    return endpoint_file(root, name, ".json")
 
 
 @contextlib.contextmanager
 def endpoint_lock(root: Path | str, name: str) -> Iterator[None]:
     """Exclusive hold on endpoint ``name`` across processes (released when the holder dies)."""
-    folder = endpoints_folder(root)
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"{name}.lock").open("a") as handle:
+    lock = endpoint_file(root, name, ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -82,7 +89,7 @@ def write_endpoint(root: Path | str, record: dict[str, Any]) -> Path:
 
 def _pending_path(root: Path | str, name: str) -> Path:
     """A server being started: written before its ``/ping``, removed once it is recorded or stopped."""
-    return endpoints_folder(root) / f"{name}.starting"
+    return endpoint_file(root, name, ".starting")
 
 
 def known_endpoints(root: Path | str) -> list[str]:
@@ -235,7 +242,7 @@ def model_version_of(model_package_arn: str | None) -> str | None:
 
 def _launch(root: Path | str, name: str, model_path: Path, host: str, port: int, version: str | None):  # type: ignore[no-untyped-def]
     url = f"http://{host}:{port}"
-    log = endpoints_folder(root) / f"{name}.{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}.log"
+    log = endpoint_file(root, name, f".{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}.log")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "pipeline.serving", str(model_path), "--host", host, "--port", str(port)]

@@ -15,6 +15,7 @@ from pipeline.local.container import job_name
 from pipeline.local.context import StepContext, arn
 from pipeline.local.endpoint_servers import smoke_prediction, start_endpoint
 from pipeline.local.executions import read_json, write_json
+from pipeline.names import RESOURCE, path_under
 from pipeline.registry import LocalRegistry
 
 
@@ -23,7 +24,8 @@ class EndpointArgumentError(ValueError):
 
 
 def _control(ctx: StepContext, kind: str, name: str) -> Path:
-    return ctx.settings.root / "control" / kind / f"{name}.json"
+    """The record of a model or endpoint config: names come from the definition, so they are checked."""
+    return path_under(ctx.settings.root / "control" / kind, f"{RESOURCE.check(name)}.json")
 
 
 def _read_control(ctx: StepContext, kind: str, name: str, what: str) -> dict[str, Any]:

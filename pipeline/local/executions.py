@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import threading
 import time
@@ -28,6 +27,8 @@ from typing import Any
 
 import psutil
 from filelock import FileLock, Timeout
+
+from pipeline.names import EXECUTION_ID, STEP, path_under
 
 TERMINAL_STEP_STATUSES = ("Succeeded", "Failed", "NotExecuted")
 
@@ -41,7 +42,6 @@ class ExecutionRunning(RuntimeError):
 
 
 # What new_execution_id() writes, and nothing that could leave the executions folder.
-_EXECUTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 # A pid's start time as psutil reads it is exact to the clock tick; this absorbs float rounding only.
 _SAME_START_S = 0.05
 
@@ -147,7 +147,8 @@ class Execution:
         return read_json(self.folder / "definition.json")
 
     def step_dir(self, step: str) -> Path:
-        return self.folder / "steps" / step
+        """A step's folder; its name comes from the definition, so it is checked like any name."""
+        return path_under(self.folder / "steps", STEP.check(step))
 
     def step_state(self, step: str) -> dict[str, Any] | None:
         path = self.step_dir(step) / "state.json"
@@ -218,12 +219,7 @@ class ExecutionStore:
         return Execution(folder)
 
     def get(self, execution_id: str) -> Execution:
-        if not _EXECUTION_ID.match(execution_id):
-            raise ExecutionNotFound(
-                f"{execution_id!r} is not an execution id (like 20250101-120000-a1b2c3; "
-                "`dogpipe executions list` shows them)"
-            )
-        folder = self.folder / execution_id
+        folder = path_under(self.folder, EXECUTION_ID.check(execution_id))  # InvalidName: a usage error
         if not (folder / "execution.json").is_file():
             known = ", ".join(item.id for item in self.list()[-5:]) or "none recorded"
             raise ExecutionNotFound(f"no execution {execution_id!r} under {self.folder} (latest: {known})")

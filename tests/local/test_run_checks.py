@@ -23,8 +23,8 @@ from .test_engine import local_config
 def test_resume_takes_execution_ids_only(tmp_path: Path, execution: str) -> None:
     config = local_config(tmp_path, tmp_path / "root")
     result = CliRunner().invoke(cli, ["run", "--config", str(config), "--resume", execution])
-    assert result.exit_code == 1
-    assert f"{execution!r} is not an execution id" in result.output, result.output
+    assert result.exit_code == 2
+    assert f"{execution!r} is not a valid execution id" in result.output, result.output
 
 
 def test_resume_of_a_succeeded_execution_says_so_and_rewrites_nothing(tmp_path: Path) -> None:
