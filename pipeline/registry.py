@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pipeline.config import ApprovalStatus
 from pipeline.names import PACKAGE_GROUP, InvalidName, check_version, path_under
+from training_code.resolve_model_package import newest_approval
 
 APPROVAL_STATUSES: tuple[str, ...] = ("PendingManualApproval", "Approved", "Rejected")
 LOCAL_ACCOUNT = "000000000000"
@@ -48,6 +49,9 @@ class ModelPackage:
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
     approval_description: str | None = None
+    #: When the approval status last changed and by whom (SageMaker: LastModifiedTime / LastModifiedBy).
+    approval_time: datetime | None = None
+    approved_by: str | None = None
 
     @property
     def accuracy(self) -> float | None:
@@ -56,12 +60,15 @@ class ModelPackage:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["created"] = self.created.isoformat()
+        data["approval_time"] = self.approval_time.isoformat() if self.approval_time else None
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ModelPackage:
         values = dict(data)
         values["created"] = datetime.fromisoformat(values["created"])
+        if values.get("approval_time"):
+            values["approval_time"] = datetime.fromisoformat(values["approval_time"])
         return cls(**values)
 
 
@@ -105,6 +112,16 @@ def check_status(status: str) -> str:
     return status
 
 
+def local_user() -> str:
+    """Who acts on this machine, for the approval record (the local stand-in for the caller identity)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
 def version_not_found(group: str, version: int, packages: list[ModelPackage]) -> RegistryError:
     """The error for a version the group lacks, listing the ones it has so the fix is obvious."""
     known = ", ".join(str(package.version) for package in packages) or "none"
@@ -112,9 +129,10 @@ def version_not_found(group: str, version: int, packages: list[ModelPackage]) ->
 
 
 def latest_approved_of(packages: list[ModelPackage]) -> ModelPackage | None:
-    """The highest-numbered Approved package: what production may run."""
-    approved = [package for package in packages if package.approval_status == "Approved"]
-    return max(approved, key=lambda package: package.version, default=None)
+    """The most recently approved package: what the stage should serve (the deploy pipeline's ``latest``
+    and its freshness check use the same rule, ``training_code/resolve_model_package.newest_approval``)."""
+    chosen = newest_approval([package.to_json() for package in packages])
+    return next((package for package in packages if chosen and package.arn == chosen["arn"]), None)
 
 
 @runtime_checkable
@@ -194,7 +212,13 @@ class LocalRegistry:
 
     def set_approval(self, group: str, version: int, status: str, note: str | None = None) -> ModelPackage:
         check_status(status)
-        updated = replace(self.get(group, version), approval_status=status, approval_description=note)
+        updated = replace(
+            self.get(group, version),
+            approval_status=status,
+            approval_description=note,
+            approval_time=datetime.now(timezone.utc),
+            approved_by=local_user(),
+        )
         self._replace(self.group_dir(group) / f"{updated.version}.json", updated)
         return updated
 
@@ -287,6 +311,8 @@ class SageMakerRegistry:
             metrics=self._metrics(response),
             description=response.get("ModelPackageDescription"),
             approval_description=response.get("ApprovalDescription"),
+            approval_time=response.get("LastModifiedTime"),
+            approved_by=_user_of(response.get("LastModifiedBy")),
         )
 
     def _metrics(self, response: Mapping[str, Any]) -> dict[str, Any]:
@@ -308,3 +334,11 @@ class SageMakerRegistry:
             return json.loads(body)
         except Exception:  # any failure only means "no accuracy to show"
             return None
+
+
+def _user_of(context: Mapping[str, Any] | None) -> str | None:
+    """A UserContext (LastModifiedBy) as one name: the Studio user, else the IAM identity."""
+    if not context:
+        return None
+    identity = context.get("IamIdentity") or {}
+    return context.get("UserProfileName") or identity.get("Arn") or context.get("UserProfileArn")

@@ -11,7 +11,11 @@ Two kinds of checks, each problem naming the step and the JSON path:
 * the hyperparameters of a Training or Tuning step that runs ``train.py``: every name must be declared in
   ``training_code/hyperparameters.py`` (train.py refuses the others at start).
 
-AWS's published JSON schema of pipeline definitions is stale; botocore's service model is current.
+* each step object against what the pipeline-definition schema allows around it
+  (:mod:`pipeline.definition_schema`): the keys of the step, and the Endpoint step's narrower arguments.
+
+AWS's published JSON schema of pipeline definitions is stale for API fields (botocore's service model
+is current), but it is what CreatePipeline holds the step envelope to.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pipeline.definition_reader import (
     step_of_reference,
     steps_of,
 )
+from pipeline.definition_schema import schema_problems
 from training_code.hyperparameters import unknown_message, unknown_names
 
 #: Step type → (create API validated against, Describe API whose output holds the step's properties).
@@ -306,6 +311,7 @@ def validate_definition(json_text: str) -> list[Problem]:
         return [Problem("(definition)", "", str(error))]
     nodes = steps_of(definition)
     problems = _dag_problems(definition, nodes)
+    problems.extend(Problem(node.name, path, message) for node, path, message in schema_problems(nodes))
     for node in nodes:
         if node.type in STEP_APIS:
             problems.extend(check_arguments(node))

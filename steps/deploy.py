@@ -38,11 +38,8 @@ def build_deploy(ctx: BuildContext, register: ModelStep) -> list:
             }
         ],
     )
-    endpoint_config = EndpointConfigStep(
-        name="EndpointConfig",
-        step_args=config_args,
-        retry_policies=api_retry_policies(ctx.cfg),
-    )
+    # No RetryPolicies: the pipeline schema's EndpointConfig step has none.
+    endpoint_config = EndpointConfigStep(name="EndpointConfig", step_args=config_args)
     endpoint = EndpointStep(
         name="Deploy",
         step_args=session.create_endpoint(

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from pipeline.config import DEFAULT_CONFIG, load_config, parse_config
 from pipeline.deploy_names import deploy_pipeline_name
 from pipeline.deploy_pipeline import build_deploy_definition
-from pipeline.validate import validate_definition
+from pipeline.validate import check_shape, sagemaker_model, validate_definition
 from tests.golden.regenerate import CODE_SHA256_PLACEHOLDER, DEPLOY_GOLDEN
 from tests.test_definition import _steps, no_network  # noqa: F401
+from training_code.deploy_endpoint import deployment_config, parse_args
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,15 @@ def test_golden_deploy_definition_is_current_and_valid(shipped: str) -> None:
     assert validate_definition(shipped) == []
 
 
+def _deploy_request(steps: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+    """What the Deploy job's script makes of its arguments: (args, UpdateEndpoint's DeploymentConfig)."""
+    app = steps["Deploy"]["Arguments"]["AppSpecification"]
+    assert app["ContainerEntrypoint"][-1].endswith("/deploy_endpoint.py")
+    words = [word if isinstance(word, str) else "<expression>" for word in app["ContainerArguments"]]
+    args = parse_args(words)
+    return args, (deployment_config(args) if args.blue_green else None)
+
+
 def test_it_deploys_only_an_approved_package_of_the_group_with_guardrails(shipped: str) -> None:
     definition = json.loads(shipped)
     assert deploy_pipeline_name(load_config(DEFAULT_CONFIG)) == "dogpipe-deploy"
@@ -45,7 +56,7 @@ def test_it_deploys_only_an_approved_package_of_the_group_with_guardrails(shippe
         "CheckPackage": "Condition",
         "CreateModel": "Model",
         "EndpointConfig": "EndpointConfig",
-        "Deploy": "Endpoint",
+        "Deploy": "Processing",
         "PackageNotDeployable": "Fail",
     }
     conditions = steps["CheckPackage"]["Arguments"]["Conditions"]
@@ -53,9 +64,13 @@ def test_it_deploys_only_an_approved_package_of_the_group_with_guardrails(shippe
         ("ModelApprovalStatus", "Approved"),
         ("ModelPackageGroupName", "dogpipe-dog-breeds"),
     ]
-    deploy = steps["Deploy"]["Arguments"]
-    assert deploy["EndpointName"] == "dogpipe-prod"
-    guard = deploy["DeploymentConfig"]
+    args, guard = _deploy_request(steps)
+    assert (args.endpoint_name, args.stage, args.group) == ("dogpipe-prod", "prod", "dogpipe-dog-breeds")
+    assert steps["Deploy"]["Arguments"]["Environment"] == {"AWS_DEFAULT_REGION": "us-east-1"}
+    assert steps["ResolvePackage"]["Arguments"]["Environment"] == {"AWS_DEFAULT_REGION": "us-east-1"}
+    request = {"EndpointName": args.endpoint_name, "EndpointConfigName": "c", "DeploymentConfig": guard}
+    assert check_shape(sagemaker_model().operation_model("UpdateEndpoint").input_shape, request, "") == []
+    assert guard is not None
     assert guard["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == {
         "Type": "ALL_AT_ONCE",
         "WaitIntervalInSeconds": 300,
@@ -80,9 +95,10 @@ def test_serverless_async_and_data_capture_options_are_valid_requests() -> None:
     steps = _steps(json.loads(text))
     variant = steps["EndpointConfig"]["Arguments"]["ProductionVariants"][0]
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 3}
-    assert "InstanceType" not in variant and "DeploymentConfig" not in steps["Deploy"]["Arguments"]
+    args, guard = _deploy_request(steps)
+    assert "InstanceType" not in variant and guard is None
     assert steps["EndpointConfig"]["Arguments"]["DataCaptureConfig"]["InitialSamplingPercentage"] == 10
-    assert steps["Deploy"]["Arguments"]["EndpointName"] == "dogpipe-staging"
+    assert args.endpoint_name == "dogpipe-staging"
 
     raw["deploy"].update(serverless=None, async_inference={"output_s3_uri": "s3://my-dogpipe-bucket/async"})
     raw["deploy"]["guardrails"] = {"traffic": "LINEAR", "linear_step_percent": 20}
@@ -93,7 +109,7 @@ def test_serverless_async_and_data_capture_options_are_valid_requests() -> None:
     assert steps["EndpointConfig"]["Arguments"]["AsyncInferenceConfig"]["OutputConfig"] == {
         "S3OutputPath": "s3://my-dogpipe-bucket/async"
     }
-    routing = steps["Deploy"]["Arguments"]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    routing = _deploy_request(steps)[1]["BlueGreenUpdatePolicy"]
     assert routing["TrafficRoutingConfiguration"]["LinearStepSize"] == {
         "Type": "CAPACITY_PERCENT",
         "Value": 20,

@@ -6,8 +6,9 @@ Writes ``DIR/package.json`` = ``{"ModelPackageArn", "ModelPackageGroupName", "Mo
 "ModelApprovalStatus", "ModelDataUrl", "Reason"}``; the pipeline's condition step reads it (a property
 file) and deploys only an ``Approved`` package of the configured group. The job itself succeeds for any
 package, deployable or not, so the execution fails at the named Fail step with the facts, not here with
-a traceback. ``latest`` means the group's highest Approved version (what an approval event deploys:
-EventBridge rule targets cannot pass event fields as pipeline parameters).
+a traceback. ``latest`` means the group's most recently approved version (what an approval event
+deploys: EventBridge rule targets cannot pass event fields as pipeline parameters); the Deploy job
+applies the same rule again before it touches the endpoint (``deploy_endpoint.py``).
 
 Pipeline Steps cannot read a registry themselves, hence a job. On SageMaker it calls
 DescribeModelPackage / ListModelPackages with boto3 (in every framework image). The local engine
@@ -26,6 +27,28 @@ from typing import Any
 
 LATEST = "latest"
 _PACKAGE_ARN = re.compile(r"model-package/([^/]+)/(\d+)$")
+#: How many of the newest Approved packages ``latest`` compares on SageMaker (one Describe call each).
+APPROVED_LOOKBACK = 20
+
+
+def newest_approval(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The Approved record approved last (``approval_time``, else ``created``; then the version): what a
+    stage should serve. Approving version 1 after version 2 puts 1 on the stage, and keeps it there."""
+    approved = [record for record in records if record.get("approval_status") == "Approved"]
+
+    def when(record: dict[str, Any]) -> tuple[str, int]:
+        return (str(record.get("approval_time") or record.get("created") or ""), int(record["version"]))
+
+    return max(approved, key=when, default=None)
+
+
+def sagemaker_client() -> Any:
+    """The SageMaker client of the job's region (the step sets AWS_DEFAULT_REGION; jobs outside a
+    region-aware environment would otherwise stop at botocore's NoRegionError)."""
+    import boto3
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return boto3.client("sagemaker", region_name=region) if region else boto3.client("sagemaker")
 
 
 def _facts(arn: str, group: str, version: int, status: str, data_url: str, reason: str) -> dict[str, Any]:
@@ -46,14 +69,10 @@ def _not_found(arn: str, reason: str) -> dict[str, Any]:
 def describe_local(registry: Path, arn: str, group: str) -> dict[str, Any]:
     """The local engine's registry: one JSON file per version."""
     if arn == LATEST:
-        approved = []
-        for path in sorted((registry / group).glob("*.json")):
-            record = json.loads(path.read_text())
-            if record.get("approval_status") == "Approved":
-                approved.append(record)
-        if not approved:
+        records = [json.loads(path.read_text()) for path in sorted((registry / group).glob("*.json"))]
+        record = newest_approval(records)
+        if record is None:
             return _not_found(arn, f"no Approved model package in group {group}")
-        record = max(approved, key=lambda item: int(item["version"]))
     else:
         match = _PACKAGE_ARN.search(arn)
         path = registry / match.group(1) / f"{match.group(2)}.json" if match else None
@@ -71,22 +90,34 @@ def describe_local(registry: Path, arn: str, group: str) -> dict[str, Any]:
 
 
 def describe_sagemaker(arn: str, group: str) -> dict[str, Any]:
-    """DescribeModelPackage (after ListModelPackages for ``latest``)."""
-    import boto3
+    """DescribeModelPackage (for ``latest``: the newest Approved packages, the last one approved)."""
     from botocore.exceptions import ClientError
 
-    client = boto3.client("sagemaker")
+    client = sagemaker_client()
     if arn == LATEST:
         summaries = client.list_model_packages(
             ModelPackageGroupName=group,
             ModelApprovalStatus="Approved",
             SortBy="CreationTime",
             SortOrder="Descending",
-            MaxResults=1,
+            MaxResults=APPROVED_LOOKBACK,
         ).get("ModelPackageSummaryList", [])
-        if not summaries:
+        described = [client.describe_model_package(ModelPackageName=s["ModelPackageArn"]) for s in summaries]
+        chosen = newest_approval(
+            [
+                {
+                    "arn": item["ModelPackageArn"],
+                    "version": item.get("ModelPackageVersion", 0),
+                    "approval_status": item.get("ModelApprovalStatus"),
+                    "approval_time": _iso(item.get("LastModifiedTime")),
+                    "created": _iso(item.get("CreationTime")),
+                }
+                for item in described
+            ]
+        )
+        if chosen is None:
             return _not_found(arn, f"no Approved model package in group {group}")
-        arn = summaries[0]["ModelPackageArn"]
+        arn = chosen["arn"]
     try:
         described = client.describe_model_package(ModelPackageName=arn)
     except ClientError as error:
@@ -100,6 +131,10 @@ def describe_sagemaker(arn: str, group: str) -> dict[str, Any]:
         containers[0].get("ModelDataUrl", ""),
         "",
     )
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

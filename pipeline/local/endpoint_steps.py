@@ -81,13 +81,20 @@ def run_endpoint(ctx: StepContext) -> dict[str, Any]:
     config_name = arguments.get("EndpointConfigName")
     if not name or not config_name:
         raise EndpointArgumentError("CreateEndpoint needs EndpointName and EndpointConfigName")
-    config = _read_control(ctx, "endpoint-configs", str(config_name), "endpoint configuration")
+    serve_endpoint_config(ctx, str(name), str(config_name))
+    return {**arguments, "EndpointArn": arn("endpoint", str(name)), "EndpointStatus": "InService"}
+
+
+def serve_endpoint_config(ctx: StepContext, name: str, config_name: str) -> dict[str, Any]:
+    """CreateEndpoint or UpdateEndpoint on this machine: serve the config's model as endpoint ``name``,
+    blue/green (the new server must pass a smoke prediction before it takes the name)."""
+    config = _read_control(ctx, "endpoint-configs", config_name, "endpoint configuration")
     model = _read_control(ctx, "models", str(config["ProductionVariants"][0]["ModelName"]), "model")
     model_data, package_arn = _model_data(ctx, model["PrimaryContainer"])
     ctx.echo(f"  [{ctx.name}] starting local endpoint {name} for {model_data}")
     record = start_endpoint(
         ctx.settings.root,
-        str(name),
+        name,
         ctx.store.path_for(model_data),
         model_data=model_data,
         model_package_arn=package_arn,
@@ -96,4 +103,4 @@ def run_endpoint(ctx: StepContext) -> dict[str, Any]:
         smoke=smoke_prediction,
     )
     ctx.echo(f"  [{ctx.name}] {name} serving at {record['url']}")
-    return {**arguments, "EndpointArn": arn("endpoint", str(name)), "EndpointStatus": "InService"}
+    return record

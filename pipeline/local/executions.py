@@ -28,6 +28,7 @@ from typing import Any
 import psutil
 from filelock import FileLock, Timeout
 
+from pipeline.deploy_names import PACKAGE_PARAMETER
 from pipeline.names import EXECUTION_ID, STEP, path_under
 
 TERMINAL_STEP_STATUSES = ("Succeeded", "Failed", "NotExecuted")
@@ -83,10 +84,16 @@ def engine_alive(record: Mapping[str, Any]) -> bool:
 
 
 def engine_gone_reason(record: Mapping[str, Any]) -> str:
-    return (
-        f"the engine process (pid {record.get('pid')}) ended without finishing the execution "
-        "(killed or crashed); --resume finishes it"
+    """The failure reason of an execution whose engine died, saying what ``--resume`` would do."""
+    package = (record.get("parameters") or {}).get(PACKAGE_PARAMETER)
+    then = (
+        f"--resume first checks that {package} is still the newest approval for its stage (else it ends "
+        "Failed, leaving the endpoint as it is), then finishes the deploy"
+        if package
+        else "--resume finishes it"
     )
+    gone = f"the engine process (pid {record.get('pid')}) ended without finishing the execution"
+    return f"{gone} (killed or crashed); {then}"
 
 
 def new_execution_id() -> str:

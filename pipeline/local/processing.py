@@ -12,6 +12,7 @@ from typing import Any
 from pipeline.console_progress import JobLines
 from pipeline.local.container import Container, job_name, max_runtime_seconds
 from pipeline.local.context import StepContext, arn
+from pipeline.local.deploy_job import is_deploy_job, run_deploy_job
 from pipeline.local.job_process import run_logged
 
 
@@ -35,6 +36,8 @@ def run_processing(ctx: StepContext) -> dict[str, Any]:
     entrypoint = list(app.get("ContainerEntrypoint") or [])
     if not entrypoint:
         raise ProcessingArgumentError("AppSpecification.ContainerEntrypoint is required by the local engine")
+    if is_deploy_job(entrypoint):
+        return run_deploy_job(ctx, list(app.get("ContainerArguments") or []))
     name = job_name(ctx.name)
     container = Container(ctx.work_dir / "job")
 
