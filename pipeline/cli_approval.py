@@ -43,7 +43,9 @@ def deploy_after_approval(cfg: PipelineConfig, package: ModelPackage) -> None:
         raise click.ClickException(
             f"deploy execution {result.execution.id} {result.status}: {result.failure_reason}"
         )
-    name = result.steps["Deploy"]["arguments"]["EndpointName"]
+    from pipeline.deploy_names import stage_endpoint
+
+    name = stage_endpoint(cfg)
     try:
         record = read_endpoint(cfg.local.root, name)
     except EndpointError as error:

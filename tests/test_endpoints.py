@@ -197,7 +197,7 @@ def test_a_sigkilled_deployer_leaves_no_untracked_server(root: Path, model_dir: 
     the next `endpoints stop` (or deploy of that name) stops it."""
     deployer = _deploy_process(root, _model_link(root, model_dir, "kill"))
     deadline = time.monotonic() + 60
-    while not (root / "endpoints" / "race.starting").is_file() and time.monotonic() < deadline:
+    while not _servers_of(root) and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(deployer.pid, signal.SIGKILL)
     deployer.communicate(timeout=30)
@@ -207,3 +207,39 @@ def test_a_sigkilled_deployer_leaves_no_untracked_server(root: Path, model_dir: 
     stopped = CliRunner().invoke(cli, ["endpoints", "stop", "race", "--config", str(config)])
     assert stopped.exit_code == 0 and "race: stopped" in stopped.output, stopped.output
     assert _servers_of(root) == [] and not (root / "endpoints" / "race.starting").exists()
+
+
+def test_the_server_of_a_sigkilled_deploy_is_reaped_by_the_next_listing(root: Path, model_dir: Path) -> None:
+    """Issue 23 item 3: no server may run unlisted after its deployer was killed; `endpoints list` (or
+    any listing) stops it, since no live deployer holds the name's lock."""
+    deployer = _deploy_process(root, _model_link(root, model_dir, "reap"))
+    deadline = time.monotonic() + 60
+    while not _servers_of(root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(deployer.pid, signal.SIGKILL)
+    deployer.communicate(timeout=30)
+    assert len(_servers_of(root)) == 1
+    listed = CliRunner().invoke(cli, ["endpoints", "list", "--config", str(_config(root, root.parent))])
+    assert listed.exit_code == 0, listed.output
+    assert _servers_of(root) == [] and not list((root / "endpoints").glob("*.starting"))
+
+
+def test_a_server_whose_pid_was_never_recorded_is_found_by_its_launch_token(root: Path) -> None:
+    """The deployer may die between starting the server and writing its pid: the token set in the
+    server's environment (written to the pending file before the launch) still finds it."""
+    from pipeline.local.endpoint_servers import TOKEN_VARIABLE, reap_orphans
+
+    folder = root / "endpoints"
+    folder.mkdir(parents=True)
+    (folder / "lost.starting").write_text(json.dumps({"token": "feedface"}))
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"],
+        env={**os.environ, TOKEN_VARIABLE: "feedface"},
+        start_new_session=True,
+    )
+    try:
+        time.sleep(0.3)
+        assert reap_orphans(root) == ["lost"]
+        assert orphan.wait(timeout=15) is not None and not (folder / "lost.starting").exists()
+    finally:
+        orphan.kill()

@@ -42,6 +42,8 @@ from pipeline.names import ENDPOINT, path_under
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 120.0
 STOP_GRACE_S = 10.0
+#: Set in a server's environment at launch, so a start cut short can still find its server.
+TOKEN_VARIABLE = "DOGPIPE_ENDPOINT_TOKEN"
 
 #: A check of a freshly started server (``url``); raises with the reason when the server is unfit.
 SmokeCheck = Callable[[str], None]
@@ -150,11 +152,42 @@ def _stop_recorded(path: Path) -> bool:
     """Stop the server a record or pending file names, then remove the file; True if one was alive."""
     if not path.is_file():
         return False
-    process = _process(json.loads(path.read_text()))
+    recorded = json.loads(path.read_text())
+    process = _process(recorded) or _process_with_token(recorded.get("token"))
     if process is not None:
         _stop_process(process)
     path.unlink(missing_ok=True)
     return process is not None
+
+
+def _process_with_token(token: str | None) -> psutil.Process | None:
+    """The server launched with ``token`` in its environment: a start whose deployer was killed before
+    it could write the server's pid into the pending file."""
+    if not token:
+        return None
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get(TOKEN_VARIABLE) == token:
+                return process
+    return None
+
+
+def reap_orphans(root: Path | str) -> list[str]:
+    """Stop the servers of starts whose deployer died (SIGKILL mid-deploy): a pending file whose
+    endpoint lock nobody holds. Such a server would otherwise run, unlisted, until the next deploy."""
+    reaped = []
+    for pending in sorted(endpoints_folder(root).glob("*.starting")):
+        with open(pending.with_suffix(".lock"), "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a deployer holds it: the start is under way
+            try:
+                if _stop_recorded(pending):
+                    reaped.append(pending.stem)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    return reaped
 
 
 def _stop_unlocked(root: Path | str, name: str) -> bool:
@@ -185,6 +218,7 @@ class EndpointStatus:
 
 
 def list_endpoints(root: Path | str) -> list[EndpointStatus]:
+    reap_orphans(root)
     rows = []
     for name in known_endpoints(root):
         try:
@@ -240,10 +274,13 @@ def model_version_of(model_package_arn: str | None) -> str | None:
     return model_package_arn.partition("model-package/")[2] or model_package_arn
 
 
-def _launch(root: Path | str, name: str, model_path: Path, host: str, port: int, version: str | None):  # type: ignore[no-untyped-def]
+def _launch(  # type: ignore[no-untyped-def]
+    root: Path | str, name: str, model_path: Path, host: str, port: int, version: str | None, token: str
+):
     url = f"http://{host}:{port}"
     log = endpoint_file(root, name, f".{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}.log")
     env = dict(os.environ)
+    env[TOKEN_VARIABLE] = token
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "pipeline.serving", str(model_path), "--host", host, "--port", str(port)]
     if version:
@@ -298,10 +335,14 @@ def start_endpoint(
             _stop_unlocked(root, name)
         previous = _process(read_endpoint(root, name)) if _record_path(root, name).is_file() else None
         process = None
+        token = secrets.token_hex(8)
         try:
-            process, url, log = _launch(root, name, model_path, host, port or _free_port(host), version)
+            _pending_path(root, name).write_text(json.dumps({"token": token}))  # before the server exists
+            process, url, log = _launch(
+                root, name, model_path, host, port or _free_port(host), version, token
+            )
             identity = {"pid": process.pid, "create_time": psutil.Process(process.pid).create_time()}
-            _pending_path(root, name).write_text(json.dumps(identity))
+            _pending_path(root, name).write_text(json.dumps({**identity, "token": token}))
             wait_for_ping(url, process, log)
             if smoke is not None:
                 smoke(url)

@@ -286,3 +286,67 @@ def test_approval_runs_the_deploy_pipeline_and_a_failing_version_leaves_the_old_
         assert rows["dogpipe-test-staging"]["alive"]
     finally:
         stop_endpoint(root, "dogpipe-prod")
+
+
+def _deploy_step_started(root: Path, before: int) -> Any:
+    """The newest deploy execution started after ``before`` executions, once its Deploy step runs."""
+    runs = ExecutionStore(root).list()[before:]
+    for execution in runs:
+        if (execution.folder / "steps" / "Deploy" / "state.json").is_file():
+            return execution
+    return None
+
+
+def test_resuming_a_killed_deploy_does_not_undo_a_later_approval(
+    pipeline_run: dict[str, Any], tmp_path: Path
+) -> None:
+    """Issue 23 item 2 as reported: SIGKILL `models approve 2` while its deploy switches the endpoint,
+    approve 2 again, then 1 (prod serves 1); `run --resume` of the killed deploy must not put 2 back."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, config = pipeline_run["root"], str(pipeline_run["config"])
+    registry = LocalRegistry(root)
+    group = "dogpipe-dog-breeds"
+    two = registry.register(group, registry.get(group, 1).model_data_url, "").version
+    runner = CliRunner()
+
+    def approve(version: int) -> None:
+        result = runner.invoke(cli, ["models", "approve", str(version), "--config", config])
+        assert result.exit_code == 0, result.output
+
+    try:
+        approve(1)
+        before = len(ExecutionStore(root).list())
+        killed = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "models", "approve", str(two), "--config", config],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while (execution := _deploy_step_started(root, before)) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert execution is not None, "the deploy never reached its Deploy step"
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=30)
+        reason = execution.record["failure_reason"]
+        assert execution.record["status"] == "Failed" and "still the newest approval" in reason, reason
+
+        approve(two)
+        approve(1)
+        serving = read_endpoint(root, "dogpipe-prod")
+        assert serving["model_version"] == f"{group}/1"
+
+        resumed = runner.invoke(cli, ["run", "--resume", execution.id, "--config", config])
+        assert resumed.exit_code == 1, resumed.output
+        assert f"version 1 was approved for prod after this deploy of version {two} started" in resumed.output
+        assert read_endpoint(root, "dogpipe-prod") == serving
+        listed = runner.invoke(cli, ["endpoints", "list", "--config", config, "-o", "json"])
+        assert [row["name"] for row in json.loads(listed.output) if row["name"] == "dogpipe-prod"] == [
+            "dogpipe-prod"
+        ]
+    finally:
+        stop_endpoint(root, "dogpipe-prod")
