@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,10 @@ def describe_sagemaker(arn: str, group: str) -> dict[str, Any]:
 
 
 def _iso(value: Any) -> str | None:
-    return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)
+    """A timestamp as UTC ISO text, so times from different calls compare as strings."""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    return str(value) if value else None
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
