@@ -128,11 +128,13 @@ class AwsClients:
         except (BotoCoreError, NoCredentialsError) as error:
             raise translate(error) from None
 
-    def check_role(self, role_arn: str) -> None:
-        """The role exists. Without iam:GetRole permission we cannot tell, so that case passes."""
+    def check_role(self, role_arn: str, trusts: tuple[str, ...] = (), why: str = "") -> None:
+        """The role exists and its trust policy lets each service in ``trusts`` assume it (a role the
+        service cannot assume fails only later, silently: an approval that deploys nothing). Without
+        iam:GetRole permission we cannot tell, so that case passes."""
         name = role_arn.rsplit("/", 1)[-1]
         try:
-            self.client("iam").get_role(RoleName=name)
+            role = self.client("iam").get_role(RoleName=name)["Role"]
         except ClientError as error:
             code = _error_code(error)
             if code == "NoSuchEntity":
@@ -141,6 +143,31 @@ class AwsClients:
                 raise translate(error) from None
         except BotoCoreError as error:
             raise translate(error) from None
+        else:
+            missing = [service for service in trusts if service not in trusted_services(role)]
+            if missing:
+                raise AwsError(
+                    f"IAM role {role_arn!r} does not trust {', '.join(missing)}{why}: add "
+                    "them to its trust policy (`dogpipe iam-policy` prints one) or set deploy.events_role_arn"
+                )
+
+
+def trusted_services(role: dict[str, Any]) -> set[str]:
+    """The service principals an IAM role's trust policy allows to sts:AssumeRole."""
+    import json
+    import urllib.parse
+
+    document = role.get("AssumeRolePolicyDocument") or {}
+    if isinstance(document, str):
+        document = json.loads(urllib.parse.unquote(document))
+    statements = document.get("Statement") or []
+    services: set[str] = set()
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if statement.get("Effect") != "Allow":
+            continue
+        service = (statement.get("Principal") or {}).get("Service") or []
+        services.update([service] if isinstance(service, str) else service)
+    return services
 
 
 def _error_code(error: ClientError) -> str:

@@ -229,6 +229,10 @@ def validate(config_path: Path | None, definition_path: Path | None, output: str
     problems = _validated(definition_text(cfg, definition_path))
     if definition_path is None:  # the deploy pipeline, built from the same config
         problems += _validated(deploy_definition_text(cfg))
+    from pipeline.name_limits import name_length_problems
+    from pipeline.validate import Problem
+
+    problems += [Problem("(config)", "", message) for message in name_length_problems(cfg)]
     if output == "json":
         fields = [{"step": p.step, "path": p.path, "message": p.message} for p in problems]
         click.echo(to_json({"valid": not problems, "problems": fields}))

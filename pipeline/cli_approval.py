@@ -23,7 +23,7 @@ def deploy_after_approval(cfg: PipelineConfig, package: ModelPackage) -> None:
 
     pipeline = deploy_pipeline_name(cfg)
     if cfg.engine != "local":
-        from pipeline.triggers import approval_rule_name
+        from pipeline.deploy_names import approval_rule_name
 
         click.echo(
             f"EventBridge rule {approval_rule_name(cfg)} starts {pipeline} for this approval "

@@ -138,17 +138,31 @@ class RuleSetting(StrictModel):
 
 
 class DebuggerConfig(StrictModel):
-    """SageMaker Debugger: the hook, the five rules, and the profiler. Each switch is independent,
-    since Debugger is closed to new AWS customers and some accounts must turn the platform side off."""
+    """The smdebug hook, the five rules and the profiler, each evaluated by dogpipe itself (train.py's
+    hook and profiler, the DebugRules step); the ``platform_*`` switches also hand them to SageMaker
+    Debugger, which is closed to new AWS customers, so they are off unless asked for."""
 
     hook: declared("debug_hook")
     hook_config: HookConfig = HookConfig()
+    platform_hook: bool = Field(
+        False,
+        description="Send DebugHookConfig (SageMaker uploads the trace); off: it travels in output.tar.gz.",
+    )
     platform_rules: bool = Field(
-        True, description="Send DebugRuleConfigurations to SageMaker (built-in rule containers)."
+        False, description="Send DebugRuleConfigurations (built-in rule containers); needs platform_hook."
+    )
+    platform_profiler: bool = Field(
+        False, description="Send ProfilerConfig and the ProfilerReport rule; off: DisableProfiler."
     )
     rules: dict[RuleName, RuleSetting] = {name: RuleSetting() for name in ALL_RULES}
     profiler: declared("profiler")
     profiler_interval_ms: declared("profiler_interval_ms")
+
+    @model_validator(mode="after")
+    def _platform_rules_read_the_platform_trace(self) -> DebuggerConfig:
+        if self.platform_rules and not (self.hook and self.platform_hook):
+            raise ValueError("debugger.platform_rules needs hook: true and platform_hook: true")
+        return self
 
     @field_validator("rules")
     @classmethod

@@ -18,6 +18,16 @@ def deploy_pipeline_name(cfg: PipelineConfig) -> str:
     return f"{cfg.project.name}-deploy"
 
 
+def approval_rule_name(cfg: PipelineConfig) -> str:
+    """The EventBridge rule that starts the deploy pipeline on an approval."""
+    return f"{cfg.project.name}-deploy-on-approval"
+
+
+def schedule_name(cfg: PipelineConfig) -> str:
+    """The EventBridge Scheduler schedule that starts the build pipeline."""
+    return f"{cfg.project.name}-scheduled-build"
+
+
 def deploy_stage(cfg: PipelineConfig) -> str:
     """The stage the deploy pipeline serves: ``deploy.on_approval``, or prod when approvals are manual."""
     return "prod" if cfg.deploy.on_approval == "off" else cfg.deploy.on_approval

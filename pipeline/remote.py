@@ -152,6 +152,18 @@ def upsert_triggers(clients: AwsClients, cfg: PipelineConfig, build_arn: str, de
     ]
 
 
+def check_events_role(clients: AwsClients, cfg: PipelineConfig) -> None:
+    """The role EventBridge (approval rule) and Scheduler (schedule) assume must trust them; it defaults
+    to the execution role, which usually trusts only SageMaker."""
+    from pipeline.triggers import events_role
+
+    services = (("events.amazonaws.com",) if cfg.deploy.on_approval != "off" else ()) + (
+        ("scheduler.amazonaws.com",) if cfg.schedule else ()
+    )
+    if services:
+        clients.check_role(events_role(cfg) or require_role(cfg), services, " (the approval rule's role)")
+
+
 def upsert_pipeline(
     clients: AwsClients, cfg: PipelineConfig, definition: str, archive: CodeArchive
 ) -> UpsertResult:
@@ -165,7 +177,8 @@ def upsert_pipeline(
     deploy_definition = build_deploy_definition(cfg, role_arn=role, code=archive)
     clients.check_credentials()
     clients.check_bucket(cfg.project.bucket)
-    clients.check_role(role)
+    clients.check_role(role, ("sagemaker.amazonaws.com",), " (the pipelines' execution role)")
+    check_events_role(clients, cfg)
     with aws_errors():
         staged = upload_code(clients.s3, archive, cfg)
         arn, action = put_pipeline(clients, cfg, cfg.project.name, definition, role)

@@ -25,18 +25,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pipeline.config import PipelineConfig
-from pipeline.deploy_names import LATEST_PACKAGE, alarm_names, stage_endpoint
+from pipeline.deploy_names import (
+    LATEST_PACKAGE,
+    alarm_names,
+    approval_rule_name,
+    schedule_name,
+    stage_endpoint,
+)
 
 PACKAGE_EVENT = "SageMaker Model Package State Change"
 TARGET_ID = "deploy-pipeline"
-
-
-def approval_rule_name(cfg: PipelineConfig) -> str:
-    return f"{cfg.project.name}-deploy-on-approval"
-
-
-def schedule_name(cfg: PipelineConfig) -> str:
-    return f"{cfg.project.name}-scheduled-build"
 
 
 def events_role(cfg: PipelineConfig) -> str | None:

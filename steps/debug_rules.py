@@ -62,7 +62,7 @@ def build_debug_rules(ctx: BuildContext, train: TrainingStep) -> tuple[Processin
             "/opt/ml/processing/input/training_output",
         )
     ]
-    if ctx.cfg.debugger.hook:
+    if ctx.cfg.debugger.hook and ctx.cfg.debugger.platform_hook:  # else the trace is in output.tar.gz
         trace = Join(on="/", values=[train.properties.DebugHookConfig.S3OutputPath, job_name, "debug-output"])
         inputs.insert(0, s3_input("debug", trace, "/opt/ml/processing/input/debug"))
     step_args = processing_job_arguments(

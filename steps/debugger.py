@@ -86,17 +86,20 @@ def profiler_rule_configurations(cfg: PipelineConfig) -> list[dict[str, Any]]:
 
 
 def debugger_request_fields(cfg: PipelineConfig) -> dict[str, Any]:
-    """The CreateTrainingJob fields for the switches in ``cfg.debugger`` (empty when all are off)."""
+    """The CreateTrainingJob fields for the ``platform_*`` switches in ``cfg.debugger``.
+
+    With every platform switch off (the default, what a new account can use) the request carries only
+    ``ProfilerConfig: {DisableProfiler: true}``: SageMaker would otherwise start its own system
+    monitoring. train.py's hook and profiler run either way (hyperparameters ``debug_hook``/``profiler``)."""
     debugger = cfg.debugger
     fields: dict[str, Any] = {}
-    if debugger.hook:
+    if debugger.hook and debugger.platform_hook:
         fields["DebugHookConfig"] = debug_hook_config(cfg)
         if debugger.platform_rules:
             fields["DebugRuleConfigurations"] = debug_rule_configurations(cfg)
-    if debugger.profiler:
+    if debugger.profiler and debugger.platform_profiler:
         fields["ProfilerConfig"] = profiler_config(cfg)
-        if debugger.platform_rules:
-            fields["ProfilerRuleConfigurations"] = profiler_rule_configurations(cfg)
+        fields["ProfilerRuleConfigurations"] = profiler_rule_configurations(cfg)
     else:
         fields["ProfilerConfig"] = {"DisableProfiler": True}
     return fields

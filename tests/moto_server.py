@@ -8,6 +8,7 @@ own AWS config files hidden so nothing can reach a real account. Use it from a t
 
 from __future__ import annotations
 
+import json
 import logging
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +22,19 @@ ACCOUNT = "123456789012"
 BUCKET = "dogpipe-test-bucket"
 ROLE_NAME = "dogpipe-test-role"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
+#: A test role that SageMaker, EventBridge and the Scheduler may assume (what `upsert` checks).
+TRUST_ALL = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {
+                "Service": ["sagemaker.amazonaws.com", "events.amazonaws.com", "scheduler.amazonaws.com"]
+            },
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
 _AWS_VARIABLES = (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
@@ -85,6 +99,6 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # moto answers 500 for what it lacks: fail fast
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
     boto3.client("iam", region_name=REGION).create_role(
-        RoleName=ROLE_NAME, AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}'
+        RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(TRUST_ALL)
     )
     return AwsEnv(endpoint=moto_endpoint)

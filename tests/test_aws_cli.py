@@ -410,3 +410,38 @@ def test_a_small_definition_stays_inline_and_reserved_tags_are_refused(config_fi
     raw["project"]["tags"] = {"sagemaker:project-name": "x"}
     with pytest.raises(ConfigError, match=r"project -> tags.*reserved"):
         parse_config(raw)
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_an_events_role_that_eventbridge_cannot_assume_stops_upsert_before_anything_is_written(
+    config_file: Path, tmp_path: Path
+) -> None:
+    """With on_approval set, the rule's role defaults to the execution role; one that trusts only
+    SageMaker would leave approvals deploying nothing, so upsert refuses it in one line."""
+    iam = boto3.client("iam", region_name=REGION)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    sagemaker_only = iam.create_role(RoleName="sagemaker-only", AssumeRolePolicyDocument=json.dumps(trust))
+    raw = yaml.safe_load(config_file.read_text())
+    raw["deploy"]["on_approval"] = "prod"
+    config_file.write_text(yaml.safe_dump(raw))
+    definition = write_definition(tmp_path / "definition.json", make_definition(config_file))
+    common = ("upsert", "--config", str(config_file), "--definition", str(definition), "--role-arn")
+
+    refused = dogpipe(*common, sagemaker_only["Role"]["Arn"])
+    assert refused.exit_code == 1
+    assert "does not trust events.amazonaws.com (the approval rule's role)" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    assert boto3.client("sagemaker", region_name=REGION).list_pipelines()["PipelineSummaries"] == []
+
+    raw["deploy"]["events_role_arn"] = ROLE_ARN  # trusts events and scheduler too
+    config_file.write_text(yaml.safe_dump(raw))
+    assert dogpipe(*common, sagemaker_only["Role"]["Arn"]).exit_code == 0

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from pipeline.cli import cli
 from pipeline.config import DEFAULT_CONFIG, load_config, parse_config
 from pipeline.definition import build_definition
+from pipeline.validate import validate_definition
 from tests.golden.regenerate import CODE_SHA256_PLACEHOLDER, GOLDEN
 
 
@@ -65,7 +66,20 @@ def test_two_builds_are_byte_identical_without_network(no_network: list[str], sh
     assert again == shipped_text
 
 
-def test_all_stages_and_debugger_fields(shipped_text: str) -> None:
+def test_the_default_asks_nothing_of_sagemaker_debugger(shipped_text: str) -> None:
+    """Debugger is closed to new AWS customers: the shipped config sends none of its fields, while
+    train.py still records the trace and the profile that DebugRules and the report read."""
+    train = _steps(json.loads(shipped_text))["Train"]["Arguments"]
+    for field in ("DebugHookConfig", "DebugRuleConfigurations", "ProfilerRuleConfigurations"):
+        assert field not in train
+    assert train["ProfilerConfig"] == {"DisableProfiler": True}
+    assert train["HyperParameters"]["debug_hook"] == "true" and train["HyperParameters"]["profiler"] == "true"
+
+
+def test_all_stages_and_debugger_fields() -> None:
+    raw = load_config(DEFAULT_CONFIG).model_dump(mode="json")
+    raw["debugger"].update(platform_hook=True, platform_rules=True, platform_profiler=True)
+    shipped_text = build_definition(parse_config(raw))
     steps = _steps(json.loads(shipped_text))
     expected = {
         "Preprocess": "Processing",
@@ -82,6 +96,7 @@ def test_all_stages_and_debugger_fields(shipped_text: str) -> None:
         "EndpointConfig": "EndpointConfig",
         "Deploy": "Endpoint",
     }
+    assert validate_definition(shipped_text) == []
     assert {name: step["Type"] for name, step in steps.items()} == expected
     train = steps["Train"]["Arguments"]
     assert train["DebugHookConfig"]["HookParameters"] == {"save_interval": "100", "eval.save_interval": "10"}

@@ -162,3 +162,28 @@ def test_every_shipped_config_names_a_known_architecture() -> None:
 
     for path in (DEFAULT_CONFIG, LOCAL_CONFIG):
         assert architecture_problem(load_config(path).model) is None, path
+
+
+def test_validate_names_every_derived_name_over_its_aws_limit(tmp_path: Path) -> None:
+    """A 50-character project passes its own pattern but makes a 69-character rule name (limit 64); an
+    endpoint name of 55 makes endpoint config names over 63."""
+    import yaml
+
+    from pipeline.config import DEFAULT_CONFIG
+
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw["project"]["name"] = "p" * 50
+    raw["schedule"] = "rate(7 days)"
+    raw["deploy"]["production_endpoint"] = "e" * 55
+    config = tmp_path / "long.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(cli, ["validate", "--config", str(config), "-o", "json"])
+    assert result.exit_code == 1
+    messages = [problem["message"] for problem in json.loads(result.stdout)["problems"]]
+    assert (
+        f"EventBridge rule name '{'p' * 50}-deploy-on-approval' is 69 characters, over AWS's 64"
+        in " ".join(messages)
+    )
+    assert any(m.startswith("Scheduler schedule name") and "is 66 characters" in m for m in messages)
+    assert any(m.startswith("production endpoint config name") and "is 68 characters" in m for m in messages)
+    assert CliRunner().invoke(cli, ["validate", "--config", str(DEFAULT_CONFIG)]).exit_code == 0
