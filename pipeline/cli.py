@@ -15,6 +15,7 @@ import click
 from pipeline.cli_complete import complete_endpoint, complete_execution
 from pipeline.cli_endpoints import endpoints
 from pipeline.cli_executions import attach_execution_commands
+from pipeline.cli_iam import iam_policy
 from pipeline.cli_local import LOCAL_COMMANDS
 from pipeline.cli_models import MODEL_COMMANDS
 from pipeline.cli_options import (
@@ -66,7 +67,7 @@ def sample_data(out_dir: Path, classes: int, per_class: int, seed: int, with_bad
     click.echo(summary)
 
 
-for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, *LOCAL_COMMANDS, endpoints):
+for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, *LOCAL_COMMANDS, endpoints, iam_policy):
     cli.add_command(_command)
 attach_execution_commands(cli.commands["executions"])  # SageMaker stop and retry
 

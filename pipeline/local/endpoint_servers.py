@@ -324,40 +324,50 @@ def start_endpoint(
     A fixed ``port`` cannot hold two servers, so there the old one is stopped first.
     """
     version = model_version_of(model_package_arn)
-    details = {
-        "model_data": model_data,
-        "model_package_arn": model_package_arn,
-        "model_version": version,
-    }
+    details = {"model_data": model_data, "model_package_arn": model_package_arn, "model_version": version}
     with endpoint_lock(root, name), terminating_signals_interrupt():
         _stop_recorded(_pending_path(root, name))
         if port:
             _stop_unlocked(root, name)
         previous = _process(read_endpoint(root, name)) if _record_path(root, name).is_file() else None
-        process = None
-        token = secrets.token_hex(8)
-        try:
-            _pending_path(root, name).write_text(json.dumps({"token": token}))  # before the server exists
-            process, url, log = _launch(
-                root, name, model_path, host, port or _free_port(host), version, token
-            )
-            identity = {"pid": process.pid, "create_time": psutil.Process(process.pid).create_time()}
-            _pending_path(root, name).write_text(json.dumps({**identity, "token": token}))
-            wait_for_ping(url, process, log)
-            if smoke is not None:
-                smoke(url)
-            started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            record = {**identity, "name": name, "url": url, "log": str(log), "started_at": started, **details}
-            write_endpoint(root, record)
-        except BaseException:
-            if process is not None:
-                _kill_started(process)
-            raise
-        finally:
-            _pending_path(root, name).unlink(missing_ok=True)
-        if previous is not None and previous.pid != process.pid:
+        record = _start_checked(root, name, model_path, host, port or _free_port(host), smoke, details)
+        if previous is not None and previous.pid != record["pid"]:
             _stop_process(previous)
         return record
+
+
+def _start_checked(
+    root: Path | str,
+    name: str,
+    model_path: Path,
+    host: str,
+    port: int,
+    smoke: SmokeCheck | None,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """Launch, wait for ``/ping``, smoke-check and record the new server (the caller holds the lock);
+    anything failing stops it. The pending file names it all along, first by a launch token."""
+    process = None
+    token = secrets.token_hex(8)
+    pending = _pending_path(root, name)
+    try:
+        pending.write_text(json.dumps({"token": token}))  # before the server exists
+        process, url, log = _launch(root, name, model_path, host, port, details["model_version"], token)
+        identity = {"pid": process.pid, "create_time": psutil.Process(process.pid).create_time()}
+        pending.write_text(json.dumps({**identity, "token": token}))
+        wait_for_ping(url, process, log)
+        if smoke is not None:
+            smoke(url)
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record = {**identity, "name": name, "url": url, "log": str(log), "started_at": started, **details}
+        write_endpoint(root, record)
+        return record
+    except BaseException:
+        if process is not None:
+            _kill_started(process)
+        raise
+    finally:
+        pending.unlink(missing_ok=True)
 
 
 def smoke_prediction(url: str) -> None:
