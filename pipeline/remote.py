@@ -302,7 +302,7 @@ def _steps(sagemaker: Any, arn: str) -> tuple[list[StepState], str | None]:
                     status=item.get("StepStatus", "?"),
                     started=item.get("StartTime"),
                     ended=item.get("EndTime"),
-                    failure_reason=item.get("FailureReason"),
+                    failure_reason=explain_failure(item.get("FailureReason")),
                     metadata=item.get("Metadata") or {},
                 )
                 for item in page.get("PipelineExecutionSteps", [])
@@ -310,6 +310,20 @@ def _steps(sagemaker: Any, arn: str) -> tuple[list[StepState], str | None]:
     except ClientError as error:
         return [], f"ListPipelineExecutionSteps failed ({_code(error) or 'error'}); step states unavailable"
     return steps, None
+
+
+QUOTA_HINT = (
+    " (the account's quota for that instance type is too low: new accounts get 0 for GPU types such as "
+    "ml.g4dn.xlarge, and Tune runs tuning.max_parallel_jobs at once; request more in Service Quotas, or "
+    "set training.instance_type to a CPU type such as ml.m5.xlarge)"
+)
+
+
+def explain_failure(reason: str | None) -> str | None:
+    """A step's FailureReason, with what to do when it is a quota (ResourceLimitExceeded) refusal."""
+    if reason and ("ResourceLimitExceeded" in reason or "service limit" in reason):
+        return reason + QUOTA_HINT
+    return reason
 
 
 def list_execution_steps(sagemaker: Any, arn: str) -> list[StepState]:
@@ -338,7 +352,7 @@ def execution_report(clients: AwsClients, cfg: PipelineConfig, arn: str | None =
         arn=arn,
         status=described.get("PipelineExecutionStatus", "?"),
         created=described.get("CreationTime"),
-        failure_reason=reason if reason not in {"None", ""} else None,
+        failure_reason=explain_failure(reason) if reason not in {"None", ""} else None,
         steps=steps,
         steps_unavailable=unavailable,
     )

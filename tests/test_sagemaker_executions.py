@@ -102,3 +102,15 @@ def test_stop_and_retry_send_the_requests_sagemaker_expects() -> None:
         assert stop_execution(sagemaker, cfg, "aaaa1111")["pipeline"] == "dp"
         assert retry_execution(sagemaker, cfg, failed["PipelineExecutionArn"])["pipeline"] == "dp-deploy"
         stub.assert_no_pending_responses()
+
+
+def test_a_quota_refusal_says_what_to_do() -> None:
+    from pipeline.remote import explain_failure
+
+    reason = (
+        "ClientError: ResourceLimitExceeded: The account-level service limit 'ml.g4dn.xlarge for training "
+        "job usage' is 0 Instances"
+    )
+    assert "Service Quotas" in explain_failure(reason) and "ml.m5.xlarge" in explain_failure(reason)
+    assert explain_failure("AlgorithmError: exit 1") == "AlgorithmError: exit 1"
+    assert explain_failure(None) is None
