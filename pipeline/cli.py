@@ -231,9 +231,11 @@ def validate(config_path: Path | None, definition_path: Path | None, output: str
     if definition_path is None:  # the deploy pipeline, built from the same config
         problems += _validated(deploy_definition_text(cfg))
     from pipeline.name_limits import name_length_problems
+    from pipeline.triggers import events_role_problem
     from pipeline.validate import Problem
 
-    problems += [Problem("(config)", "", message) for message in name_length_problems(cfg)]
+    config_problems = [*name_length_problems(cfg), events_role_problem(cfg)]
+    problems += [Problem("(config)", "", message) for message in config_problems if message]
     if output == "json":
         fields = [{"step": p.step, "path": p.path, "message": p.message} for p in problems]
         click.echo(to_json({"valid": not problems, "problems": fields}))

@@ -41,6 +41,22 @@ def events_role(cfg: PipelineConfig) -> str | None:
     return cfg.deploy.events_role_arn or cfg.project.role_arn
 
 
+def events_role_problem(cfg: PipelineConfig) -> str | None:
+    """Offline, for ``validate``: a rule or schedule whose role is the execution role, which normally
+    trusts only SageMaker, so EventBridge could not start the pipelines (``upsert`` checks the trust)."""
+    if (
+        cfg.engine == "local"
+        or cfg.deploy.events_role_arn
+        or (cfg.deploy.on_approval == "off" and not cfg.schedule)
+    ):
+        return None
+    return (
+        "deploy.events_role_arn is unset, so EventBridge and the Scheduler would assume the execution role, "
+        "which normally trusts only sagemaker.amazonaws.com: set it to a role that trusts "
+        "events.amazonaws.com and scheduler.amazonaws.com (`dogpipe iam-policy --role events`)"
+    )
+
+
 def approval_event_pattern(cfg: PipelineConfig) -> dict[str, Any]:
     """Only this group's packages, only when their status is Approved."""
     return {

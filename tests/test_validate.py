@@ -187,3 +187,22 @@ def test_validate_names_every_derived_name_over_its_aws_limit(tmp_path: Path) ->
     assert any(m.startswith("Scheduler schedule name") and "is 66 characters" in m for m in messages)
     assert any(m.startswith("production endpoint config name") and "is 68 characters" in m for m in messages)
     assert CliRunner().invoke(cli, ["validate", "--config", str(DEFAULT_CONFIG)]).exit_code == 0
+
+
+def test_validate_says_when_the_approval_rule_would_assume_the_execution_role(tmp_path: Path) -> None:
+    import yaml
+
+    from pipeline.config import DEFAULT_CONFIG
+
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    del raw["deploy"]["events_role_arn"]
+    config = tmp_path / "no-events-role.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(cli, ["validate", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "(config): deploy.events_role_arn is unset, so EventBridge and the Scheduler would assume" in (
+        result.output
+    )
+    raw["deploy"]["on_approval"] = "off"
+    config.write_text(yaml.safe_dump(raw))
+    assert CliRunner().invoke(cli, ["validate", "--config", str(config)]).exit_code == 0
