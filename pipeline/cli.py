@@ -33,7 +33,7 @@ from pipeline.cli_options import (
     read_config,
     require_known_architecture,
 )
-from pipeline.cli_output import output_option, to_json
+from pipeline.cli_output import Output, output_option
 from pipeline.cli_pipeline import PIPELINE_COMMANDS
 from pipeline.names import ENDPOINT, EXECUTION_REF
 
@@ -163,7 +163,7 @@ def serve(
 )
 @config_option
 @output_option
-def predict(image: Path, endpoint: str, config_path: Path | None, output: str) -> None:
+def predict(image: Path, endpoint: str, config_path: Path | None, output: Output) -> None:
     """Send IMAGE to an endpoint and print its top-k breeds (HTTP locally, InvokeEndpoint on AWS)."""
     from pipeline.serving.client import PredictError, format_reply, invoke_http, invoke_sagemaker, read_image
 
@@ -189,7 +189,7 @@ def predict(image: Path, endpoint: str, config_path: Path | None, output: str) -
                 raise PredictError(str(error)) from None
     except PredictError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(to_json(reply) if output == "json" else format_reply(reply))
+    click.echo(output.document(reply, lambda: format_reply(reply)))
 
 
 @cli.command(
@@ -223,7 +223,7 @@ def definition(config_path: Path | None, output: Path | None, role_arn: str | No
 @config_option
 @definition_option
 @output_option
-def validate(config_path: Path | None, definition_path: Path | None, output: str) -> None:
+def validate(config_path: Path | None, definition_path: Path | None, output: Output) -> None:
     """Check the config and the definition (DAG and every step's API request shape); exit 1 on problems."""
     cfg = read_config(config_path)
     require_known_architecture(cfg)
@@ -236,15 +236,15 @@ def validate(config_path: Path | None, definition_path: Path | None, output: str
 
     config_problems = [*name_length_problems(cfg), events_role_problem(cfg)]
     problems += [Problem("(config)", "", message) for message in config_problems if message]
-    if output == "json":
-        fields = [{"step": p.step, "path": p.path, "message": p.message} for p in problems]
-        click.echo(to_json({"valid": not problems, "problems": fields}))
+    fields = [{"step": p.step, "path": p.path, "message": p.message} for p in problems]
+    if output.format == "json" or output.query is not None:
+        click.echo(output.document({"valid": not problems, "problems": fields}, str))
     else:
         for problem in problems:
             click.echo(str(problem), err=True)
     if problems:
         raise click.ClickException(f"{len(problems)} problem(s) in the pipeline definition")
-    if output == "table":
+    if output.format == "table" and output.query is None:
         click.echo("config and definition are valid")
 
 

@@ -30,11 +30,29 @@ def deploy_after_approval(cfg: PipelineConfig, package: ModelPackage) -> None:
             f"(stage {cfg.deploy.on_approval}); follow it with `dogpipe executions list`"
         )
         return
+    run_deploy_pipeline(cfg, package)
+
+
+def run_deploy_pipeline(cfg: PipelineConfig, package: ModelPackage) -> None:
+    """Run ``<project>-deploy`` for ``package``: on the local engine now, reporting what serves; on
+    SageMaker start an execution (listed by `dogpipe executions list`). The road to an approval-gated
+    stage for ``models approve`` and ``deploy --stage`` alike."""
+    from pipeline.deploy_names import PACKAGE_PARAMETER, deploy_pipeline_name, deploy_stage
+
+    pipeline = deploy_pipeline_name(cfg)
+    if cfg.engine != "local":
+        from pipeline.cli_options import clients_for, friendly_errors
+        from pipeline.remote import start_execution
+
+        with friendly_errors():
+            arn = start_execution(clients_for(cfg), cfg, {PACKAGE_PARAMETER: package.arn}, pipeline)
+        click.echo(f"{pipeline} started for {package.arn} (stage {deploy_stage(cfg)}): {arn}")
+        return
     from pipeline.approval import run_local_deploy
     from pipeline.local.endpoint_servers import EndpointError, read_endpoint
     from pipeline.local.engine import DefinitionError
 
-    click.echo(f"deploying {package.arn} to {cfg.deploy.on_approval} with {pipeline} ...")
+    click.echo(f"deploying {package.arn} to {deploy_stage(cfg)} with {pipeline} ...")
     try:
         result = run_local_deploy(cfg, package.arn, echo=click.echo)
     except DefinitionError as error:

@@ -13,10 +13,12 @@ import click
 
 from pipeline.cli_complete import complete_endpoint
 from pipeline.cli_options import checked, config_option, examples, friendly_errors, read_config
-from pipeline.cli_output import output_option, render_rows
+from pipeline.cli_output import Output, Page, output_option, paging_options
 from pipeline.names import ENDPOINT
 
 ENDPOINT_COLUMNS = ("name", "model_version", "url", "pid", "alive")
+#: SageMaker runs the servers: what an operator watches is the status, the fleet and the traffic split.
+SAGEMAKER_ENDPOINT_COLUMNS = ("name", "status", "model_version", "instance_type", "variants", "created")
 
 
 @click.group("endpoints", epilog=examples("dogpipe endpoints list", "dogpipe endpoints stop dogpipe-staging"))
@@ -27,7 +29,8 @@ def endpoints() -> None:
 @endpoints.command("list", epilog=examples("dogpipe endpoints list", "dogpipe endpoints list -o json"))
 @config_option
 @output_option
-def endpoints_list(config_path: Path | None, output: str) -> None:
+@paging_options
+def endpoints_list(config_path: Path | None, output: Output, page: Page) -> None:
     """Endpoints with the model version each serves, its URL, its server pid and whether it is alive."""
     cfg = read_config(config_path)
     if cfg.engine == "local":
@@ -35,6 +38,7 @@ def endpoints_list(config_path: Path | None, output: str) -> None:
 
         rows = [row.to_json() for row in list_endpoints(cfg.local.root)]
         empty = f"no local endpoints under {cfg.local.root / 'endpoints'}"
+        columns = ENDPOINT_COLUMNS
     else:
         from pipeline.cli_options import aws_config, clients_for
         from pipeline.sagemaker_endpoints import list_sagemaker_endpoints
@@ -43,7 +47,8 @@ def endpoints_list(config_path: Path | None, output: str) -> None:
         with friendly_errors():
             rows = list_sagemaker_endpoints(clients_for(cfg).sagemaker, cfg.project.region)
         empty = f"no SageMaker endpoints in {cfg.project.region}"
-    click.echo(render_rows(rows, ENDPOINT_COLUMNS, output, empty))
+        columns = SAGEMAKER_ENDPOINT_COLUMNS
+    click.echo(output.rows(page.apply(rows), columns, empty))
 
 
 @endpoints.command(

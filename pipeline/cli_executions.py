@@ -20,13 +20,13 @@ from pipeline.cli_options import (
     friendly_errors,
     read_config,
 )
+from pipeline.cli_output import Output, Page
 from pipeline.config import PipelineConfig
 from pipeline.names import EXECUTION_REF
 
 
-def sagemaker_executions_text(config_path: Path | None, output: str) -> str:
+def sagemaker_executions_text(config_path: Path | None, output: Output, page: Page) -> str:
     """The listing ``executions list`` prints for engine: sagemaker."""
-    from pipeline.cli_output import render_rows
     from pipeline.listings import EXECUTION_COLUMNS
     from pipeline.sagemaker_executions import list_sagemaker_executions, pipeline_names
 
@@ -34,7 +34,7 @@ def sagemaker_executions_text(config_path: Path | None, output: str) -> str:
     with friendly_errors():
         rows = list_sagemaker_executions(clients_for(cfg).sagemaker, cfg)
     empty = f"no executions of {' or '.join(pipeline_names(cfg))} on SageMaker"
-    return render_rows(rows, EXECUTION_COLUMNS, output, empty)
+    return output.rows(page.apply(rows), EXECUTION_COLUMNS, empty)
 
 
 def _sagemaker_only(cfg: PipelineConfig, verb: str) -> None:

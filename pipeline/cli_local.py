@@ -12,7 +12,7 @@ import click
 
 from pipeline.cli_complete import complete_execution
 from pipeline.cli_options import config_option, examples, read_config, require_engine
-from pipeline.cli_output import output_option, render_rows
+from pipeline.cli_output import Output, Page, output_option, paging_options
 from pipeline.config import PipelineConfig
 
 
@@ -156,7 +156,8 @@ def executions() -> None:
 @executions.command("list", epilog=examples("dogpipe executions list", "dogpipe executions list -o json"))
 @config_option
 @output_option
-def list_executions(config_path: Path | None, output: str) -> None:
+@paging_options
+def list_executions(config_path: Path | None, output: Output, page: Page) -> None:
     """Executions, newest first: id, status, start time, failure."""
     from pipeline.listings import EXECUTION_COLUMNS, execution_rows
     from pipeline.local.executions import ExecutionStore
@@ -164,11 +165,11 @@ def list_executions(config_path: Path | None, output: str) -> None:
     if read_config(config_path).engine == "sagemaker":  # both pipelines' executions (cli_executions.py)
         from pipeline.cli_executions import sagemaker_executions_text
 
-        click.echo(sagemaker_executions_text(config_path, output))
+        click.echo(sagemaker_executions_text(config_path, output, page))
         return
     store = ExecutionStore(_config(config_path, "executions list").local.root)
-    rows = execution_rows(reversed(store.list()))
-    click.echo(render_rows(rows, EXECUTION_COLUMNS, output, f"no executions under {store.folder}"))
+    rows = execution_rows(page.apply(list(reversed(store.list()))))
+    click.echo(output.rows(rows, EXECUTION_COLUMNS, f"no executions under {store.folder}"))
 
 
 LOCAL_COMMANDS: tuple[click.Command, ...] = (run, executions)

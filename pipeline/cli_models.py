@@ -22,7 +22,7 @@ from pipeline.cli_options import (
     local_option,
     role_option,
 )
-from pipeline.cli_output import output_option, render_rows
+from pipeline.cli_output import Output, Page, output_option, paging_options
 from pipeline.config import PipelineConfig
 from pipeline.names import VERSION
 
@@ -35,8 +35,8 @@ def registry_for(cfg: PipelineConfig) -> Any:
         return LocalRegistry(cfg.local.root)
     clients = clients_for(cfg)
     with friendly_errors():
-        clients.check_credentials()
-    return SageMakerRegistry(clients.sagemaker, clients.s3)
+        caller = clients.check_credentials()
+    return SageMakerRegistry(clients.sagemaker, clients.s3, caller)
 
 
 @click.group("models", epilog=examples("dogpipe models list", "dogpipe models approve 3 --note ok"))
@@ -49,25 +49,61 @@ def models() -> None:
 @aws_options
 @local_option
 @output_option
-def models_list(config_path: Path | None, region: str | None, bucket: str | None, output: str) -> None:
-    """Versions of the model package group: status, creation time, accuracy."""
+@paging_options
+def models_list(
+    config_path: Path | None, region: str | None, bucket: str | None, output: Output, page: Page
+) -> None:
+    """Versions of the model package group: status, accuracy, the stage serving each, who approved it
+    (-o json adds the note, approval time, source execution and model artifact)."""
     from pipeline.listings import PACKAGE_COLUMNS, package_rows
 
     cfg = aws_config(config_path, region, bucket)
     group = cfg.registry.model_package_group
     with friendly_errors():
         packages = registry_for(cfg).list_packages(group)
+        serving = served_packages(cfg)
     empty = f"no model packages in group {group}"
-    click.echo(render_rows(package_rows(packages), PACKAGE_COLUMNS, output, empty))
+    click.echo(output.rows(package_rows(page.apply(packages), serving), PACKAGE_COLUMNS, empty))
 
 
-def _set_status(cfg: PipelineConfig, version: str, status: str, note: str | None) -> Any:
+def served_packages(cfg: PipelineConfig) -> dict[str, list[str]]:
+    """Model package ARN → the stages whose endpoint serves it now (a stopped local server serves nothing)."""
+    from pipeline.deploy import endpoint_name_for
+
+    stages = {endpoint_name_for(cfg, stage): stage for stage in ("staging", "prod")}
+    served: dict[str, list[str]] = {}
+    if cfg.engine == "local":
+        from pipeline.local.endpoint_servers import list_endpoints
+
+        arns = {row.name: row.model_package_arn for row in list_endpoints(cfg.local.root) if row.alive}
+    else:
+        from pipeline.sagemaker_endpoints import served_package_of
+
+        sagemaker = clients_for(cfg).sagemaker
+        arns = {name: served_package_of(sagemaker, name) for name in stages}
+    for name, stage in stages.items():
+        if arns.get(name):
+            served.setdefault(str(arns[name]), []).append(stage)
+    return served
+
+
+def _set_status(cfg: PipelineConfig, version: str, status: str, note: str | None, force: bool = False) -> Any:
+    """Set the status; approving a Rejected version needs ``force`` and a note, and says so in the
+    stored ApprovalDescription (what `models list` and Studio show)."""
     from pipeline.registry import parse_version
 
+    group = cfg.registry.model_package_group
     with friendly_errors():
-        package = registry_for(cfg).set_approval(
-            cfg.registry.model_package_group, parse_version(version), status, note
-        )
+        registry = registry_for(cfg)
+        current = registry.get(group, parse_version(version))
+        if status == "Approved" and current.approval_status == "Rejected":
+            if not (force and note):
+                raise click.ClickException(
+                    f"version {current.version} was Rejected ({current.approval_description or 'no note'}): "
+                    "approving it needs --force and a --note saying why"
+                )
+            note = f"approved over a rejection: {note}"
+        package = registry.set_approval(group, current.version, status, note)
     click.echo(f"{package.group} version {package.version}: {package.approval_status}")
     return package
 
@@ -89,18 +125,20 @@ def _approval_arguments(command: Callable[..., None]) -> Callable[..., None]:
 
 @models.command("approve", epilog=examples('dogpipe models approve 3 --note "checked the report"'))
 @_approval_arguments
+@click.option("--force", is_flag=True, help="Approve a Rejected version (needs --note).")
 def models_approve(
     version: str,
     note: str | None,
     config_path: Path | None,
     region: str | None,
     bucket: str | None,
+    force: bool,
 ) -> None:
     """Mark VERSION Approved; with deploy.on_approval set, the deploy pipeline puts it on that stage."""
     from pipeline.cli_approval import deploy_after_approval
 
     cfg = aws_config(config_path, region, bucket)
-    deploy_after_approval(cfg, _set_status(cfg, version, "Approved", note))
+    deploy_after_approval(cfg, _set_status(cfg, version, "Approved", note, force))
 
 
 @models.command("reject", epilog=examples('dogpipe models reject 2 --note "overfits"'))
@@ -139,11 +177,20 @@ def deploy(
     role_arn: str | None,
     wait: bool,
 ) -> None:
-    """Deploy the latest Approved model package to the stage's endpoint; refuses when none is approved."""
+    """Deploy the latest Approved model package to the stage's endpoint; refuses when none is approved.
+    The stage ``deploy.on_approval`` names is served only through the deploy pipeline (a listed deploy
+    execution, with its re-check of the approval); others are deployed directly."""
     from pipeline.aws import require_role
     from pipeline.deploy import SageMakerDeployer, approved_package, deploy_locally
 
     cfg = aws_config(config_path, region, bucket, role_arn)
+    if cfg.deploy.on_approval == stage:  # production is reached only through an approval
+        from pipeline.cli_approval import run_deploy_pipeline
+
+        with friendly_errors():
+            package = approved_package(registry_for(cfg), cfg.registry.model_package_group)
+        run_deploy_pipeline(cfg, package)
+        return
     if cfg.engine == "local":
         with friendly_errors():
             record = deploy_locally(cfg, stage, registry_for(cfg))

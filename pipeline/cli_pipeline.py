@@ -28,7 +28,7 @@ from pipeline.cli_options import (
     require_known_architecture,
     role_option,
 )
-from pipeline.cli_output import output_option, render_record
+from pipeline.cli_output import Output, output_option
 from pipeline.config import PipelineConfig
 from pipeline.names import EXECUTION_REF
 
@@ -125,7 +125,7 @@ def status(
     region: str | None,
     bucket: str | None,
     execution_arn: str | None,
-    output: str,
+    output: Output,
 ) -> None:
     """Status of an execution and of its steps (default: the build pipeline's latest): a local execution
     id, or a pipeline execution ARN on SageMaker."""
@@ -135,13 +135,13 @@ def status(
     cfg = aws_config(config_path, region, bucket)
     if cfg.engine == "local":
         record = listings.local_status(_local_execution(cfg, execution_arn))
-        click.echo(render_record(record, output, "steps", LOCAL_STEP_COLUMNS))
+        click.echo(output.record(record, "steps", LOCAL_STEP_COLUMNS))
         return
     from pipeline.remote import execution_report
 
     with friendly_errors():
         report = execution_report(clients_for(cfg), cfg, execution_arn)
-    click.echo(render_record(listings.remote_status(report), output, "steps", listings.REMOTE_STEP_COLUMNS))
+    click.echo(output.record(listings.remote_status(report), "steps", listings.REMOTE_STEP_COLUMNS))
 
 
 def _local_execution(cfg: PipelineConfig, execution_id: str | None) -> Any:
@@ -168,23 +168,40 @@ def diff(
     definition_path: Path | None,
 ) -> None:
     """What `dogpipe upsert` would change: per step and parameter, with the JSON paths that differ."""
-    from pipeline.diff import diff_definitions
-    from pipeline.remote import require_deployed_definition
+    from pipeline.remote import deployed_definition
 
     cfg = aws_config(config_path, region, bucket, role_arn)
     require_engine(cfg, config_path, "sagemaker", "diff")
     local = definition_text(cfg, definition_path, role_arn=cfg.project.role_arn)
+    from pipeline.deploy_names import deploy_pipeline_name
+    from pipeline.deploy_pipeline import build_deploy_definition
+
+    deploy_local = build_deploy_definition(cfg, role_arn=cfg.project.role_arn)
     with friendly_errors():
         clients = clients_for(cfg)
         clients.check_credentials()
-        deployed = require_deployed_definition(clients.sagemaker, cfg.project.name)
-    for line in diff_definitions(deployed, local).lines():
-        click.echo(line)
+        for name, wanted in ((cfg.project.name, local), (deploy_pipeline_name(cfg), deploy_local)):
+            deployed = deployed_definition(clients.sagemaker, name)
+            for line in _pipeline_diff(name, deployed, wanted):
+                click.echo(line)
     from pipeline.triggers import trigger_diff  # the approval rule and the schedule (pipeline/triggers.py)
 
     with friendly_errors():
         for line in trigger_diff(clients.client("events"), clients.client("scheduler"), cfg):
             click.echo(line)
+
+
+def _pipeline_diff(name: str, deployed: str | None, wanted: str) -> list[str]:
+    """``diff``'s lines for one pipeline: all of it as to-be-created before its first upsert."""
+    from pipeline.diff import diff_definitions
+
+    if deployed is None:
+        lines = diff_definitions({"Steps": [], "Parameters": []}, wanted).lines()
+        return [f"pipeline {name}: would be created", *(f"  {line}" for line in lines)]
+    found = diff_definitions(deployed, wanted)
+    if found.empty:
+        return [f"pipeline {name}: unchanged"]
+    return [f"pipeline {name}: would be updated", *(f"  {line}" for line in found.lines())]
 
 
 PIPELINE_COMMANDS: tuple[click.Command, ...] = (upsert, start, status, diff)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from pipeline.local.summary import first_line, local_step_rows
+from pipeline.local.summary import local_step_rows
+from pipeline.text import first_line
 
 if TYPE_CHECKING:
     from pipeline.local.executions import Execution
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 #: Either engine's executions: the store (or SageMaker) holds the build pipeline's and ``<project>-deploy``'s.
 EXECUTION_COLUMNS = ("execution", "status", "started", "failure", "pipeline")
 REMOTE_STEP_COLUMNS = ("step", "status", "started", "ended", "failure")
-PACKAGE_COLUMNS = ("version", "status", "created", "accuracy")
+PACKAGE_COLUMNS = ("version", "status", "created", "accuracy", "serving", "approved_by")
 
 
 def execution_rows(executions: Iterable[Execution]) -> list[dict[str, Any]]:
@@ -70,13 +71,23 @@ def remote_status(report: ExecutionReport) -> dict[str, Any]:
     }
 
 
-def package_rows(packages: Iterable[ModelPackage]) -> list[dict[str, Any]]:
+def package_rows(
+    packages: Iterable[ModelPackage], serving: dict[str, list[str]] | None = None
+) -> list[dict[str, Any]]:
+    """One row per version: what an approver weighs (accuracy, where it came from, who decided what and
+    when, with which note) and the endpoints that serve it now (``serving``: package ARN → endpoints)."""
     return [
         {
             "version": package.version,
             "status": package.approval_status,
             "created": package.created,
             "accuracy": package.accuracy,
+            "serving": ",".join((serving or {}).get(package.arn, [])) or None,
+            "approved_by": package.approved_by,
+            "approval_time": package.approval_time,
+            "note": package.approval_description,
+            "source_execution": package.metrics.get("source_execution"),
+            "model_data": package.model_data_url,
         }
         for package in packages
     ]

@@ -30,6 +30,10 @@ APPROVAL_STATUSES: tuple[str, ...] = ("PendingManualApproval", "Approved", "Reje
 LOCAL_ACCOUNT = "000000000000"
 
 
+#: The customer-metadata key holding who set a SageMaker package's current approval status.
+APPROVED_BY = "approved_by"
+
+
 class RegistryError(RuntimeError):
     """A registry request that cannot be served: unknown group or version, bad status, unreadable file."""
 
@@ -225,6 +229,10 @@ class LocalRegistry:
     def latest_approved(self, group: str) -> ModelPackage | None:
         return latest_approved_of(self.list_packages(group))
 
+    def registered_artifact(self, group: str, model_data_url: str) -> ModelPackage | None:
+        """The version already holding ``model_data_url`` (a cached Train hands over the same artifact)."""
+        return next((p for p in self.list_packages(group) if p.model_data_url == model_data_url), None)
+
     @staticmethod
     def _next_version(directory: Path) -> int:
         versions = [int(path.stem) for path in directory.glob("*.json") if path.stem.isdigit()]
@@ -263,9 +271,12 @@ class LocalRegistry:
 class SageMakerRegistry:
     """The SageMaker Model Registry through boto3; packages are created there by the Register step."""
 
-    def __init__(self, sagemaker_client: Any, s3_client: Any | None = None) -> None:
+    def __init__(
+        self, sagemaker_client: Any, s3_client: Any | None = None, caller: str | None = None
+    ) -> None:
         self.sagemaker = sagemaker_client
         self.s3 = s3_client
+        self.caller = caller  # the AWS identity recorded as who approved or rejected
 
     def list_packages(self, group: str) -> list[ModelPackage]:
         summaries: list[dict[str, Any]] = []
@@ -289,6 +300,10 @@ class SageMakerRegistry:
         request: dict[str, Any] = {"ModelPackageArn": package.arn, "ModelApprovalStatus": status}
         if note:
             request["ApprovalDescription"] = note
+        if self.caller:  # LastModifiedBy names Studio users only; the metadata names any caller
+            described = self.sagemaker.describe_model_package(ModelPackageName=package.arn)
+            metadata = dict(described.get("CustomerMetadataProperties") or {})
+            request["CustomerMetadataProperties"] = {**metadata, APPROVED_BY: self.caller}
         self.sagemaker.update_model_package(**request)
         return self._describe(package.arn)
 
@@ -299,6 +314,7 @@ class SageMakerRegistry:
         response = self.sagemaker.describe_model_package(ModelPackageName=arn)
         containers = response.get("InferenceSpecification", {}).get("Containers") or [{}]
         container = containers[0]
+        pending = response.get("ModelApprovalStatus", "PendingManualApproval") == "PendingManualApproval"
         return ModelPackage(
             group=response.get("ModelPackageGroupName", ""),
             version=int(response.get("ModelPackageVersion", 0)),
@@ -311,8 +327,9 @@ class SageMakerRegistry:
             metrics=self._metrics(response),
             description=response.get("ModelPackageDescription"),
             approval_description=response.get("ApprovalDescription"),
-            approval_time=response.get("LastModifiedTime"),
-            approved_by=_user_of(response.get("LastModifiedBy")),
+            approval_time=None if pending else response.get("LastModifiedTime"),
+            approved_by=(response.get("CustomerMetadataProperties") or {}).get(APPROVED_BY)
+            or _user_of(response.get("LastModifiedBy")),
         )
 
     def _metrics(self, response: Mapping[str, Any]) -> dict[str, Any]:

@@ -120,16 +120,21 @@ def pipeline_settings(cfg: PipelineConfig) -> dict[str, Any]:
 def put_pipeline(
     clients: AwsClients, cfg: PipelineConfig, name: str, definition: str, role: str
 ) -> tuple[str, str]:
-    """Create or update pipeline ``name`` with the config's settings and tags; returns (ARN, action)."""
+    """Create or update pipeline ``name`` with the config's settings and tags; returns (ARN, action),
+    the action ``unchanged`` (and nothing written) when SageMaker already holds exactly this."""
     sagemaker = clients.sagemaker
+    settings = pipeline_settings(cfg)
+    tags = pipeline_tags(cfg)
+    deployed = describe_pipeline(sagemaker, name)
+    if deployed is not None and _same_pipeline(deployed, definition, role, settings):
+        return deployed["PipelineArn"], "unchanged"
     request = {
         "PipelineName": name,
         "RoleArn": role,
         **definition_location(clients.s3, cfg, name, definition),
-        **pipeline_settings(cfg),
+        **settings,
     }
-    tags = pipeline_tags(cfg)
-    if deployed_definition(sagemaker, name) is None:
+    if deployed is None:
         created = sagemaker.create_pipeline(
             **request, PipelineDisplayName=name, **({"Tags": tags} if tags else {})
         )
@@ -138,6 +143,17 @@ def put_pipeline(
     if tags:  # UpdatePipeline takes no tags
         sagemaker.add_tags(ResourceArn=arn, Tags=tags)
     return arn, "updated"
+
+
+def _same_pipeline(deployed: dict[str, Any], definition: str, role: str, settings: dict[str, Any]) -> bool:
+    """SageMaker's copy has this definition (as JSON: key order and spacing aside), role and settings."""
+    try:
+        same_definition = json.loads(deployed.get("PipelineDefinition") or "null") == json.loads(definition)
+    except ValueError:
+        return False
+    held = {key: deployed.get(key) for key in ("PipelineDescription", "ParallelismConfiguration")}
+    wanted = {key: settings.get(key) for key in held}
+    return same_definition and deployed.get("RoleArn") == role and held == wanted
 
 
 def upsert_triggers(clients: AwsClients, cfg: PipelineConfig, build_arn: str, deploy_arn: str) -> list[str]:
@@ -190,14 +206,20 @@ def upsert_pipeline(
     return UpsertResult(arn, action, staged, total - len(staged), deploy_arn, deploy_action, triggers)
 
 
-def deployed_definition(sagemaker: Any, name: str) -> str | None:
-    """The definition SageMaker holds for ``name``, or None when no such pipeline exists."""
+def describe_pipeline(sagemaker: Any, name: str) -> dict[str, Any] | None:
+    """DescribePipeline, or None when no such pipeline exists."""
     try:
-        return sagemaker.describe_pipeline(PipelineName=name)["PipelineDefinition"]
+        return sagemaker.describe_pipeline(PipelineName=name)
     except ClientError as error:
         if _code(error) in {"ValidationException", "ResourceNotFound"}:
             return None
         raise
+
+
+def deployed_definition(sagemaker: Any, name: str) -> str | None:
+    """The definition SageMaker holds for ``name``, or None when no such pipeline exists."""
+    described = describe_pipeline(sagemaker, name)
+    return None if described is None else described["PipelineDefinition"]
 
 
 def require_deployed_definition(sagemaker: Any, name: str) -> str:
@@ -248,13 +270,17 @@ def validate_overrides(definition: str, overrides: dict[str, str]) -> list[dict[
     return [{"Name": name, "Value": value} for name, value in overrides.items()]
 
 
-def start_execution(clients: AwsClients, cfg: PipelineConfig, overrides: dict[str, str]) -> str:
-    """Start the deployed pipeline with validated overrides; returns the execution ARN."""
+def start_execution(
+    clients: AwsClients, cfg: PipelineConfig, overrides: dict[str, str], pipeline: str | None = None
+) -> str:
+    """Start the deployed pipeline (the build one unless ``pipeline`` names another) with validated
+    overrides; returns the execution ARN."""
     clients.check_credentials()
+    name = pipeline or cfg.project.name
     with aws_errors():
-        definition = require_deployed_definition(clients.sagemaker, cfg.project.name)
+        definition = require_deployed_definition(clients.sagemaker, name)
         parameters = validate_overrides(definition, overrides)
-        request: dict[str, Any] = {"PipelineName": cfg.project.name}
+        request: dict[str, Any] = {"PipelineName": name}
         if parameters:
             request["PipelineParameters"] = parameters
         return clients.sagemaker.start_pipeline_execution(**request)["PipelineExecutionArn"]

@@ -16,6 +16,7 @@ from pipeline.aws import aws_errors
 from pipeline.config import PipelineConfig
 from pipeline.deploy_names import deploy_pipeline_name
 from pipeline.remote import PipelineError
+from pipeline.text import first_line
 
 STOPPABLE = frozenset({"Executing"})
 RETRYABLE = frozenset({"Failed", "Stopped"})
@@ -23,10 +24,6 @@ RETRYABLE = frozenset({"Failed", "Stopped"})
 
 def pipeline_names(cfg: PipelineConfig) -> list[str]:
     return [cfg.project.name, deploy_pipeline_name(cfg)]
-
-
-def _first_line(text: str | None) -> str | None:
-    return text.splitlines()[0][:60] if text else None
 
 
 def _rows_of(sagemaker: Any, pipeline: str) -> list[dict[str, Any]]:
@@ -44,7 +41,7 @@ def _rows_of(sagemaker: Any, pipeline: str) -> list[dict[str, Any]]:
                         "execution": arn.rsplit("/", 1)[-1],
                         "status": item.get("PipelineExecutionStatus"),
                         "started": started.isoformat(timespec="seconds") if started else None,
-                        "failure": _first_line(item.get("PipelineExecutionFailureReason")),
+                        "failure": first_line(item.get("PipelineExecutionFailureReason")),
                         "pipeline": pipeline,
                         "arn": arn,
                     }

@@ -147,6 +147,10 @@ def schedule_request(cfg: PipelineConfig, build_pipeline_arn: str, role_arn: str
     }
 
 
+#: The schedule fields an upsert sets besides its target (compared before writing).
+SCHEDULE_FIELDS = ("ScheduleExpression", "FlexibleTimeWindow", "State", "Description")
+
+
 @dataclass
 class TriggerChanges:
     """What an upsert did to rules, schedules and alarms, one line each for the CLI."""
@@ -184,9 +188,20 @@ def upsert_approval_rule(events: Any, cfg: PipelineConfig, deploy_arn: str, role
         events.remove_targets(Rule=approval_rule_name(cfg), Ids=[TARGET_ID])
         events.delete_rule(Name=approval_rule_name(cfg))
         return f"approval rule {approval_rule_name(cfg)}: deleted (deploy.on_approval is off)"
+    targets = approval_targets_request(cfg, deploy_arn, role)["Targets"]
+    if existing is not None and _rule_state(events, cfg) == _wanted_rule_state(cfg):
+        held = events.list_targets_by_rule(Rule=approval_rule_name(cfg)).get("Targets", [])
+        if [_target_key(target) for target in held] == [_target_key(target) for target in targets]:
+            return f"approval rule {approval_rule_name(cfg)}: unchanged"
     events.put_rule(**approval_rule_request(cfg))
-    events.put_targets(**approval_targets_request(cfg, deploy_arn, role))
+    events.put_targets(Rule=approval_rule_name(cfg), Targets=targets)
     return f"approval rule {approval_rule_name(cfg)}: {'updated' if existing else 'created'}"
+
+
+def _target_key(target: dict[str, Any]) -> tuple[Any, ...]:
+    """What a target is, for comparing a held one with the wanted one."""
+    parameters = (target.get("SageMakerPipelineParameters") or {}).get("PipelineParameterList") or []
+    return (target.get("Arn"), target.get("RoleArn"), json.dumps(parameters, sort_keys=True))
 
 
 def upsert_schedule(scheduler: Any, cfg: PipelineConfig, build_arn: str, role: str) -> str:
@@ -197,6 +212,10 @@ def upsert_schedule(scheduler: Any, cfg: PipelineConfig, build_arn: str, role: s
         scheduler.delete_schedule(Name=schedule_name(cfg))
         return f"schedule {schedule_name(cfg)}: deleted (no schedule: in the config)"
     request = schedule_request(cfg, build_arn, role)
+    if existing is not None and all(existing.get(key) == request[key] for key in SCHEDULE_FIELDS):
+        held, wanted = existing.get("Target") or {}, request["Target"]
+        if (held.get("Arn"), held.get("RoleArn")) == (wanted["Arn"], wanted["RoleArn"]):
+            return f"schedule {schedule_name(cfg)}: unchanged ({cfg.schedule})"
     (scheduler.update_schedule if existing else scheduler.create_schedule)(**request)
     return f"schedule {schedule_name(cfg)}: {'updated' if existing else 'created'} ({cfg.schedule})"
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
 from sagemaker.core.model_registry import create_model_package_from_containers
+from sagemaker.core.workflow.execution_variables import ExecutionVariables
 from sagemaker.core.workflow.functions import Join
 from sagemaker.core.workflow.pipeline_context import PipelineSession
 from sagemaker.mlops.workflow.model_step import ModelStep
@@ -84,7 +85,11 @@ def build_register(ctx: BuildContext, train: TrainingStep, evaluate: ProcessingS
             model_package_group_name=registry.model_package_group,
             model_metrics=metrics._to_request_dict(),
             approval_status=ctx.params.model_approval_status,
-            customer_metadata_properties={"code_sha256": ctx.code.sha256},
+            customer_metadata_properties={
+                "code_sha256": ctx.code.sha256,
+                # Where a version came from, for `models list` and approvers (both engines).
+                "source_execution": ExecutionVariables.PIPELINE_EXECUTION_ARN,
+            },
         ),
     )
     return ModelStep(name="Register", step_args=step_args, retry_policies=api_retry_policies(ctx.cfg))

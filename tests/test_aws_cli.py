@@ -114,7 +114,7 @@ def test_round_trip_upsert_start_status_approve_deploy(config_file: Path, tmp_pa
     second = dogpipe("upsert", *common, "--role-arn", ROLE_ARN)
     assert second.exit_code == 0, second.output
     assert f"code: 0 object(s) uploaded, {len(staged)} already in S3" in second.output
-    assert "pipeline updated" in second.output
+    assert "pipeline unchanged" in second.output  # the same definition, role and settings: no write
     assert json.loads(sagemaker.describe_pipeline(PipelineName=PIPELINE)["PipelineDefinition"]) == json.loads(
         definition.read_text()
     )
@@ -153,14 +153,15 @@ def test_round_trip_upsert_start_status_approve_deploy(config_file: Path, tmp_pa
     v2 = register_package(0.93)
     listed = dogpipe("models", "list", "--config", str(config_file))
     assert listed.exit_code == 0, listed.output
-    rows = [line.split() for line in listed.output.splitlines()[1:]]
-    assert [(row[0], row[1], row[-1]) for row in rows] == [
+    rows = parse_table(listed.output)
+    assert [(row["version"], row["status"], row["accuracy"]) for row in rows] == [
         ("1", "PendingManualApproval", "0.7100"),
         ("2", "PendingManualApproval", "0.9300"),
     ]
     as_json = json.loads(dogpipe("models", "list", "--config", str(config_file), "-o", "json").output)
     assert [(row["version"], row["accuracy"]) for row in as_json] == [(1, 0.71), (2, 0.93)]
-    assert parse_table(listed.output) == [{key: cell(value) for key, value in row.items()} for row in as_json]
+    table = parse_table(listed.output)
+    assert table == [{key: cell(row[key]) for key in table[0]} for row in as_json]
 
     refused = dogpipe("deploy", "--stage", "prod", "--config", str(config_file), "--role-arn", ROLE_ARN)
     assert refused.exit_code == 1
@@ -291,21 +292,38 @@ def test_missing_credentials_or_role_stop_before_anything_is_staged(
 @pytest.mark.usefixtures("aws_env")
 def test_diff_reports_changed_step_and_added_parameter(config_file: Path, tmp_path: Path) -> None:
     deployed = write_definition(tmp_path / "deployed.json", make_definition(config_file))
-    upserted = dogpipe(
-        "upsert", "--config", str(config_file), "--definition", str(deployed), "--role-arn", ROLE_ARN
-    )
+    common = ("--config", str(config_file), "--role-arn", ROLE_ARN)
+    before = dogpipe("diff", *common, "--definition", str(deployed))  # nothing upserted yet: all new
+    assert before.exit_code == 0, before.output
+    lines = before.output.splitlines()
+    assert lines[:4] == [
+        f"pipeline {PIPELINE}: would be created",
+        "  step CheckAccuracy: added",
+        "  step Register: added",
+        "  step Train: added",
+    ]
+    assert f"pipeline {PIPELINE}-deploy: would be created" in lines
+    upserted = dogpipe("upsert", *common, "--definition", str(deployed))
     assert upserted.exit_code == 0, upserted.output
-    same = dogpipe("diff", "--config", str(config_file), "--definition", str(deployed))
-    assert same.exit_code == 0 and "no differences" in same.output
+    same = dogpipe("diff", *common, "--definition", str(deployed))
+    assert same.exit_code == 0, same.output
+    assert same.output.splitlines()[:2] == [
+        f"pipeline {PIPELINE}: unchanged",
+        f"pipeline {PIPELINE}-deploy: unchanged",
+    ]
+    again = dogpipe("upsert", *common, "--definition", str(deployed))  # issue 25: says so, writes nothing
+    assert "pipeline unchanged:" in again.output and "deploy pipeline unchanged:" in again.output
 
     changed = make_definition(config_file, lr="0.01", extra_parameter=True)
     local = write_definition(tmp_path / "local.json", changed)
-    result = dogpipe("diff", "--config", str(config_file), "--definition", str(local))
+    result = dogpipe("diff", *common, "--definition", str(local))
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
-        "step Train: changed",
-        "    $.Arguments.HyperParameters.lr",
-        "parameter ModelApprovalStatus: added",
+        f"pipeline {PIPELINE}: would be updated",
+        "  step Train: changed",
+        "      $.Arguments.HyperParameters.lr",
+        "  parameter ModelApprovalStatus: added",
+        f"pipeline {PIPELINE}-deploy: unchanged",
         "approval rule dogpipe-test-deploy-on-approval: none (deploy.on_approval is off)",
         "schedule dogpipe-test-scheduled-build: none",
     ]
@@ -445,3 +463,52 @@ def test_an_events_role_that_eventbridge_cannot_assume_stops_upsert_before_anyth
     raw["deploy"]["events_role_arn"] = ROLE_ARN  # trusts events and scheduler too
     config_file.write_text(yaml.safe_dump(raw))
     assert dogpipe(*common, sagemaker_only["Role"]["Arn"]).exit_code == 0
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_production_is_reached_only_through_the_deploy_pipeline_and_approvals_say_who(
+    config_file: Path, tmp_path: Path
+) -> None:
+    """Issue 25 on moto: with on_approval: prod, `deploy --stage prod` starts `<project>-deploy` for the
+    newest approval (a listed execution) instead of touching the endpoint; approving a Rejected version
+    needs --force and a note; `models list -o json` says who approved, when, with which note."""
+    raw = yaml.safe_load(config_file.read_text())
+    raw["deploy"].update(on_approval="prod", events_role_arn=ROLE_ARN)
+    config_file.write_text(yaml.safe_dump(raw))
+    definition = write_definition(tmp_path / "definition.json", make_definition(config_file))
+    config = ("--config", str(config_file))
+    assert dogpipe("upsert", *config, "--definition", str(definition), "--role-arn", ROLE_ARN).exit_code == 0
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    register_package(0.8)
+    v2 = register_package(0.9)
+
+    refused = dogpipe("deploy", "--stage", "prod", *config, "--role-arn", ROLE_ARN)
+    assert refused.exit_code == 1 and "refusing to deploy: no Approved model package" in refused.output
+    assert dogpipe("models", "reject", "2", "--note", "overfits", *config).exit_code == 0
+    over = dogpipe("models", "approve", "2", *config)
+    assert over.exit_code == 1 and len(over.output.strip().splitlines()) == 1
+    assert "version 2 was Rejected (overfits): approving it needs --force and a --note" in over.output
+    assert sagemaker.describe_model_package(ModelPackageName=v2)["ModelApprovalStatus"] == "Rejected"
+    forced = dogpipe("models", "approve", "2", "--force", "--note", "false alarm", *config)
+    assert forced.exit_code == 0, forced.output
+
+    deployed = dogpipe("deploy", "--stage", "prod", *config, "--role-arn", ROLE_ARN)
+    assert deployed.exit_code == 0, deployed.output
+    assert f"{PIPELINE}-deploy started for {v2} (stage prod)" in deployed.output
+    runs = sagemaker.list_pipeline_executions(PipelineName=f"{PIPELINE}-deploy")["PipelineExecutionSummaries"]
+    assert len(runs) == 1 and sagemaker.list_endpoints()["Endpoints"] == []
+    sent = sagemaker.list_pipeline_parameters_for_execution(
+        PipelineExecutionArn=runs[0]["PipelineExecutionArn"]
+    )
+    assert sent["PipelineParameters"] == [{"Name": "ModelPackageArn", "Value": v2}]
+    listed = dogpipe("executions", "list", *config)
+    assert runs[0]["PipelineExecutionArn"].rsplit("/", 1)[-1] in listed.output
+
+    rows = {
+        row["version"]: row for row in json.loads(dogpipe("models", "list", *config, "-o", "json").output)
+    }
+    caller = boto3.client("sts", region_name=REGION).get_caller_identity()["Arn"]
+    assert rows[2]["approved_by"] == caller and rows[2]["note"] == "approved over a rejection: false alarm"
+    assert rows[2]["approval_time"] and rows[1]["approval_time"] is None and rows[1]["approved_by"] is None
+    assert rows[2]["model_data"] == f"s3://{BUCKET}/m/0.9.tar.gz" and rows[2]["serving"] is None

@@ -11,6 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.cli import cli
+from pipeline.cli_output import parse_table
 from pipeline.config import LOCAL_CONFIG
 from pipeline.names import InvalidName
 from pipeline.registry import LocalRegistry, ModelRegistry, RegistryError, accuracy_of, parse_version
@@ -145,9 +146,9 @@ def test_cli_models_and_deploy_act_on_the_local_registry(local_config: Path, tmp
     _register(tmp_path / "engine", 0.5)
     listed = runner.invoke(cli, ["models", "list", *config])
     assert listed.exit_code == 0, listed.output
-    assert [[line.split()[0], line.split()[-1]] for line in listed.output.splitlines()[1:]] == [
-        ["1", "0.7500"],
-        ["2", "0.5000"],
+    assert [(row["version"], row["accuracy"]) for row in parse_table(listed.output)] == [
+        ("1", "0.7500"),
+        ("2", "0.5000"),
     ]
 
     refused = runner.invoke(cli, ["deploy", "--stage", "prod", *config])
@@ -157,6 +158,21 @@ def test_cli_models_and_deploy_act_on_the_local_registry(local_config: Path, tmp
     approved = runner.invoke(cli, ["models", "approve", "1", "--note", "ok", *config])
     assert approved.exit_code == 0 and "dog-breeds version 1: Approved" in approved.output
     assert LocalRegistry(tmp_path / "engine").get(GROUP, 1).approval_description == "ok"
+    assert runner.invoke(cli, ["models", "reject", "2", "--note", "overfits", *config]).exit_code == 0
+    for extra in ([], ["--force"], ["--note", "fine after all"]):
+        over = runner.invoke(cli, ["models", "approve", "2", *extra, *config])
+        assert over.exit_code == 1 and len(over.output.strip().splitlines()) == 1, over.output
+        assert "version 2 was Rejected (overfits): approving it needs --force and a --note" in over.output
+    assert LocalRegistry(tmp_path / "engine").get(GROUP, 2).approval_status == "Rejected"
+    forced = runner.invoke(cli, ["models", "approve", "2", "--force", "--note", "fine after all", *config])
+    assert forced.exit_code == 0, forced.output
+    two = LocalRegistry(tmp_path / "engine").get(GROUP, 2)
+    assert (two.approval_status, two.approval_description) == (
+        "Approved",
+        "approved over a rejection: fine after all",
+    )
+    assert two.approved_by and two.approval_time
+    runner.invoke(cli, ["models", "reject", "2", *config])
     bad = runner.invoke(cli, ["models", "reject", "two", *config])
     assert bad.exit_code == 2 and "'two' is not a valid model package version" in bad.output
 

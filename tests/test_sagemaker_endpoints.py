@@ -47,6 +47,13 @@ def test_list_follows_endpoint_to_package_version_and_delete_needs_yes(tmp_path:
     (row,) = json.loads(listed.output)
     assert row["name"] == "dogs-prod" and row["model_version"] == "dogs/7" and row["pid"] is None
     assert row["url"] == f"https://runtime.sagemaker.{REGION}.amazonaws.com/endpoints/dogs-prod/invocations"
+    described = sagemaker.describe_endpoint(EndpointName="dogs-prod")
+    assert row["status"] == described["EndpointStatus"] and row["instance_type"] == "ml.m5.large"
+    assert row["variants"].startswith("AllTraffic:") and row["created"]
+    table = runner.invoke(cli, ["endpoints", "list", "--config", str(config)]).output
+    header, line = table.splitlines()
+    assert header.split() == ["NAME", "STATUS", "MODEL_VERSION", "INSTANCE_TYPE", "VARIANTS", "CREATED"]
+    assert "PID" not in header and "ALIVE" not in header and described["EndpointStatus"] in line
 
     unconfirmed = runner.invoke(cli, ["endpoints", "delete", "dogs-prod", "--config", str(config)])
     assert unconfirmed.exit_code == 1 and "--yes" in unconfirmed.output

@@ -473,8 +473,68 @@ def test_invoke_endpoint_request_and_model_error() -> None:
             service_message='Received client error (400) from primary: {"error": "not a usable image"}',
             http_status_code=424,
         )
-        with pytest.raises(PredictError, match="not a usable image"):
+        with pytest.raises(PredictError, match=r"refused the image \(400\): not a usable image$"):
             invoke_sagemaker(runtime, "dogpipe-prod", b"junk", "application/x-image")
+        stub.add_client_error(  # the container's server crashed: its HTML page, not the image, is at fault
+            "invoke_endpoint",
+            service_error_code="ModelError",
+            service_message="Received server error (500) from primary with message <html>...</html>",
+            http_status_code=424,
+            modeled_fields={"OriginalStatusCode": 500, "OriginalMessage": HTML_500},
+        )
+        with pytest.raises(PredictError) as failed:
+            invoke_sagemaker(runtime, "dogpipe-prod", payload, "image/jpeg")
+        assert str(failed.value) == (
+            "endpoint dogpipe-prod failed (500, a server error, not the image): 500 Internal Server Error"
+        )
+
+
+HTML_500 = (
+    "<!DOCTYPE html>\n<html>\n<head><title>500 Internal Server Error</title></head>\n"
+    "<body><h1>Internal Server Error</h1>\n<p>The server encountered an internal error.</p>\n"
+    + "<p>trace</p>\n" * 50
+    + "</body></html>\n"
+)
+
+
+def test_predict_against_an_html_500_prints_one_line_blaming_the_endpoint(tmp_path: Path) -> None:
+    """Issue 25 item 7: a proxy or crashed server answering an HTML 500 is one stderr line, exit 1,
+    and says the server failed (the image is not at fault)."""
+    import http.server
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = HTML_500.encode()
+            self.send_response(500)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    raw = yaml.safe_load(LOCAL_CONFIG.read_text())
+    raw["local"] = {"root": str(tmp_path / "engine")}
+    config = tmp_path / "local.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    write_endpoint(tmp_path / "engine", {"name": "dogpipe-staging", "url": url, "pid": 0})
+    image = tmp_path / "dog.jpg"
+    image.write_bytes(image_bytes(COLORS[0]))
+    try:
+        result = CliRunner().invoke(
+            cli, ["predict", str(image), "--endpoint", "dogpipe-staging", "--config", str(config)]
+        )
+    finally:
+        server.shutdown()
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {url}/invocations failed (500, a server error, not the image): 500 Internal Server Error"
+    ]
 
 
 def test_predict_on_sagemaker_uses_invoke_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

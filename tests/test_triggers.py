@@ -177,9 +177,9 @@ def test_upsert_creates_both_pipelines_the_rule_the_schedule_and_the_alarms(tmp_
     }
 
     again = runner.invoke(cli, ["upsert", "--config", str(config)], catch_exceptions=False)
-    assert (
-        "deploy pipeline updated" in again.output and "rule" in again.output and ": updated" in again.output
-    )
+    assert "deploy pipeline unchanged" in again.output, again.output  # nothing differs: nothing written
+    assert f"approval rule {PROJECT}-deploy-on-approval: unchanged" in again.output
+    assert f"schedule {PROJECT}-scheduled-build: unchanged (rate(7 days))" in again.output
 
     raw = yaml.safe_load(config.read_text())
     raw["schedule"] = "rate(1 day)"
@@ -188,6 +188,9 @@ def test_upsert_creates_both_pipelines_the_rule_the_schedule_and_the_alarms(tmp_
     assert diff.exit_code == 0, diff.output
     assert f"approval rule {PROJECT}-deploy-on-approval: unchanged" in diff.output
     assert f"schedule {PROJECT}-scheduled-build: rate(7 days) -> rate(1 day)" in diff.output
+    changed = runner.invoke(cli, ["upsert", "--config", str(config)], catch_exceptions=False)
+    assert f"schedule {PROJECT}-scheduled-build: updated (rate(1 day))" in changed.output
+    assert f"approval rule {PROJECT}-deploy-on-approval: unchanged" in changed.output
 
     raw["deploy"]["on_approval"] = "off"
     raw.pop("schedule")

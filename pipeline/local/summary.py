@@ -11,6 +11,7 @@ from pipeline.local.executions import Execution
 from pipeline.local.expressions import ExpressionError, property_file_location
 from pipeline.object_store import ObjectStore, StoreError
 from pipeline.registry import accuracy_of
+from pipeline.text import first_line
 
 #: The columns of a local execution's steps, in ``dogpipe status``, its ``-o json`` and the report.
 LOCAL_STEP_COLUMNS = ("step", "type", "status", "duration_s", "attempts", "note")
@@ -42,10 +43,6 @@ def attempts_text(attempts: list[Mapping[str, Any]]) -> str | None:
         + (f" [{str(item['exception_type']).split('.', 1)[-1]}]" if item.get("exception_type") else "")
         for item in attempts
     )
-
-
-def first_line(text: str | None) -> str | None:
-    return text.splitlines()[0] if text else None
 
 
 def steps_table(states: Mapping[str, Mapping[str, Any]]) -> str:

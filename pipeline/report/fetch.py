@@ -18,7 +18,6 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pipeline.aws import AwsClients, aws_errors
-from pipeline.local.summary import first_line
 from pipeline.remote import PipelineError, StepState, execution_report
 from pipeline.report.collect import (
     WANTED,
@@ -28,6 +27,7 @@ from pipeline.report.collect import (
     trials_from_summaries,
 )
 from pipeline.report.inputs import ReportInputs
+from pipeline.text import first_line
 
 
 @dataclass

@@ -6,9 +6,13 @@ A local endpoint is reached over HTTP at the URL its record holds; a SageMaker e
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 from typing import Any
+
+from pipeline.text import first_line
 
 JSON_TYPE = "application/json"
 REQUEST_TIMEOUT_S = 60.0
@@ -45,16 +49,38 @@ def read_image(path: Path, limit: int = MAX_IMAGE_BYTES) -> tuple[bytes, str]:
     return data, image_content_type(data)
 
 
+def _reason(text: str) -> str:
+    """An error body as one short line: the JSON ``error``, an HTML page's title, else its first line."""
+    document = None
+    for candidate in (text, text[text.find("{") : text.rfind("}") + 1]):  # SageMaker wraps the body
+        try:
+            document = json.loads(candidate)
+            break
+        except json.JSONDecodeError:
+            continue
+    if isinstance(document, dict) and document.get("error"):
+        return first_line(str(document["error"])) or ""
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    plain = title.group(1) if title else re.sub(r"<[^>]+>", " ", text)
+    return " ".join((first_line(html.unescape(plain)) or "no reason given").split())[:200]
+
+
+def failure(where: str, status: int, text: str) -> PredictError:
+    """A refused request, blaming the right party: a 4xx is the image's fault, a 5xx the endpoint's."""
+    if 400 <= status < 500:
+        return PredictError(f"{where} refused the image ({status}): {_reason(text)}")
+    return PredictError(f"{where} failed ({status}, a server error, not the image): {_reason(text)}")
+
+
 def _reply(status: int, text: str, where: str) -> dict[str, Any]:
+    if status >= 400:
+        raise failure(where, status, text)
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
         document = None
-    if status >= 400:
-        reason = document.get("error") if isinstance(document, dict) else None
-        raise PredictError(f"{where} answered {status}: {reason or text.strip()[:500]}")
     if not isinstance(document, dict) or "predictions" not in document:
-        raise PredictError(f"{where} sent an unexpected reply: {text.strip()[:500]}")
+        raise PredictError(f"{where} sent an unexpected reply: {_reason(text)}")
     return document
 
 
@@ -85,11 +111,14 @@ def invoke_sagemaker(runtime: Any, endpoint: str, data: bytes, content_type: str
         )
     except ClientError as error:
         details = error.response.get("Error", {})
-        status = int(error.response.get("OriginalStatusCode") or 400)
+        if details.get("Code") != "ModelError":  # no such endpoint, throttling, ...: SageMaker's words
+            raise PredictError(
+                f"endpoint {endpoint}: {details.get('Code')}: {details.get('Message')}"
+            ) from None
         message = str(error.response.get("OriginalMessage") or details.get("Message") or error)
-        raise PredictError(
-            f"endpoint {endpoint} refused the image ({details.get('Code')}, {status}): {message}"
-        ) from None
+        quoted = re.search(r"\berror \((\d{3})\)", str(details.get("Message")))  # "client error (400)"
+        status = int(error.response.get("OriginalStatusCode") or (quoted.group(1) if quoted else 500))
+        raise failure(f"endpoint {endpoint}", status, message) from None
     body = response["Body"].read()
     return _reply(200, body.decode("utf-8", errors="replace"), f"endpoint {endpoint}")
 

@@ -17,6 +17,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
+from pipeline.cli_output import parse_table
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.endpoint_servers import read_endpoint, stop_endpoint
 from pipeline.local.executions import ExecutionStore
@@ -111,12 +112,12 @@ def test_endpoint_answers_ping_and_invocations(pipeline_run: dict[str, Any], sam
         reply = json.loads(response.read())
     classes = sorted(path.name for path in (sample_dataset / "train").iterdir())
     assert json.dumps(reply).count('"') > 0 and any(name in json.dumps(reply) for name in classes)
-    # The second run redeployed the same name: the endpoint now serves that run's package.
+    # The second run redeployed the same name with the same model: still version 1's package.
     latest = executions(pipeline_run["root"])[1].step_state("Register")["properties"]["ModelPackageArn"]
     assert (
         record["model_package_arn"]
         == latest
-        == LocalRegistry(pipeline_run["root"]).get("dogpipe-dog-breeds", 2).arn
+        == LocalRegistry(pipeline_run["root"]).get("dogpipe-dog-breeds", 1).arn
     )
 
 
@@ -136,7 +137,12 @@ def test_second_run_reuses_every_job_step_from_cache(pipeline_run: dict[str, Any
     hits = {name: states[name].get("cache_hit") for name in JOB_STEPS}
     # A miss here also happens when training_code/ is edited between the two runs (new code sha).
     assert hits == dict.fromkeys(JOB_STEPS, first.id), f"cache misses: {hits}"
-    assert "registered: dogpipe-dog-breeds version 2" in result.output
+    # The same model artifact is registered once (issue 25): the re-run says which version it is.
+    assert (
+        "is already dogpipe-dog-breeds version 1 (PendingManualApproval); nothing registered" in result.output
+    )
+    arns = {run.step_state("Register")["properties"]["ModelPackageArn"] for run in (first, second)}
+    assert len(arns) == 1
 
 
 def test_every_run_leaves_a_report_with_every_section(pipeline_run: dict[str, Any]) -> None:
@@ -189,7 +195,7 @@ def test_a_newcomer_types_commands_without_config_and_they_act_on_the_local_engi
         return result.output
 
     assert f"execution: {latest.id}" in ok("status")
-    assert "PendingManualApproval" in ok("models", "list")
+    assert [row["version"] for row in parse_table(ok("models", "list"))] == ["1"]
     if "endpoints" in cli.commands:  # the deploy issue adds `dogpipe endpoints list`
         assert "dogpipe-test-staging" in ok("endpoints", "list")
     classes = {path.name for path in (sample_dataset / "train").iterdir()}
@@ -203,11 +209,23 @@ def test_a_newcomer_types_commands_without_config_and_they_act_on_the_local_engi
     assert table[-1].startswith(f"model {reply['model_version']}")
     report = tmp_path / "report.html"
     assert str(report) in ok("report", "-o", str(report)) and latest.id in report.read_text()
-    # The README's approvers' sequence, on the same engine from start to end.
+    # The README's approvers' sequence, on the same engine from start to end. prod is the stage
+    # approvals deploy to (on_approval: prod): `deploy --stage prod` runs the deploy pipeline too.
     try:
-        ok("models", "approve", "2", "--note", "checked the report")
-        assert "dogpipe-prod" in ok("deploy", "--stage", "prod")
+        ok("models", "approve", "1", "--note", "checked the report")
+        before = len(ExecutionStore(pipeline_run["root"]).list())
+        deployed = ok("deploy", "--stage", "prod")
+        assert (
+            "with dogpipe-local-deploy" in deployed and "dogpipe-prod serves dogpipe-dog-breeds/1" in deployed
+        )
+        runs = ExecutionStore(pipeline_run["root"]).list()
+        assert len(runs) == before + 1 and runs[-1].record["pipeline_name"] == "dogpipe-local-deploy"
         assert any(name in ok("predict", str(image), "--endpoint", "dogpipe-prod") for name in classes)
+        (row,) = [row for row in json.loads(ok("models", "list", "-o", "json")) if row["version"] == 1]
+        first_run = executions(pipeline_run["root"])[0]
+        assert row["note"] == "checked the report" and row["approved_by"] and row["approval_time"]
+        assert row["serving"] == "staging,prod" and row["model_data"].endswith("model.tar.gz")
+        assert row["source_execution"].endswith(first_run.id)
     finally:
         stop_endpoint(pipeline_run["root"], "dogpipe-prod")
 
