@@ -503,7 +503,7 @@ def test_predict_against_an_html_500_prints_one_line_blaming_the_endpoint(tmp_pa
     import http.server
 
     class Broken(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             body = HTML_500.encode()
             self.send_response(500)
