@@ -17,6 +17,7 @@ from pipeline.cli_endpoints import endpoints
 from pipeline.cli_executions import attach_execution_commands
 from pipeline.cli_iam import iam_policy
 from pipeline.cli_local import LOCAL_COMMANDS
+from pipeline.cli_logs import logs
 from pipeline.cli_models import MODEL_COMMANDS
 from pipeline.cli_options import (
     COMPLETION,
@@ -67,7 +68,7 @@ def sample_data(out_dir: Path, classes: int, per_class: int, seed: int, with_bad
     click.echo(summary)
 
 
-for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, *LOCAL_COMMANDS, endpoints, iam_policy):
+for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, *LOCAL_COMMANDS, endpoints, logs, iam_policy):
     cli.add_command(_command)
 attach_execution_commands(cli.commands["executions"])  # SageMaker stop and retry
 
@@ -195,16 +196,17 @@ def predict(image: Path, endpoint: str, config_path: Path | None, output: Output
 @cli.command(
     "definition",
     epilog=examples(
-        "dogpipe definition -o definition.json", "dogpipe definition --config config/pipeline.yaml"
+        "dogpipe definition --output-file definition.json",
+        "dogpipe definition --config config/pipeline.yaml",
     ),
 )
 @config_option
 @click.option(
-    "-o",
-    "--output",
+    "--output-file",
+    "output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the JSON to this file (default: stdout).",
+    help="Write the JSON to this file (default: stdout). -o is a format elsewhere, never a file.",
 )
 @click.option("--role-arn", envvar="DOGPIPE_ROLE_ARN", default=None, help="Execution role (else config).")
 def definition(config_path: Path | None, output: Path | None, role_arn: str | None) -> None:
@@ -284,7 +286,9 @@ def graph(config_path: Path | None, definition_path: Path | None) -> None:
 
 @cli.command(
     "report",
-    epilog=examples("dogpipe report", "dogpipe report EXECUTION -o report.html --screenshot report.png"),
+    epilog=examples(
+        "dogpipe report", "dogpipe report EXECUTION --output-file report.html --screenshot report.png"
+    ),
 )
 @click.argument(
     "execution_id",
@@ -295,8 +299,8 @@ def graph(config_path: Path | None, definition_path: Path | None) -> None:
 )
 @config_option
 @click.option(
-    "-o",
-    "--output",
+    "--output-file",
+    "output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Where to write it (default: the execution's folder locally, ./report.html for SageMaker).",

@@ -67,7 +67,7 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
         )
         raise click.exceptions.Exit(130) from None
     click.echo("")
-    click.echo(steps_table(result.steps))
+    click.echo(steps_table(result.steps, result.execution.definition))
     for line in highlights(result.execution, ObjectStore(cfg.local.root)):
         click.echo(line)
     sample = None
@@ -76,13 +76,23 @@ def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...]
     _write_report(cfg, result.execution.id, sample)
     if result.status != "Succeeded":
         click.echo(f"\nexecution {result.execution.id} {result.status}: {result.failure_reason}", err=True)
-        click.echo(
-            f"logs: {result.execution.folder}/steps/<step>/attempt-<n>/logs; "
-            f"retry with: {_resume_command(config_path, result.execution.id)}",
-            err=True,
-        )
+        click.echo(f"logs: dogpipe logs {result.execution.id}{_config_flag(config_path)} [STEP]", err=True)
+        click.echo(_next_step(result, config_path), err=True)
         raise click.exceptions.Exit(1)
     click.echo(f"\nexecution {result.execution.id} Succeeded")
+
+
+def _next_step(result, config_path: Path | None) -> str:  # type: ignore[no-untyped-def]
+    """What can help after a failure: resuming reruns failed jobs, but a Fail step (a gate such as
+    AccuracyTooLow) decides the same again on the same outputs."""
+    failed = [state for state in result.steps.values() if state.get("status") == "Failed"]
+    gates = [state["name"] for state in failed if state.get("type") == "Fail"]
+    if failed and len(gates) == len(failed):
+        return (
+            f"{', '.join(gates)} stopped it on purpose: resuming would decide the same; change the data, "
+            "the config or a parameter (dogpipe run --param NAME=VALUE) and run again"
+        )
+    return f"retry with: {_resume_command(config_path, result.execution.id)}"
 
 
 def _config_flag(config_path: Path | None) -> str:

@@ -156,7 +156,7 @@ definition_option = click.option(
     "definition_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="A definition JSON file (from `dogpipe definition -o`) instead of building one from the config.",
+    help="A definition JSON file (from `dogpipe definition --output-file`) instead of building one.",
 )
 
 

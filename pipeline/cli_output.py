@@ -43,7 +43,7 @@ class Output:
         if self.format == "json":
             return to_json([dict(row) for row in rows])
         if self.format == "text":
-            return "\n".join("\t".join(cell(row.get(column)) for column in columns) for row in rows)
+            return "\n".join("\t".join(cell(row.get(column), column) for column in columns) for row in rows)
         return render_table(rows, columns) if rows else empty
 
     def record(self, record: Mapping[str, Any], rows_key: str, columns: Sequence[str]) -> str:
@@ -55,10 +55,10 @@ class Output:
         scalars = {key: value for key, value in record.items() if key != rows_key}
         nested = record.get(rows_key) or []
         if self.format == "text":
-            lines = [f"{key}\t{cell(value)}" for key, value in scalars.items()]
+            lines = [f"{key}\t{cell(value, key)}" for key, value in scalars.items()]
             return "\n".join([*lines, Output("text").rows(nested, columns, "")]).rstrip("\n")
         width = max(len(key) for key in scalars) + 1
-        lines = [f"{key + ':':<{width}} {cell(value)}" for key, value in scalars.items()]
+        lines = [f"{key + ':':<{width}} {cell(value, key)}" for key, value in scalars.items()]
         if nested:
             lines.append(render_table(nested, columns))
         return "\n".join(lines)
@@ -179,7 +179,7 @@ def _json_default(value: Any) -> Any:
 
 def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """A fixed-width table: header in capitals, ``-`` for empty cells."""
-    cells = [[cell(row.get(column)) for column in columns] for row in rows]
+    cells = [[cell(row.get(column), column) for column in columns] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
     lines = ["  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True))]
     lines += [
@@ -188,10 +188,13 @@ def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
     return "\n".join(line.rstrip() for line in lines)
 
 
-def cell(value: Any) -> str:
-    """A table cell: ``-`` when empty, yes/no, 4 significant decimals, ISO times without microseconds."""
+def cell(value: Any, column: str = "") -> str:
+    """A table cell: ``-`` when empty, yes/no, 4 decimals, ISO times without microseconds; a ``*_s``
+    column holds seconds and reads as ``dogpipe run`` prints them (``3.9 s``)."""
     if value is None or value == "":
         return "-"
+    if column.endswith("_s") and isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.1f} s"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):

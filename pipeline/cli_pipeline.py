@@ -108,7 +108,9 @@ def start(
                 raise click.exceptions.Exit(1)
 
 
-@click.command("status", epilog=examples("dogpipe status", "dogpipe status EXECUTION -o json"))
+@click.command(
+    "status", epilog=examples("dogpipe status", "dogpipe status EXECUTION -o json", "dogpipe status --watch")
+)
 @click.argument(
     "execution_arn",
     metavar="[EXECUTION]",
@@ -120,28 +122,63 @@ def start(
 @aws_options
 @local_option
 @output_option
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Print it again whenever it changes until the execution ends; exit 1 unless it succeeded.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between looks (--watch).",
+)
 def status(
     config_path: Path | None,
     region: str | None,
     bucket: str | None,
     execution_arn: str | None,
     output: Output,
+    watch: bool,
+    poll: float,
 ) -> None:
     """Status of an execution and of its steps (default: the build pipeline's latest): a local execution
     id, or a pipeline execution ARN on SageMaker."""
+    import time
+
     from pipeline import listings
     from pipeline.local.summary import LOCAL_STEP_COLUMNS
+    from pipeline.remote import RUNNING_STATUSES
 
     cfg = aws_config(config_path, region, bucket)
     if cfg.engine == "local":
-        record = listings.local_status(_local_execution(cfg, execution_arn))
-        click.echo(output.record(record, "steps", LOCAL_STEP_COLUMNS))
-        return
-    from pipeline.remote import execution_report
+        execution = _local_execution(cfg, execution_arn)
 
-    with friendly_errors():
-        report = execution_report(clients_for(cfg), cfg, execution_arn)
-    click.echo(output.record(listings.remote_status(report), "steps", listings.REMOTE_STEP_COLUMNS))
+        def look() -> tuple[dict[str, Any], str]:
+            record = listings.local_status(execution)
+            return record, output.record(record, "steps", LOCAL_STEP_COLUMNS)
+    else:
+        from pipeline.remote import execution_report
+
+        clients = clients_for(cfg)
+
+        def look() -> tuple[dict[str, Any], str]:
+            with friendly_errors():
+                record = listings.remote_status(execution_report(clients, cfg, execution_arn))
+            return record, output.record(record, "steps", listings.REMOTE_STEP_COLUMNS)
+
+    record, text = look()
+    click.echo(text)
+    while watch and record["status"] in RUNNING_STATUSES:
+        execution_arn = execution_arn or str(record["execution"])  # follow this one, not a newer one
+        time.sleep(poll)
+        record, again = look()
+        if again != text:
+            click.echo(again)
+            text = again
+    if watch and record["status"] != "Succeeded":
+        raise click.exceptions.Exit(1)
 
 
 def _local_execution(cfg: PipelineConfig, execution_id: str | None) -> Any:

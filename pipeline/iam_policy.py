@@ -98,6 +98,7 @@ OPERATOR_ACTIONS: dict[str, tuple[str, ...]] = {
         "cloudwatch:DescribeAlarms",
     ),
     "storage": ("s3:ListBucket", "s3:GetObject", "s3:PutObject"),
+    "logs": ("logs:FilterLogEvents",),  # dogpipe logs: the jobs' CloudWatch streams
 }
 #: botocore operations whose IAM action has another name (S3's HEAD requests, its listing).
 _ACTION_OF: dict[tuple[str, str], str] = {

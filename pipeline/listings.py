@@ -47,7 +47,7 @@ def local_status(execution: Execution) -> dict[str, Any]:
         "ended": record.get("ended_at"),
         "folder": str(execution.folder),
         "failure": record.get("failure_reason"),
-        "steps": local_step_rows(execution.step_states()),
+        "steps": local_step_rows(execution.step_states(), execution.definition),
     }
 
 

@@ -44,7 +44,7 @@ def same_rows(table: str, rows: list[dict[str, Any]]) -> None:
     parsed = parse_table(table)
     columns = list(parsed[0]) if parsed else []
     assert all(set(columns) <= set(row) for row in rows)
-    assert parsed == [{key: cell(row[key]) for key in columns} for row in rows]
+    assert parsed == [{key: cell(row[key], key) for key in columns} for row in rows]
 
 
 def test_models_list(config: Path, tmp_path: Path) -> None:

@@ -29,9 +29,20 @@ NAME_COMMANDS: dict[tuple[str, str], list[str]] = {
     ("executions stop", "execution"): ["executions", "stop", "NAME"],
     ("executions retry", "execution"): ["executions", "retry", "NAME"],
     ("run", "resume"): ["run", "--resume", "NAME"],
+    ("logs", "execution"): ["logs", "NAME"],
+    ("logs", "step"): ["logs", "20260101-000000-abcdef", "NAME"],
 }
 #: Parameter names that carry a name of a store object or AWS resource.
-NAME_PARAMETERS = {"name", "endpoint", "version", "execution", "execution_id", "execution_arn", "resume"}
+NAME_PARAMETERS = {
+    "name",
+    "endpoint",
+    "version",
+    "execution",
+    "execution_id",
+    "execution_arn",
+    "resume",
+    "step",
+}
 BAD_NAMES = ["../x", "/etc/passwd", "a/b", "", "x" * 300, "../registry/dogpipe-dog-breeds/1"]
 
 

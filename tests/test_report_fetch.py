@@ -203,7 +203,7 @@ def test_report_on_sagemaker_without_credentials_says_what_to_set(
         )
     )
     result = CliRunner().invoke(
-        cli, ["report", EXECUTION, "--config", str(config), "-o", str(tmp_path / "r.html")]
+        cli, ["report", EXECUTION, "--config", str(config), "--output-file", str(tmp_path / "r.html")]
     )
     assert result.exit_code == 1
     assert "no AWS credentials found" in result.output and "AWS_ACCESS_KEY_ID" in result.output

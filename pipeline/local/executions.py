@@ -228,7 +228,9 @@ class ExecutionStore:
     def get(self, execution_id: str) -> Execution:
         folder = path_under(self.folder, EXECUTION_ID.check(execution_id))  # InvalidName: a usage error
         if not (folder / "execution.json").is_file():
-            known = ", ".join(item.id for item in self.list()[-5:]) or "none recorded"
+            known = (
+                ", ".join(item.id for item in reversed(self.list()[-5:])) or "none recorded"
+            )  # newest first
             raise ExecutionNotFound(f"no execution {execution_id!r} under {self.folder} (latest: {known})")
         return Execution(folder)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import graphlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.definition_reader import steps_of
+from pipeline.definition_reader import dependencies, steps_of
 from pipeline.local.executions import Execution
 from pipeline.local.expressions import ExpressionError, property_file_location
 from pipeline.object_store import ObjectStore, StoreError
@@ -17,9 +18,17 @@ from pipeline.text import first_line
 LOCAL_STEP_COLUMNS = ("step", "type", "status", "duration_s", "attempts", "note")
 
 
-def local_step_rows(states: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """A local execution's steps in run order; ``note`` is the cache source or the failure's first line."""
-    ordered = sorted(states.values(), key=lambda state: state.get("started_ts", float("inf")))
+def local_step_rows(
+    states: Mapping[str, Mapping[str, Any]], definition: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """A local execution's steps in run order, then those that never started (NotExecuted) in the
+    DAG's order; ``note`` is the cache source or the failure's first line."""
+    position = {name: index for index, name in enumerate(dag_order(definition or {}))}
+
+    def key(state: Mapping[str, Any]) -> tuple[float, int]:
+        return (state.get("started_ts", float("inf")), position.get(state["name"], len(position)))
+
+    ordered = sorted(states.values(), key=key)
     return [
         {
             "step": state["name"],
@@ -45,11 +54,21 @@ def attempts_text(attempts: list[Mapping[str, Any]]) -> str | None:
     )
 
 
-def steps_table(states: Mapping[str, Mapping[str, Any]]) -> str:
+def dag_order(definition: Mapping[str, Any]) -> list[str]:
+    """Step names, each after the steps it waits for (the definition's order where it has a cycle,
+    which validate reports)."""
+    graph = dependencies(definition)
+    try:
+        return list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError:
+        return list(graph)
+
+
+def steps_table(states: Mapping[str, Mapping[str, Any]], definition: Mapping[str, Any] | None = None) -> str:
     """What ``dogpipe run`` prints at the end: ``local_step_rows`` as fixed-width lines, the attempts,
     the failure's first line or the cache source as the note."""
     lines = [f"{'step':<20} {'type':<15} {'status':<12} {'duration':>9}  note"]
-    for row in local_step_rows(states):
+    for row in local_step_rows(states, definition):
         duration = "-" if row["duration_s"] is None else f"{row['duration_s']:.1f} s"
         note = "; ".join(part for part in (row["attempts"], (row["note"] or "")[:70]) if part)
         lines.append(f"{row['step']:<20} {row['type'] or '':<15} {row['status']:<12} {duration:>9}  {note}")

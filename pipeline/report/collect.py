@@ -140,7 +140,7 @@ def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: P
             traces.append(store.path_for(artifacts.trace_uri))
     status = execution.record.get("status", "")
     inputs = inputs_from_files(f"dogpipe execution {execution.id} ({status})", paths, traces, trials, scratch)
-    inputs.steps = local_step_rows(execution.step_states())
+    inputs.steps = local_step_rows(execution.step_states(), execution.definition)
     return inputs
 
 

@@ -208,7 +208,7 @@ def test_a_newcomer_types_commands_without_config_and_they_act_on_the_local_engi
     ]
     assert table[-1].startswith(f"model {reply['model_version']}")
     report = tmp_path / "report.html"
-    assert str(report) in ok("report", "-o", str(report)) and latest.id in report.read_text()
+    assert str(report) in ok("report", "--output-file", str(report)) and latest.id in report.read_text()
     # The README's approvers' sequence, on the same engine from start to end. prod is the stage
     # approvals deploy to (on_approval: prod): `deploy --stage prod` runs the deploy pipeline too.
     try:
