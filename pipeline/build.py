@@ -66,7 +66,7 @@ def get_pipeline(
     evaluate, evaluation_report = build_evaluate(ctx, preprocess, train)
     debug_rules, rules_report = build_debug_rules(ctx, train)
 
-    register = build_register(ctx, train, evaluate)
+    register = build_register(ctx, train, evaluate, debug_rules, tune)
     deploy = build_deploy(ctx, register) if cfg.deploy.enabled else []
     check_accuracy = build_check_accuracy(ctx, evaluate, evaluation_report, on_pass=[register, *deploy])
     check_rules = build_check_rules(debug_rules, rules_report, on_pass=[check_accuracy])

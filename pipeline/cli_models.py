@@ -66,6 +66,79 @@ def models_list(
     click.echo(output.rows(package_rows(page.apply(packages), serving), PACKAGE_COLUMNS, empty))
 
 
+@models.command(
+    "show", epilog=examples("dogpipe models show 3", "dogpipe models show 3 -o json --query hyperparameters")
+)
+@click.argument("version", shell_complete=complete_version, callback=checked(VERSION))
+@config_option
+@aws_options
+@local_option
+@output_option
+def models_show(
+    version: str, config_path: Path | None, region: str | None, bucket: str | None, output: Output
+) -> None:
+    """One version as an approver weighs it: status and who decided, accuracy and weighted F1 on how many
+    test images, the weakest breeds, its lineage (execution, data, code, training job, best trial and
+    hyperparameters) and the Debugger rules' verdicts."""
+    from pipeline.lineage import RULE_COLUMNS, show
+    from pipeline.registry import parse_version
+
+    cfg = aws_config(config_path, region, bucket)
+    with friendly_errors():
+        package = registry_for(cfg).get(cfg.registry.model_package_group, parse_version(version))
+        record = show(package, served_packages(cfg).get(package.arn, []), _json_reader(cfg))
+    click.echo(output.record(record, "rules", RULE_COLUMNS))
+
+
+@models.command(
+    "compare", epilog=examples("dogpipe models compare 1 2", "dogpipe models compare 1 2 -o json")
+)
+@click.argument("first", metavar="VERSION", shell_complete=complete_version, callback=checked(VERSION))
+@click.argument("second", metavar="OTHER", shell_complete=complete_version, callback=checked(VERSION))
+@config_option
+@aws_options
+@local_option
+@output_option
+def models_compare(
+    first: str, second: str, config_path: Path | None, region: str | None, bucket: str | None, output: Output
+) -> None:
+    """OTHER against VERSION: accuracy and weighted precision/recall/F1 with their difference, then each
+    breed's F1, the ones that got worse first (from each version's registered evaluation)."""
+    from pipeline.lineage import COMPARE_COLUMNS, compare
+    from pipeline.registry import parse_version
+
+    cfg = aws_config(config_path, region, bucket)
+    group = cfg.registry.model_package_group
+    with friendly_errors():
+        registry = registry_for(cfg)
+        a, b = (registry.get(group, parse_version(item)) for item in (first, second))
+    columns = ("metric", f"v{a.version}", f"v{b.version}", "delta")
+    rows = [dict(zip(columns, (row[key] for key in COMPARE_COLUMNS), strict=True)) for row in compare(a, b)]
+    click.echo(output.rows(rows, columns, "nothing to compare"))
+
+
+def _json_reader(cfg: PipelineConfig) -> Callable[[str], Any]:
+    """Read a JSON file a package's metadata points to from the engine's store; None when unreadable
+    (a missing report must not hide the version)."""
+    import json
+
+    if cfg.engine == "local":
+        from pipeline.object_store import ObjectStore, StoreError
+
+        store = ObjectStore(cfg.local.root)
+
+        def read_local(uri: str) -> Any:
+            try:
+                return json.loads(store.read_text(uri))
+            except (StoreError, OSError, ValueError):
+                return None
+
+        return read_local
+    from pipeline.registry import SageMakerRegistry
+
+    return SageMakerRegistry(None, clients_for(cfg).s3)._read_s3_json
+
+
 def served_packages(cfg: PipelineConfig) -> dict[str, list[str]]:
     """Model package ARN → the stages whose endpoint serves it now (a stopped local server serves nothing)."""
     from pipeline.deploy import endpoint_name_for
@@ -87,9 +160,12 @@ def served_packages(cfg: PipelineConfig) -> dict[str, list[str]]:
     return served
 
 
-def _set_status(cfg: PipelineConfig, version: str, status: str, note: str | None, force: bool = False) -> Any:
+def _set_status(
+    cfg: PipelineConfig, version: str, status: str, note: str | None, force: bool = False, yes: bool = False
+) -> Any:
     """Set the status; approving a Rejected version needs ``force`` and a note, and says so in the
-    stored ApprovalDescription (what `models list` and Studio show)."""
+    stored ApprovalDescription (what `models list` and Studio show). An approval first prints how the
+    version compares with production and, when it is worse, needs ``yes``."""
     from pipeline.registry import parse_version
 
     group = cfg.registry.model_package_group
@@ -103,9 +179,50 @@ def _set_status(cfg: PipelineConfig, version: str, status: str, note: str | None
                     "approving it needs --force and a --note saying why"
                 )
             note = f"approved over a rejection: {note}"
+        if status == "Approved":
+            _weigh_against_production(cfg, registry, current, yes)
         package = registry.set_approval(group, current.version, status, note)
     click.echo(f"{package.group} version {package.version}: {package.approval_status}")
     return package
+
+
+def production_package(cfg: PipelineConfig, registry: Any, group: str) -> Any:
+    """The version production serves (the prod endpoint's package), else the newest approval; None on a
+    first approval."""
+    serving = {arn for arn, stages in served_packages(cfg).items() if "prod" in stages}
+    packages = registry.list_packages(group)
+    served = [package for package in packages if package.arn in serving]
+    if served:
+        return served[0]
+    from pipeline.registry import latest_approved_of
+
+    return latest_approved_of(packages)
+
+
+def _weigh_against_production(cfg: PipelineConfig, registry: Any, candidate: Any, yes: bool) -> None:
+    """One line comparing ``candidate`` with production; a candidate worse on accuracy or weighted F1
+    is approved only with --yes (an approval could otherwise replace a better model)."""
+    from pipeline.lineage import quality
+
+    production = production_package(cfg, registry, cfg.registry.model_package_group)
+    if production is None or production.arn == candidate.arn:
+        return
+    mine, theirs = quality(candidate.metrics), quality(production.metrics)
+    parts, worse = [], []
+    for name in ("accuracy", "weighted_f1"):
+        if mine[name] is None or theirs[name] is None:
+            continue
+        delta = mine[name] - theirs[name]
+        parts.append(f"{name} {mine[name]:.4f} vs {theirs[name]:.4f} ({delta:+.4f})")
+        if delta < 0:
+            worse.append(name)
+    summary = "; ".join(parts) or "no comparable metrics"
+    click.echo(f"version {candidate.version} against production version {production.version}: {summary}")
+    if worse and not yes:
+        raise click.ClickException(
+            f"version {candidate.version} is worse than production version {production.version} on "
+            f"{' and '.join(worse)}: approve with --yes to replace it anyway"
+        )
 
 
 def _approval_arguments(command: Callable[..., None]) -> Callable[..., None]:
@@ -126,6 +243,7 @@ def _approval_arguments(command: Callable[..., None]) -> Callable[..., None]:
 @models.command("approve", epilog=examples('dogpipe models approve 3 --note "checked the report"'))
 @_approval_arguments
 @click.option("--force", is_flag=True, help="Approve a Rejected version (needs --note).")
+@click.option("--yes", is_flag=True, help="Approve even when it is worse than the production version.")
 def models_approve(
     version: str,
     note: str | None,
@@ -133,12 +251,13 @@ def models_approve(
     region: str | None,
     bucket: str | None,
     force: bool,
+    yes: bool,
 ) -> None:
     """Mark VERSION Approved; with deploy.on_approval set, the deploy pipeline puts it on that stage."""
     from pipeline.cli_approval import deploy_after_approval
 
     cfg = aws_config(config_path, region, bucket)
-    deploy_after_approval(cfg, _set_status(cfg, version, "Approved", note, force))
+    deploy_after_approval(cfg, _set_status(cfg, version, "Approved", note, force, yes))
 
 
 @models.command("reject", epilog=examples('dogpipe models reject 2 --note "overfits"'))

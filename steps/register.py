@@ -16,12 +16,14 @@ from sagemaker.core.workflow.execution_variables import ExecutionVariables
 from sagemaker.core.workflow.functions import Join
 from sagemaker.core.workflow.pipeline_context import PipelineSession
 from sagemaker.mlops.workflow.model_step import ModelStep
-from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
+from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep, TuningStep
 
 from pipeline.config import JobResources
 from steps.common import BuildContext, api_retry_policies, framework_image
+from steps.debug_rules import RULES_FILE, RULES_OUTPUT
 from steps.evaluate import EVALUATION_FILE, EVALUATION_OUTPUT
 from steps.processing import output_uri
+from steps.train import tuned_hyperparameters
 
 #: The inference toolkit loads ``code/inference.py`` from the unpacked model.tar.gz.
 SERVING_ENVIRONMENT = {
@@ -62,7 +64,34 @@ def inference_image(ctx: BuildContext) -> str:
     return framework_image(ctx.cfg, serving, "inference")
 
 
-def build_register(ctx: BuildContext, train: TrainingStep, evaluate: ProcessingStep) -> ModelStep:
+def lineage_metadata(
+    ctx: BuildContext, train: TrainingStep, debug_rules: ProcessingStep | None, tune: TuningStep | None
+) -> dict[str, Any]:
+    """Where a version came from, as CustomerMetadataProperties (strings, resolved at run time on both
+    engines): the execution, the data, the code, the training job, the best trial and the hyperparameters
+    it chose, and the Debugger rules' report. ``dogpipe models show`` reads them back."""
+    metadata: dict[str, Any] = {
+        "source_execution": ExecutionVariables.PIPELINE_EXECUTION_ARN,
+        "code_sha256": ctx.code.sha256,
+        "data_uri": ctx.params.input_data_url,
+        "training_job": train.properties.TrainingJobName,
+    }
+    for name, value in tuned_hyperparameters(ctx, tune).items():
+        metadata[f"hp_{name}"] = value
+    if tune is not None:
+        metadata["best_trial"] = tune.properties.BestTrainingJob.TrainingJobName
+    if debug_rules is not None:
+        metadata["rules_report"] = Join(on="/", values=[output_uri(debug_rules, RULES_OUTPUT), RULES_FILE])
+    return metadata
+
+
+def build_register(
+    ctx: BuildContext,
+    train: TrainingStep,
+    evaluate: ProcessingStep,
+    debug_rules: ProcessingStep | None = None,
+    tune: TuningStep | None = None,
+) -> ModelStep:
     evaluation_uri = Join(on="/", values=[output_uri(evaluate, EVALUATION_OUTPUT), EVALUATION_FILE])
     metrics = ModelMetrics(
         model_statistics=MetricsSource(s3_uri=evaluation_uri, content_type="application/json")
@@ -85,11 +114,7 @@ def build_register(ctx: BuildContext, train: TrainingStep, evaluate: ProcessingS
             model_package_group_name=registry.model_package_group,
             model_metrics=metrics._to_request_dict(),
             approval_status=ctx.params.model_approval_status,
-            customer_metadata_properties={
-                "code_sha256": ctx.code.sha256,
-                # Where a version came from, for `models list` and approvers (both engines).
-                "source_execution": ExecutionVariables.PIPELINE_EXECUTION_ARN,
-            },
+            customer_metadata_properties=lineage_metadata(ctx, train, debug_rules, tune),
         ),
     )
     return ModelStep(name="Register", step_args=step_args, retry_policies=api_retry_policies(ctx.cfg))

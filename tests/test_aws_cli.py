@@ -512,3 +512,60 @@ def test_production_is_reached_only_through_the_deploy_pipeline_and_approvals_sa
     assert rows[2]["approved_by"] == caller and rows[2]["note"] == "approved over a rejection: false alarm"
     assert rows[2]["approval_time"] and rows[1]["approval_time"] is None and rows[1]["approved_by"] is None
     assert rows[2]["model_data"] == f"s3://{BUCKET}/m/0.9.tar.gz" and rows[2]["serving"] is None
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_models_show_reads_the_lineage_and_evaluation_back_from_sagemaker(config_file: Path) -> None:
+    """Issue 22 on moto: the fields the Register step sends (customer metadata and the model-quality
+    statistics file) are accepted by CreateModelPackage and read back by `models show`."""
+    s3 = boto3.client("s3", region_name=REGION)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    evaluation = {
+        "multiclass_classification_metrics": {"accuracy": {"value": 0.9}, "weighted_f1": {"value": 0.88}},
+        "per_class": {"001.Affenpinscher": {"f1": 0.8, "support": 5}},
+        "num_samples": 5,
+    }
+    rules = {
+        "rules": [{"rule": "overfit", "status": "NoIssuesFound", "fail_pipeline": True}],
+        "blocking_issues": 0,
+    }
+    s3.put_object(Bucket=BUCKET, Key="e/evaluation.json", Body=json.dumps(evaluation).encode())
+    s3.put_object(Bucket=BUCKET, Key="r/rules.json", Body=json.dumps(rules).encode())
+    sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    execution = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/{PIPELINE}/execution/abc123"
+    sagemaker.create_model_package(
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [
+                {"Image": "pytorch-inference:2.5", "ModelDataUrl": f"s3://{BUCKET}/m/model.tar.gz"}
+            ],
+            "SupportedContentTypes": ["image/jpeg"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        ModelMetrics={
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/e/evaluation.json"}
+            }
+        },
+        CustomerMetadataProperties={
+            "source_execution": execution,
+            "code_sha256": "a" * 64,
+            "data_uri": f"s3://{BUCKET}/data/",
+            "training_job": "pipelines-abc123-Train-x",
+            "best_trial": "tune-001",
+            "hp_lr": "0.001",
+            "rules_report": f"s3://{BUCKET}/r/rules.json",
+        },
+    )
+    shown = dogpipe("models", "show", "1", "--config", str(config_file), "-o", "json")
+    assert shown.exit_code == 0, shown.output
+    record = json.loads(shown.output)
+    assert (record["source_execution"], record["training_job"], record["best_trial"]) == (
+        execution,
+        "pipelines-abc123-Train-x",
+        "tune-001",
+    )
+    assert record["accuracy"] == 0.9 and record["weighted_f1"] == 0.88 and record["test_images"] == 5
+    assert record["hyperparameters"] == "lr=0.001" and record["data_uri"] == f"s3://{BUCKET}/data/"
+    assert record["rules"][0]["rule"] == "overfit" and record["rules_blocking"] == 0

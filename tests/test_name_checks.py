@@ -30,6 +30,9 @@ NAME_COMMANDS: dict[tuple[str, str], list[str]] = {
     ("executions retry", "execution"): ["executions", "retry", "NAME"],
     ("run", "resume"): ["run", "--resume", "NAME"],
     ("logs", "execution"): ["logs", "NAME"],
+    ("models show", "version"): ["models", "show", "NAME"],
+    ("models compare", "first"): ["models", "compare", "NAME", "1"],
+    ("models compare", "second"): ["models", "compare", "1", "NAME"],
     ("logs", "step"): ["logs", "20260101-000000-abcdef", "NAME"],
 }
 #: Parameter names that carry a name of a store object or AWS resource.
@@ -37,6 +40,8 @@ NAME_PARAMETERS = {
     "name",
     "endpoint",
     "version",
+    "first",
+    "second",
     "execution",
     "execution_id",
     "execution_arn",

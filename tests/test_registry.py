@@ -164,7 +164,13 @@ def test_cli_models_and_deploy_act_on_the_local_registry(local_config: Path, tmp
         assert over.exit_code == 1 and len(over.output.strip().splitlines()) == 1, over.output
         assert "version 2 was Rejected (overfits): approving it needs --force and a --note" in over.output
     assert LocalRegistry(tmp_path / "engine").get(GROUP, 2).approval_status == "Rejected"
-    forced = runner.invoke(cli, ["models", "approve", "2", "--force", "--note", "fine after all", *config])
+    args = ["models", "approve", "2", "--force", "--note", "fine after all", *config]
+    worse = runner.invoke(cli, args)  # 0.5 against production's (the newest approval's) 0.75
+    assert worse.exit_code == 1, worse.output
+    assert "version 2 against production version 1: accuracy 0.5000 vs 0.7500 (-0.2500)" in worse.output
+    assert "version 2 is worse than production version 1 on accuracy: approve with --yes" in worse.output
+    assert LocalRegistry(tmp_path / "engine").get(GROUP, 2).approval_status == "Rejected"
+    forced = runner.invoke(cli, [*args, "--yes"])
     assert forced.exit_code == 0, forced.output
     two = LocalRegistry(tmp_path / "engine").get(GROUP, 2)
     assert (two.approval_status, two.approval_description) == (
@@ -182,3 +188,58 @@ def test_cli_models_and_deploy_act_on_the_local_registry(local_config: Path, tmp
     assert "model data of arn:aws:sagemaker:local:000000000000:model-package/dog-breeds/1 is missing" in (
         missing.output
     )
+
+
+def _evaluated(root: Path, accuracy: float, f1: dict[str, float], rules_uri: str | None = None) -> int:
+    """A version as the Register step leaves it: the evaluation merged, the lineage as metadata."""
+    metrics: dict = {
+        "multiclass_classification_metrics": {
+            "accuracy": {"value": accuracy},
+            "weighted_f1": {"value": sum(f1.values()) / len(f1)},
+        },
+        "per_class": {name: {"f1": value, "support": 10} for name, value in f1.items()},
+        "num_samples": 10 * len(f1),
+        "source_execution": "arn:aws:sagemaker:local:000000000000:pipeline/p/execution/20260101-000000-a",
+        "data_uri": "s3://dogpipe-local/datasets/by-content/c21a0c5409622bd3/dogImages/",
+        "hp_lr": "0.01",
+        "hp_batch_size": "16",
+    }
+    if rules_uri:
+        metrics["rules_report"] = rules_uri
+    return (
+        LocalRegistry(root).register(GROUP, f"s3://b/{accuracy}/model.tar.gz", "i", metrics=metrics).version
+    )
+
+
+def test_models_show_and_compare_read_what_register_recorded(local_config: Path, tmp_path: Path) -> None:
+    from pipeline.object_store import ObjectStore
+
+    root = tmp_path / "engine"
+    rules = {
+        "rules": [{"rule": "overfit", "status": "IssuesFound", "fail_pipeline": False}],
+        "blocking_issues": 0,
+    }
+    ObjectStore(root).put_bytes("s3://dogpipe-local/x/rules/rules.json", json.dumps(rules).encode())
+    _evaluated(root, 0.8, {"a": 0.9, "b": 0.7}, "s3://dogpipe-local/x/rules/rules.json")
+    _evaluated(root, 0.85, {"a": 0.6, "b": 1.0})
+    config = ["--config", str(local_config)]
+    runner = CliRunner()
+
+    shown = json.loads(runner.invoke(cli, ["models", "show", "1", "-o", "json", *config]).output)
+    assert shown["accuracy"] == 0.8 and shown["weighted_f1"] == 0.8 and shown["test_images"] == 20
+    assert shown["data_digest"] == "c21a0c5409622bd3" and shown["hyperparameters"] == "batch_size=16 lr=0.01"
+    assert shown["rules"] == [
+        {"rule": "overfit", "status": "IssuesFound", "fail_pipeline": False, "first_step": None}
+    ]
+    assert shown["weakest_breeds"] == "b (f1 0.70), a (f1 0.90)"
+    no_report = json.loads(runner.invoke(cli, ["models", "show", "2", "-o", "json", *config]).output)
+    assert no_report["rules"] == [] and no_report["rules_blocking"] is None
+
+    compared = runner.invoke(cli, ["models", "compare", "1", "2", "-o", "json", *config])
+    assert compared.exit_code == 0, compared.output
+    rows = {row["metric"]: row for row in json.loads(compared.output)}
+    assert (rows["accuracy"]["v1"], rows["accuracy"]["v2"], rows["accuracy"]["delta"]) == (0.8, 0.85, 0.05)
+    metrics = [row["metric"] for row in json.loads(compared.output)]
+    assert metrics[-2:] == ["f1 a", "f1 b"] and rows["f1 a"]["delta"] == -0.3  # worse breeds first
+    missing = runner.invoke(cli, ["models", "compare", "1", "7", *config])
+    assert missing.exit_code == 1 and "version 7 not found" in missing.output

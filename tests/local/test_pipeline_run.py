@@ -145,6 +145,34 @@ def test_second_run_reuses_every_job_step_from_cache(pipeline_run: dict[str, Any
     assert len(arns) == 1
 
 
+def test_models_show_traces_a_version_to_its_execution_data_code_trial_and_rules(
+    pipeline_run: dict[str, Any],
+) -> None:
+    """Issue 22's lineage on the local engine: what the Register step recorded, read back by
+    `models show`, equals what the execution itself holds."""
+    config = str(pipeline_run["config"])
+    shown = CliRunner().invoke(cli, ["models", "show", "1", "--config", config, "-o", "json"])
+    assert shown.exit_code == 0, shown.output
+    record = json.loads(shown.output)
+    first = executions(pipeline_run["root"])[0]
+    states = first.step_states()
+    assert record["source_execution"].endswith(first.id)
+    assert record["training_job"] == states["Train"]["properties"]["TrainingJobName"]
+    best = states["Tune"]["properties"]["BestTrainingJob"]
+    assert record["best_trial"] == best["TrainingJobName"]
+    assert record["hyperparameters"] == " ".join(
+        f"{name}={best['TunedHyperParameters'][name]}" for name in sorted(best["TunedHyperParameters"])
+    )
+    assert record["data_uri"] == first.record["parameters"]["InputDataUrl"]
+    assert record["data_digest"] and f"/by-content/{record['data_digest']}/" in record["data_uri"]
+    assert len(record["code_sha256"]) == 64 and record["test_images"] > 0
+    assert 0 <= record["accuracy"] <= 1 and record["weighted_f1"] is not None
+    assert {rule["rule"] for rule in record["rules"]} >= {"vanishing_gradient", "overfit"}
+    assert all(rule["status"] for rule in record["rules"]) and record["rules_blocking"] == 0
+    table = CliRunner().invoke(cli, ["models", "show", "1", "--config", config]).output
+    assert "training_job:" in table and "RULE" in table and "vanishing_gradient" in table
+
+
 def test_every_run_leaves_a_report_with_every_section(pipeline_run: dict[str, Any]) -> None:
     import re
 
