@@ -148,7 +148,7 @@ def test_switches_change_the_dag() -> None:
     ]
 
 
-@pytest.mark.parametrize("command", [["definition", "-o"], ["sample-data"]])
+@pytest.mark.parametrize("command", [["definition", "--output-file"], ["sample-data"]])
 def test_an_output_path_that_cannot_be_written_is_one_line_naming_it(
     tmp_path: Path, command: list[str]
 ) -> None:

@@ -153,7 +153,14 @@ def run_logged(
 
 
 def _start(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> subprocess.Popen[str]:
-    """The job's process: its own session, dying with the engine, known to :func:`stop_running_jobs`."""
+    """The job's process: its own session, dying with the engine, known to :func:`stop_running_jobs`.
+    Forked from the template that has torch imported where that is exactly a plain start
+    (:mod:`pipeline.local.forked_jobs`), else started plainly."""
+    from pipeline.local.forked_jobs import SERVER
+
+    forked = SERVER.start_job(argv, env, cwd)
+    if forked is not None:
+        return _track(forked)  # type: ignore[arg-type]  # Popen's interface, as far as jobs use it
     try:
         process = subprocess.Popen(
             list(argv),
@@ -169,6 +176,10 @@ def _start(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> subprocess
     except OSError as error:
         failure = JobCapacityError if error.errno in (errno.EAGAIN, errno.ENOMEM) else JobFailed
         raise failure(f"cannot start {argv[0]!r}: {error}") from None
+    return _track(process)
+
+
+def _track(process: subprocess.Popen[str]) -> subprocess.Popen[str]:
     with _RUNNING_LOCK:
         _RUNNING.add(process)
     if ENGINE_STOPPING.is_set():  # started by a worker thread just after the engine began to stop

@@ -91,6 +91,9 @@ def run_local(
             "pass --data DIR (try: dogpipe sample-data data/sample)"
         )
     code = stage_code_in_store(cfg, engine.store)
+    from pipeline.local.forked_jobs import SERVER
+
+    SERVER.warm()  # torch imported once, while the definition is built (pipeline/local/fork_server.py)
     echo(f"code {code.sha256[:12]} staged; building the pipeline definition ...")
     from pipeline.definition import build_definition
 
