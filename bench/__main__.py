@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.harness import RESULTS, Report
 
 BENCHMARKS = {
+    "startup": "bench.startup_bench",
     "stats": "bench.stats_bench",
     "train": "bench.train_bench",
     "endpoint": "bench.endpoint_bench",

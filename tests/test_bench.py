@@ -14,11 +14,11 @@ from bench.__main__ import main
 
 def test_quick_benchmarks_record_rows_and_ratios(tmp_path: Path) -> None:
     output = tmp_path / "results.json"
-    main(["--quick", "--only", "stats", "train", "--output", str(output)])
+    main(["--quick", "--only", "stats", "train", "startup", "--output", str(output)])
     results = json.loads(output.read_text())
     assert results["quick"] is True
     benchmarks = {row["benchmark"] for row in results["rows"]}
-    assert benchmarks == {"stats", "train"}
+    assert benchmarks == {"stats", "train", "startup"}
     assert all(row["median"] > 0 for row in results["rows"])
     ratios = {ratio["name"]: ratio for ratio in results["ratios"]}
     assert ratios["dogpipe / seed-style"]["goal"] == ">= 4"

@@ -119,15 +119,15 @@ def test_a_failing_new_server_leaves_the_old_one_serving_and_the_cli_shows_and_s
     assert header.split() == ["NAME", "MODEL_VERSION", "URL", "PID", "ALIVE"]
     assert row.split() == ["dogpipe-prod", "dogs/3", old["url"], str(old["pid"]), "yes"]
     listed = runner.invoke(cli, ["endpoints", "list", "--config", str(config), "--output", "json"])
-    assert json.loads(listed.output) == [
-        {
-            "name": "dogpipe-prod",
-            "model_version": "dogs/3",
-            "url": old["url"],
-            "pid": old["pid"],
-            "alive": True,
-        }
-    ]
+    (row,) = json.loads(listed.output)  # the table's fields and the details (package, start time)
+    assert {key: row[key] for key in ("name", "model_version", "url", "pid", "alive")} == {
+        "name": "dogpipe-prod",
+        "model_version": "dogs/3",
+        "url": old["url"],
+        "pid": old["pid"],
+        "alive": True,
+    }
+    assert row["model_package_arn"].endswith("model-package/dogs/3") and row["started_at"]
     unknown = runner.invoke(cli, ["endpoints", "stop", "nope", "--config", str(config)])
     assert unknown.exit_code == 1 and "dogpipe-prod" in unknown.output
     stopped = runner.invoke(cli, ["endpoints", "stop", "--all", "--config", str(config)])

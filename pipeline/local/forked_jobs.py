@@ -25,7 +25,18 @@ from typing import IO
 
 #: Variables read when an interpreter or torch/OpenMP/MKL/CUDA/the allocator starts: a job whose values
 #: differ from the server's starts plainly (the fork would already have applied the server's).
-START_TIME_PREFIXES = ("PYTHON", "LD_", "MALLOC_", "OMP_", "MKL_", "KMP_", "CUDA_", "TORCH_", "GOMP_", "OPENBLAS_")
+START_TIME_PREFIXES = (
+    "PYTHON",
+    "LD_",
+    "MALLOC_",
+    "OMP_",
+    "MKL_",
+    "KMP_",
+    "CUDA_",
+    "TORCH_",
+    "GOMP_",
+    "OPENBLAS_",
+)
 #: Read per job by the fork itself, so they may differ.
 PER_JOB = frozenset({"PYTHONUNBUFFERED"})
 SERVER_SCRIPT = Path(__file__).with_name("fork_server.py")
@@ -34,9 +45,7 @@ ENABLE_ENV = "DOGPIPE_FORK_SERVER"
 
 def start_time_values(env: Mapping[str, str]) -> dict[str, str]:
     return {
-        key: value
-        for key, value in env.items()
-        if key.startswith(START_TIME_PREFIXES) and key not in PER_JOB
+        key: value for key, value in env.items() if key.startswith(START_TIME_PREFIXES) and key not in PER_JOB
     }
 
 

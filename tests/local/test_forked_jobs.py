@@ -139,5 +139,5 @@ def test_a_forked_job_dies_with_the_engine_on_sigkill(tmp_path: Path) -> None:
     server = job.parent().parent()
     os.kill(engine.pid, signal.SIGKILL)
     engine.wait(timeout=30)
-    gone, alive = psutil.wait_procs([job, server], timeout=30)
+    _, alive = psutil.wait_procs([job, server], timeout=30)
     assert not alive, f"still running after the engine's SIGKILL: {alive}"
