@@ -60,8 +60,9 @@ def models_list(
     cfg = aws_config(config_path, region, bucket)
     group = cfg.registry.model_package_group
     with friendly_errors():
-        packages = registry_for(cfg).list_packages(group)
-        serving = served_packages(cfg)
+        registry = registry_for(cfg)
+        packages = registry.list_packages(group)
+        serving = served_packages(cfg, registry)
     empty = f"no model packages in group {group}"
     click.echo(output.rows(package_rows(page.apply(packages), serving), PACKAGE_COLUMNS, empty))
 
@@ -85,8 +86,9 @@ def models_show(
 
     cfg = aws_config(config_path, region, bucket)
     with friendly_errors():
-        package = registry_for(cfg).get(cfg.registry.model_package_group, parse_version(version))
-        record = show(package, served_packages(cfg).get(package.arn, []), _json_reader(cfg))
+        registry = registry_for(cfg)
+        package = registry.get(cfg.registry.model_package_group, parse_version(version))
+        record = show(package, served_packages(cfg, registry).get(package.arn, []), _json_reader(cfg))
     click.echo(output.record(record, "rules", RULE_COLUMNS))
 
 
@@ -134,16 +136,18 @@ def _json_reader(cfg: PipelineConfig) -> Callable[[str], Any]:
                 return None
 
         return read_local
-    from pipeline.registry import SageMakerRegistry
+    from pipeline.registry import read_s3_json
 
-    return SageMakerRegistry(None, clients_for(cfg).s3)._read_s3_json
+    s3 = clients_for(cfg).s3
+    return lambda uri: read_s3_json(s3, uri)
 
 
-def served_packages(cfg: PipelineConfig) -> dict[str, list[str]]:
-    """Model package ARN → the stages whose endpoint serves it now (a stopped local server serves nothing)."""
-    from pipeline.deploy import endpoint_name_for
+def served_packages(cfg: PipelineConfig, registry: Any = None) -> dict[str, list[str]]:
+    """Model package ARN → the stages whose endpoint serves it now (a stopped local server serves nothing);
+    on SageMaker through ``registry``'s client when given (one session per command)."""
+    from pipeline.deploy import STAGES, endpoint_name_for
 
-    stages = {endpoint_name_for(cfg, stage): stage for stage in ("staging", "prod")}
+    stages = {endpoint_name_for(cfg, stage): stage for stage in reversed(STAGES)}  # staging, then prod
     served: dict[str, list[str]] = {}
     if cfg.engine == "local":
         from pipeline.local.endpoint_servers import list_endpoints
@@ -152,7 +156,7 @@ def served_packages(cfg: PipelineConfig) -> dict[str, list[str]]:
     else:
         from pipeline.sagemaker_endpoints import served_package_of
 
-        sagemaker = clients_for(cfg).sagemaker
+        sagemaker = getattr(registry, "sagemaker", None) or clients_for(cfg).sagemaker
         arns = {name: served_package_of(sagemaker, name) for name in stages}
     for name, stage in stages.items():
         if arns.get(name):
@@ -166,12 +170,16 @@ def _set_status(
     """Set the status; approving a Rejected version needs ``force`` and a note, and says so in the
     stored ApprovalDescription (what `models list` and Studio show). An approval first prints how the
     version compares with production and, when it is worse, needs ``yes``."""
-    from pipeline.registry import parse_version
+    from pipeline.registry import parse_version, version_not_found
 
     group = cfg.registry.model_package_group
+    wanted = parse_version(version)
     with friendly_errors():
         registry = registry_for(cfg)
-        current = registry.get(group, parse_version(version))
+        packages = registry.list_packages(group)  # once: the version and production come from it
+        current = next((package for package in packages if package.version == wanted), None)
+        if current is None:
+            raise version_not_found(group, wanted, packages)
         if status == "Approved" and current.approval_status == "Rejected":
             if not (force and note):
                 raise click.ClickException(
@@ -180,17 +188,16 @@ def _set_status(
                 )
             note = f"approved over a rejection: {note}"
         if status == "Approved":
-            _weigh_against_production(cfg, registry, current, yes)
+            _weigh_against_production(cfg, registry, packages, current, yes)
         package = registry.set_approval(group, current.version, status, note)
     click.echo(f"{package.group} version {package.version}: {package.approval_status}")
     return package
 
 
-def production_package(cfg: PipelineConfig, registry: Any, group: str) -> Any:
-    """The version production serves (the prod endpoint's package), else the newest approval; None on a
-    first approval."""
-    serving = {arn for arn, stages in served_packages(cfg).items() if "prod" in stages}
-    packages = registry.list_packages(group)
+def production_package(cfg: PipelineConfig, registry: Any, packages: list[Any]) -> Any:
+    """Of ``packages``, the version production serves (the prod endpoint's package), else the newest
+    approval; None on a first approval."""
+    serving = {arn for arn, stages in served_packages(cfg, registry).items() if "prod" in stages}
     served = [package for package in packages if package.arn in serving]
     if served:
         return served[0]
@@ -199,12 +206,14 @@ def production_package(cfg: PipelineConfig, registry: Any, group: str) -> Any:
     return latest_approved_of(packages)
 
 
-def _weigh_against_production(cfg: PipelineConfig, registry: Any, candidate: Any, yes: bool) -> None:
+def _weigh_against_production(
+    cfg: PipelineConfig, registry: Any, packages: list[Any], candidate: Any, yes: bool
+) -> None:
     """One line comparing ``candidate`` with production; a candidate worse on accuracy or weighted F1
     is approved only with --yes (an approval could otherwise replace a better model)."""
     from pipeline.lineage import quality
 
-    production = production_package(cfg, registry, cfg.registry.model_package_group)
+    production = production_package(cfg, registry, packages)
     if production is None or production.arn == candidate.arn:
         return
     mine, theirs = quality(candidate.metrics), quality(production.metrics)

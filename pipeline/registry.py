@@ -338,19 +338,21 @@ class SageMakerRegistry:
         if accuracy_of(metrics) is not None or self.s3 is None:
             return metrics
         uri = response.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri")
-        report = self._read_s3_json(uri) if uri else None
+        report = read_s3_json(self.s3, uri) if uri else None
         if isinstance(report, dict):
             metrics.update(report)
         return metrics
 
-    def _read_s3_json(self, uri: str) -> Any:
-        """A linked metrics file, or None: a missing or unreadable report must not hide the package."""
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        try:
-            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            return json.loads(body)
-        except Exception:  # any failure only means "no accuracy to show"
-            return None
+
+def read_s3_json(s3: Any, uri: str) -> Any:
+    """A JSON file in S3 a package points to (metrics, rules report), or None: a missing or unreadable
+    file must not hide the package."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return json.loads(body)
+    except Exception:  # any failure only means "nothing to show"
+        return None
 
 
 def _user_of(context: Mapping[str, Any] | None) -> str | None:

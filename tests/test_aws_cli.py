@@ -79,8 +79,9 @@ def dogpipe(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-def register_package(accuracy: float) -> str:
-    """What the pipeline's Register step leaves in the registry."""
+def register_package(accuracy: float, metadata: dict[str, str] | None = None, **request: Any) -> str:
+    """What the pipeline's Register step leaves in the registry: the accuracy as metadata unless
+    ``metadata`` is given, plus any other CreateModelPackage fields (ModelMetrics)."""
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     return sagemaker.create_model_package(
         ModelPackageGroupName=GROUP,
@@ -92,7 +93,8 @@ def register_package(accuracy: float) -> str:
             "SupportedContentTypes": ["image/jpeg"],
             "SupportedResponseMIMETypes": ["application/json"],
         },
-        CustomerMetadataProperties={"accuracy": str(accuracy)},
+        CustomerMetadataProperties=metadata or {"accuracy": str(accuracy)},
+        **request,
     )["ModelPackageArn"]
 
 
@@ -533,22 +535,9 @@ def test_models_show_reads_the_lineage_and_evaluation_back_from_sagemaker(config
     s3.put_object(Bucket=BUCKET, Key="r/rules.json", Body=json.dumps(rules).encode())
     sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
     execution = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/{PIPELINE}/execution/abc123"
-    sagemaker.create_model_package(
-        ModelPackageGroupName=GROUP,
-        ModelApprovalStatus="PendingManualApproval",
-        InferenceSpecification={
-            "Containers": [
-                {"Image": "pytorch-inference:2.5", "ModelDataUrl": f"s3://{BUCKET}/m/model.tar.gz"}
-            ],
-            "SupportedContentTypes": ["image/jpeg"],
-            "SupportedResponseMIMETypes": ["application/json"],
-        },
-        ModelMetrics={
-            "ModelQuality": {
-                "Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/e/evaluation.json"}
-            }
-        },
-        CustomerMetadataProperties={
+    register_package(
+        0.9,
+        metadata={
             "source_execution": execution,
             "code_sha256": "a" * 64,
             "data_uri": f"s3://{BUCKET}/data/",
@@ -556,6 +545,11 @@ def test_models_show_reads_the_lineage_and_evaluation_back_from_sagemaker(config
             "best_trial": "tune-001",
             "hp_lr": "0.001",
             "rules_report": f"s3://{BUCKET}/r/rules.json",
+        },
+        ModelMetrics={
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/e/evaluation.json"}
+            }
         },
     )
     shown = dogpipe("models", "show", "1", "--config", str(config_file), "-o", "json")
