@@ -35,7 +35,7 @@ def refuse(kind):
 botocore.client.BaseClient._make_api_call = refuse("api")
 botocore.endpoint.Endpoint._send = refuse("http")
 from pipeline.config import load_config
-from pipeline.definition import build_definition
+from pipeline.definition.document import build_definition
 text = build_definition(load_config(sys.argv[1]))
 print(json.dumps({"calls": len(calls), "bytes": len(text)}))
 """

@@ -28,8 +28,8 @@ def run_local_deploy(
     cfg: PipelineConfig, package_arn: str, echo: Callable[[str], None] = print
 ) -> ExecutionResult:
     """Run ``<project>-deploy`` on the local engine for ``package_arn`` (or ``latest``)."""
-    from pipeline.deploy_names import PACKAGE_PARAMETER, deploy_pipeline_name
-    from pipeline.deploy_pipeline import build_deploy_definition
+    from pipeline.config.deploy_names import PACKAGE_PARAMETER, deploy_pipeline_name
+    from pipeline.definition.deploy_pipeline import build_deploy_definition
     from pipeline.local.run import engine_for, stage_code_in_store
 
     engine = engine_for(cfg, echo)

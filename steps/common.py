@@ -2,7 +2,7 @@
 
 A step builder is a function ``(ctx: BuildContext, upstream...) -> Step`` with no I/O: it reads the
 typed config and the already-built upstream steps, and returns an SDK step object. Only
-``pipeline/build.py`` wires them.
+``pipeline/definition/build.py`` wires them.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from sagemaker.mlops.workflow.retry import (
 )
 from sagemaker.mlops.workflow.steps import CacheConfig
 
-from pipeline.code import CodeArchive
 from pipeline.config import JobResources, PipelineConfig
+from pipeline.definition.code import CodeArchive
 
 if TYPE_CHECKING:
     from sagemaker.core.workflow.entities import PipelineVariable
 
-#: Where a processing job finds the unpacked ``training_code/`` (see ``pipeline/code.py``).
+#: Where a processing job finds the unpacked ``training_code/`` (see ``pipeline/definition/code.py``).
 PROCESSING_CODE_DIR = "/opt/ml/processing/input/code"
 #: Used when no role is configured, so a definition can still be built and reviewed; ``dogpipe upsert``
 #: always passes the real role, and ``dogpipe validate`` accepts this ARN's shape.

@@ -32,7 +32,7 @@ from sagemaker.mlops.workflow.model_step import ModelStep
 from sagemaker.mlops.workflow.steps import ProcessingStep
 
 from pipeline.config import JobResources, PipelineConfig
-from pipeline.deploy_names import (
+from pipeline.config.deploy_names import (
     LATEST_PACKAGE,
     PACKAGE_PARAMETER,
     deploy_stage,

@@ -151,10 +151,10 @@ def test_the_checker_names_an_inverted_import_in_a_synthetic_tree(tmp_path: Path
 @pytest.mark.parametrize(
     ("file", "inverted"),
     [
-        ("steps/common.py", "from pipeline.build import get_pipeline\n"),
+        ("steps/common.py", "from pipeline.definition.build import get_pipeline\n"),
         ("training_code/contract.py", "def _f():\n    import pipeline.config\n"),
         ("pipeline/serving/app.py", "from pipeline import cli\n"),
-        ("pipeline/report/collect.py", "def _f():\n    from pipeline.cli_local import LOCAL_COMMANDS\n"),
+        ("pipeline/report/collect.py", "def _f():\n    from pipeline.cli.run import LOCAL_COMMANDS\n"),
     ],
 )
 def test_an_inverted_import_added_to_a_copy_of_the_repository_fails(

@@ -12,14 +12,14 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from pipeline.aws import AwsClients
-from pipeline.cli import cli
-from pipeline.cli_output import cell, parse_table
-from pipeline.code import package_code
+from pipeline.cli.main import cli
+from pipeline.cli.output import cell, parse_table
 from pipeline.config import load_config
-from pipeline.deploy import SageMakerDeployer
-from pipeline.diff import diff_definitions
+from pipeline.definition.code import package_code
+from pipeline.definition.diff import diff_definitions
 from pipeline.registry import SageMakerRegistry
+from pipeline.sagemaker.aws import AwsClients
+from pipeline.sagemaker.deploy import SageMakerDeployer
 from tests.moto_server import BUCKET, REGION, ROLE_ARN, aws_env, hide_aws_config, moto_endpoint  # noqa: F401
 
 PIPELINE = "dogpipe-test"
@@ -229,7 +229,7 @@ def test_new_approved_version_updates_the_endpoint_with_capture_and_scaling(conf
     second = deployer.deploy(cfg, "prod", registry.set_approval(GROUP, 2, "Approved"), ROLE_ARN)
 
     assert (first.action, second.action) == ("created", "updated")
-    from pipeline.deploy_names import deployment_config
+    from pipeline.config.deploy_names import deployment_config
 
     assert sagemaker.updates == [
         {
@@ -422,7 +422,7 @@ def test_upsert_sends_tags_description_parallelism_and_puts_a_large_definition_i
 
 def test_a_small_definition_stays_inline_and_reserved_tags_are_refused(config_file: Path) -> None:
     from pipeline.config import ConfigError, parse_config
-    from pipeline.remote import definition_location
+    from pipeline.sagemaker.pipelines import definition_location
 
     cfg = load_config(config_file)
     assert definition_location(None, cfg, PIPELINE, "{}") == {"PipelineDefinition": "{}"}

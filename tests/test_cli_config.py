@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 from pipeline.config import DEFAULT_CONFIG, LOCAL_CONFIG
 from tests.moto_server import hide_aws_config
 

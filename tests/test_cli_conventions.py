@@ -12,8 +12,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipeline.cli import cli
-from pipeline.cli_output import FORMATS, cell, parse_table
+from pipeline.cli.main import cli
+from pipeline.cli.output import FORMATS, cell, parse_table
 from pipeline.config import LOCAL_CONFIG
 from pipeline.registry import LocalRegistry
 

@@ -16,7 +16,7 @@ import yaml
 from click.shell_completion import ShellComplete
 from click.testing import CliRunner
 
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.endpoint_servers import write_endpoint
 from pipeline.local.executions import ExecutionStore

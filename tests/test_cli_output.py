@@ -10,8 +10,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipeline.cli import cli
-from pipeline.cli_output import cell, parse_table
+from pipeline.cli.main import cli
+from pipeline.cli.output import cell, parse_table
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.executions import ExecutionStore
 from pipeline.registry import LocalRegistry

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.code import pack, package_code
 from pipeline.config import LOCAL_CONFIG, load_config
+from pipeline.definition.code import pack, package_code
 
 
 def _write_tree(root: Path) -> None:

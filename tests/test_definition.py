@@ -12,10 +12,10 @@ import requests
 import urllib3
 from click.testing import CliRunner
 
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 from pipeline.config import DEFAULT_CONFIG, load_config, parse_config
-from pipeline.definition import build_definition
-from pipeline.validate import validate_definition
+from pipeline.definition.document import build_definition
+from pipeline.definition.validate import validate_definition
 from tests.golden.regenerate import CODE_SHA256_PLACEHOLDER, GOLDEN
 
 
@@ -117,7 +117,7 @@ def test_all_stages_and_debugger_fields() -> None:
 
 
 def test_code_is_referenced_by_content_hash(shipped_text: str) -> None:
-    from pipeline.code import package_code
+    from pipeline.definition.code import package_code
 
     code = package_code()
     cfg = load_config(DEFAULT_CONFIG)
@@ -126,7 +126,7 @@ def test_code_is_referenced_by_content_hash(shipped_text: str) -> None:
 
 
 def test_golden_definition_is_current(shipped_text: str) -> None:
-    from pipeline.code import package_code
+    from pipeline.definition.code import package_code
 
     normalised = shipped_text.replace(package_code().sha256, CODE_SHA256_PLACEHOLDER)
     assert normalised == GOLDEN.read_text(), "pipeline changed: review, then `make golden`"

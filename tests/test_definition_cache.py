@@ -10,11 +10,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import pipeline.definition
-from pipeline.cli import cli
-from pipeline.code import CODE_DIR, package_code
+import pipeline.definition.document
+from pipeline.cli.main import cli
 from pipeline.config import DEFAULT_CONFIG, load_config
-from pipeline.definition import build_definition, definition_cache_key
+from pipeline.definition.code import CODE_DIR, package_code
+from pipeline.definition.document import build_definition, definition_cache_key
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -22,13 +24,13 @@ def builds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     """Each real build the CLI makes, in an empty cache."""
     monkeypatch.setenv("DOGPIPE_CACHE_DIR", str(tmp_path / "cache"))
     made: list[str] = []
-    real = pipeline.definition.build_definition
+    real = pipeline.definition.document.build_definition
 
     def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
         made.append(real(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(pipeline.definition, "build_definition", counting)
+    monkeypatch.setattr(pipeline.definition.document, "build_definition", counting)
     return made
 
 
@@ -68,12 +70,35 @@ def test_code_role_and_builder_changes_make_new_keys(tmp_path: Path, monkeypatch
     (edited / "train.py").write_text((edited / "train.py").read_text() + "\n# edited\n")
     assert definition_cache_key(cfg, None, package_code(edited)) != key
     assert definition_cache_key(cfg, "arn:aws:iam::123456789012:role/other", code) != key
-    steps = tmp_path / "steps"
-    shutil.copytree(Path(pipeline.definition.__file__).parent.parent / "steps", steps)
-    (steps / "train.py").write_text((steps / "train.py").read_text() + "\n# edited\n")
-    folders = (pipeline.definition.BUILDER_FOLDERS[0], steps)
-    monkeypatch.setattr(pipeline.definition, "BUILDER_FOLDERS", folders)
-    assert definition_cache_key(cfg, None, code) != key
+    assert definition_cache_key(cfg, None, code) == key
+
+
+def test_the_key_covers_the_builder_modules_at_any_depth_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Editing a step builder or a module the build reaches deep down changes the key; editing a CLI or
+    engine module (never imported by the build) does not."""
+    cfg = load_config(DEFAULT_CONFIG)
+    code = package_code()
+    copy = tmp_path / "repo"
+    for package in ("pipeline", "steps", "training_code"):
+        shutil.copytree(REPO / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pipeline.definition.document, "SOURCE_ROOT", copy)
+    key = definition_cache_key(cfg, None, code)
+    modules = pipeline.definition.document.builder_modules(copy)
+    assert {"steps.train", "pipeline.definition.build", "pipeline.config.training"} <= set(modules)
+    assert not any(name.startswith(("pipeline.cli", "pipeline.local", "pipeline.report")) for name in modules)
+
+    def edit(relative: str) -> str:
+        path = copy / relative
+        path.write_text(path.read_text() + "\n# edited\n")
+        return definition_cache_key(cfg, None, code)
+
+    assert edit("pipeline/cli/models.py") == key
+    assert edit("pipeline/local/engine.py") == key
+    after_config = edit("pipeline/config/training.py")
+    assert after_config != key
+    assert edit("steps/train.py") != after_config
 
 
 def test_an_unwritable_cache_is_skipped(

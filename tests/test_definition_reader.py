@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import ConfigError, parse_config
-from pipeline.definition_reader import dependencies, steps_of
-from pipeline.diff import diff_definitions
-from pipeline.graph import mermaid
+from pipeline.definition.diff import diff_definitions
+from pipeline.definition.graph import mermaid
+from pipeline.definition.reader import dependencies, steps_of
 from pipeline.iso_duration import parse_iso_duration
 from pipeline.local.cache import parse_duration
 from pipeline.local.expressions import ExpressionError, property_file_location

@@ -1,5 +1,5 @@
 """Both shipped definitions hold to what CreatePipeline accepts around each step (the pipeline-definition
-schema, restated in ``pipeline/definition_schema.py``), not only to botocore's API shapes."""
+schema, restated in ``pipeline/definition/schema.py``), not only to botocore's API shapes."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import json
 import pytest
 
 from pipeline.config import DEFAULT_CONFIG, load_config
-from pipeline.definition import build_definition
-from pipeline.definition_reader import parse_definition, steps_of
-from pipeline.definition_schema import ARGUMENT_FIELDS, STEP_KEYS, schema_problems
-from pipeline.deploy_pipeline import build_deploy_definition
-from pipeline.validate import validate_definition
+from pipeline.definition.deploy_pipeline import build_deploy_definition
+from pipeline.definition.document import build_definition
+from pipeline.definition.reader import parse_definition, steps_of
+from pipeline.definition.schema import ARGUMENT_FIELDS, STEP_KEYS, schema_problems
+from pipeline.definition.validate import validate_definition
 
 
 @pytest.fixture(scope="module", params=["build", "deploy"])

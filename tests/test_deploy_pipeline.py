@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from pipeline.config import DEFAULT_CONFIG, load_config, parse_config
-from pipeline.deploy_names import deploy_pipeline_name
-from pipeline.deploy_pipeline import build_deploy_definition
-from pipeline.validate import check_shape, sagemaker_model, validate_definition
+from pipeline.config.deploy_names import deploy_pipeline_name
+from pipeline.definition.deploy_pipeline import build_deploy_definition
+from pipeline.definition.validate import check_shape, sagemaker_model, validate_definition
 from tests.golden.regenerate import CODE_SHA256_PLACEHOLDER, DEPLOY_GOLDEN
 from tests.test_definition import _steps, no_network  # noqa: F401
 from training_code.deploy_endpoint import deployment_config, parse_args
@@ -27,7 +27,7 @@ def test_rebuild_is_byte_identical_without_network(no_network: list[str], shippe
 
 
 def test_golden_deploy_definition_is_current_and_valid(shipped: str) -> None:
-    from pipeline.code import package_code
+    from pipeline.definition.code import package_code
 
     assert shipped.replace(package_code().sha256, CODE_SHA256_PLACEHOLDER) == DEPLOY_GOLDEN.read_text(), (
         "deploy pipeline changed: review, then `make golden`"

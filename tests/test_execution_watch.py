@@ -8,8 +8,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from pipeline.execution_watch import watch_execution
-from pipeline.remote import PipelineError
+from pipeline.sagemaker.pipelines import PipelineError
+from pipeline.sagemaker.watch import watch_execution
 
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/abc"
 T0 = datetime(2026, 12, 2, 8, 0, tzinfo=timezone.utc)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pipeline.config import DEFAULT_CONFIG, load_config, parse_config
-from pipeline.definition_reader import steps_of
+from pipeline.definition.reader import steps_of
 from tests.golden.regenerate import GOLDEN
 from training_code import hyperparameters, train_arguments
 from training_code.hyperparameters import HYPERPARAMETERS
@@ -139,7 +139,7 @@ def test_a_value_out_of_the_declared_range_is_named(capsys: pytest.CaptureFixtur
 
 @pytest.mark.parametrize("step", ["Train", "Tune"])
 def test_validate_names_a_hyperparameter_train_py_does_not_declare(step: str) -> None:
-    from pipeline.validate import validate_definition
+    from pipeline.definition.validate import validate_definition
 
     definition = json.loads(GOLDEN.read_text())
     assert validate_definition(json.dumps(definition)) == []

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from pipeline.config import load_config
-from pipeline.iam_policy import (
+from pipeline.sagemaker.iam_policy import (
     allowed_actions,
     events_trust_policy,
     execution_role_policy,
@@ -58,7 +58,7 @@ def test_the_operators_round_trip_needs_nothing_the_operator_policy_lacks(
 ) -> None:
     from click.testing import CliRunner
 
-    from pipeline.cli import cli
+    from pipeline.cli.main import cli
 
     test_aws_cli.test_round_trip_upsert_start_status_approve_deploy(config_file, tmp_path)
     raw = yaml.safe_load(config_file.read_text())
@@ -86,8 +86,8 @@ def test_the_operators_round_trip_needs_nothing_the_operator_policy_lacks(
 @pytest.mark.usefixtures("aws_env")
 def test_the_deploy_jobs_need_nothing_the_execution_role_policy_lacks(calls: set[str]) -> None:
     from pipeline.config import DEFAULT_CONFIG
-    from pipeline.definition import build_definition
-    from pipeline.deploy_pipeline import build_deploy_definition
+    from pipeline.definition.deploy_pipeline import build_deploy_definition
+    from pipeline.definition.document import build_definition
     from training_code import deploy_endpoint, resolve_model_package
 
     client = boto3.client("sagemaker", region_name="us-east-1")
@@ -123,8 +123,8 @@ def test_the_deploy_jobs_need_nothing_the_execution_role_policy_lacks(calls: set
 def test_the_printed_events_role_trusts_what_upsert_checks_for(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from pipeline.aws import trusted_services
-    from pipeline.cli import cli
+    from pipeline.cli.main import cli
+    from pipeline.sagemaker.aws import trusted_services
 
     result = CliRunner().invoke(cli, ["iam-policy", "--config", "config/pipeline.yaml", "--role", "events"])
     assert result.exit_code == 0, result.output

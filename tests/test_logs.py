@@ -11,10 +11,10 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 from pipeline.local.executions import ExecutionStore
-from pipeline.remote import StepState
-from pipeline.sagemaker_logs import PROCESSING_LOGS, TRAINING_LOGS, CloudWatchTail, job_logs
+from pipeline.sagemaker.logs import PROCESSING_LOGS, TRAINING_LOGS, CloudWatchTail, job_logs
+from pipeline.sagemaker.pipelines import StepState
 from tests.moto_server import REGION, aws_env, moto_endpoint  # noqa: F401
 
 from .local.test_engine import local_config

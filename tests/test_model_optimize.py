@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.cli import serve
+from pipeline.cli.main import serve
 from pipeline.serving.server import ServeOptions
 from training_code import inference, model_optimize
 

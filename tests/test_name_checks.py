@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 from pipeline.names import ENDPOINT, EXECUTION_REF, InvalidName, path_under
 from pipeline.registry import LocalRegistry
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

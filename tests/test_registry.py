@@ -10,8 +10,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipeline.cli import cli
-from pipeline.cli_output import parse_table
+from pipeline.cli.main import cli
+from pipeline.cli.output import parse_table
 from pipeline.config import LOCAL_CONFIG
 from pipeline.names import InvalidName
 from pipeline.registry import LocalRegistry, ModelRegistry, RegistryError, accuracy_of, parse_version

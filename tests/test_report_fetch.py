@@ -14,11 +14,11 @@ import yaml
 from botocore.stub import Stubber
 from click.testing import CliRunner
 
-from pipeline.cli import cli
-from pipeline.remote import StepState, list_execution_steps
+from pipeline.cli.main import cli
 from pipeline.report import ReportInputs, build_report
 from pipeline.report.collect import StepArtifacts, inputs_from_files
 from pipeline.report.fetch import download_artifacts, plan_artifacts, step_rows
+from pipeline.sagemaker.pipelines import StepState, list_execution_steps
 from tests.moto_server import BUCKET, REGION, aws_env, hide_aws_config, moto_endpoint  # noqa: F401
 from tests.test_report import _section, artifacts  # noqa: F401
 

@@ -13,8 +13,8 @@ import yaml
 from botocore.stub import ANY, Stubber
 
 from pipeline.config import load_config
-from pipeline.remote import PipelineError
-from pipeline.sagemaker_executions import list_sagemaker_executions, retry_execution, stop_execution
+from pipeline.sagemaker.executions import list_sagemaker_executions, retry_execution, stop_execution
+from pipeline.sagemaker.pipelines import PipelineError
 from tests.moto_server import ACCOUNT, BUCKET, REGION, ROLE_ARN, aws_env, moto_endpoint  # noqa: F401
 
 DEFINITION = '{"Version": "2020-12-01", "Parameters": [], "Steps": []}'
@@ -50,7 +50,7 @@ def test_list_shows_both_pipelines_executions_with_the_local_fields(cfg, tmp_pat
         assert row["arn"].endswith(f"/execution/{row['execution']}") and row["status"] == "Succeeded"
     from click.testing import CliRunner
 
-    from pipeline.cli import cli
+    from pipeline.cli.main import cli
 
     config = str(tmp_path / "pipeline.yaml")
     listed = CliRunner().invoke(cli, ["executions", "list", "--config", config, "-o", "json"])
@@ -105,7 +105,7 @@ def test_stop_and_retry_send_the_requests_sagemaker_expects() -> None:
 
 
 def test_a_quota_refusal_says_what_to_do() -> None:
-    from pipeline.remote import explain_failure
+    from pipeline.sagemaker.pipelines import explain_failure
 
     reason = (
         "ClientError: ResourceLimitExceeded: The account-level service limit 'ml.g4dn.xlarge for training "

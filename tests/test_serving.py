@@ -28,7 +28,7 @@ import yaml
 from botocore.stub import Stubber
 from click.testing import CliRunner
 
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.endpoint_servers import write_endpoint
 from pipeline.object_store import ObjectStore
@@ -540,7 +540,7 @@ def test_predict_against_an_html_500_prints_one_line_blaming_the_endpoint(tmp_pa
 def test_predict_on_sagemaker_uses_invoke_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """moto 5.2's invoke_endpoint fails on binary bodies (it JSON-encodes the raw bytes), so the
     command's AWS branch runs against a stubbed sagemaker-runtime client instead."""
-    from pipeline.aws import AwsClients
+    from pipeline.sagemaker.aws import AwsClients
 
     runtime = _runtime()
     image = tmp_path / "dog.jpg"

@@ -26,7 +26,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 from pipeline.serving.client import MAX_IMAGE_BYTES
 from tests.serving_helpers import image_bytes, png_header_claiming, write_model_dir
 

@@ -18,10 +18,10 @@ import yaml
 from botocore.validate import ParamValidator
 from click.testing import CliRunner
 
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 from pipeline.config import load_config
-from pipeline.deploy_names import deployment_config
-from pipeline.triggers import (
+from pipeline.config.deploy_names import deployment_config
+from pipeline.sagemaker.triggers import (
     alarm_requests,
     approval_event_pattern,
     approval_rule_name,

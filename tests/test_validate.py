@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import cli
-from pipeline.validate import validate_definition
+from pipeline.cli.main import cli
+from pipeline.definition.validate import validate_definition
 from tests.golden.regenerate import GOLDEN
 
 
@@ -158,7 +158,7 @@ def test_an_unknown_architecture_is_refused_naming_the_closest_ones(tmp_path: Pa
 
 def test_every_shipped_config_names_a_known_architecture() -> None:
     from pipeline.config import DEFAULT_CONFIG, LOCAL_CONFIG, load_config
-    from pipeline.model_check import architecture_problem
+    from pipeline.definition.model_check import architecture_problem
 
     for path in (DEFAULT_CONFIG, LOCAL_CONFIG):
         assert architecture_problem(load_config(path).model) is None, path

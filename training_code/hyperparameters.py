@@ -1,6 +1,6 @@
 """The hyperparameters of ``train.py``: the one declaration every other place derives from.
 
-``train.py``'s parser, the config model (``pipeline/config.py``), the step builders
+``train.py``'s parser, the config model (``pipeline/config/``), the step builders
 (``steps/trainer.py``) and the table in ``training_code/README.md`` are all built from
 :data:`HYPERPARAMETERS`, so a name, type, default or range is written here only. Renaming one here
 renames it everywhere; a name that reaches ``train.py`` without being declared fails the job at start.

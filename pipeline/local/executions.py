@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 from filelock import FileLock, Timeout
 
-from pipeline.deploy_names import PACKAGE_PARAMETER
+from pipeline.config.deploy_names import PACKAGE_PARAMETER
 from pipeline.names import EXECUTION_ID, STEP, path_under
 
 TERMINAL_STEP_STATUSES = ("Succeeded", "Failed", "NotExecuted")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.definition_reader import (
+from pipeline.definition.reader import (
     OUTPUT_URI_PROPERTY,
     PROPERTY_FILE_REFERENCE,
     property_file_spec,

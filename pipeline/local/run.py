@@ -51,8 +51,8 @@ def parse_params(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
 
 def stage_code_in_store(cfg: PipelineConfig, store: ObjectStore):  # type: ignore[no-untyped-def]
     """Pack the training code and put it in the local store where the definition expects it (what
-    ``pipeline.remote.upload_code`` does on S3); returns the CodeArchive."""
-    from pipeline.code import package_code
+    ``pipeline.sagemaker.pipelines.upload_code`` does on S3); returns the CodeArchive."""
+    from pipeline.definition.code import package_code
 
     code = package_code()
     code.stage_missing(cfg, store.exists, store.put_bytes)
@@ -95,7 +95,7 @@ def run_local(
 
     SERVER.warm()  # torch imported once, while the definition is built (pipeline/local/fork_server.py)
     echo(f"code {code.sha256[:12]} staged; building the pipeline definition ...")
-    from pipeline.definition import build_definition
+    from pipeline.definition.document import build_definition
 
     definition = json.loads(build_definition(cfg, role_arn=cfg.project.role_arn, code=code))
     return engine.start(

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.definition_reader import dependencies, steps_of
+from pipeline.definition.reader import dependencies, steps_of
 from pipeline.local.executions import Execution
 from pipeline.local.expressions import ExpressionError, property_file_location
 from pipeline.object_store import ObjectStore, StoreError

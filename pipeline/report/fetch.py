@@ -17,8 +17,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pipeline.aws import AwsClients, aws_errors
-from pipeline.remote import PipelineError, StepState, execution_report
 from pipeline.report.collect import (
     WANTED,
     StepArtifacts,
@@ -27,6 +25,8 @@ from pipeline.report.collect import (
     trials_from_summaries,
 )
 from pipeline.report.inputs import ReportInputs
+from pipeline.sagemaker.aws import AwsClients, aws_errors
+from pipeline.sagemaker.pipelines import PipelineError, StepState, execution_report
 from pipeline.text import first_line
 
 

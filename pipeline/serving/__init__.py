@@ -9,6 +9,6 @@ machine, answering through ``training_code/inference.py`` — the handlers the S
 - ``client`` sends an image to an endpoint (HTTP here, ``InvokeEndpoint`` on SageMaker) for
   ``dogpipe predict`` and the local endpoints' checks.
 
-The click command ``dogpipe serve`` lives with the CLI (``pipeline/cli.py``); ``python -m
+The click command ``dogpipe serve`` lives with the CLI (``pipeline/cli/main.py``); ``python -m
 pipeline.serving`` (``__main__``, what the local engine's Endpoint step starts) runs that same command.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ CODE_SHA256_PLACEHOLDER = "0" * 64
 
 def golden_text() -> str:
     """The definition of the shipped SageMaker config, code hash normalised."""
-    from pipeline.code import package_code
     from pipeline.config import DEFAULT_CONFIG, load_config
-    from pipeline.definition import build_definition
+    from pipeline.definition.code import package_code
+    from pipeline.definition.document import build_definition
 
     code = package_code()
     text = build_definition(load_config(DEFAULT_CONFIG), code=code)
@@ -27,9 +27,9 @@ def golden_text() -> str:
 
 def deploy_golden_text() -> str:
     """The deploy pipeline's definition (``<project>-deploy``) of the shipped SageMaker config."""
-    from pipeline.code import package_code
     from pipeline.config import DEFAULT_CONFIG, load_config
-    from pipeline.deploy_pipeline import build_deploy_definition
+    from pipeline.definition.code import package_code
+    from pipeline.definition.deploy_pipeline import build_deploy_definition
 
     code = package_code()
     text = build_deploy_definition(load_config(DEFAULT_CONFIG), code=code)

@@ -281,7 +281,7 @@ def test_sigkill_of_the_engine_shows_failed_kills_its_job_and_resume_finishes_in
 ) -> None:
     """SIGKILL to the engine alone: its job dies with it (PR_SET_PDEATHSIG), the very next `status` says
     the execution is not running, and --resume runs the step again in a new attempt folder."""
-    from pipeline.cli import cli
+    from pipeline.cli.main import cli
 
     root = engine.settings.root
     definition_path = tmp_path / "definition.json"
@@ -391,7 +391,7 @@ def test_an_interrupted_run_exits_130_naming_the_resume_command(
 ) -> None:
     """The hint names the same --config: executions live under that config's local.root."""
     import pipeline.local.run
-    from pipeline.cli import cli
+    from pipeline.cli.main import cli
 
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise ExecutionInterrupted("20260101-000000-abcdef", "interrupted (Ctrl-C)")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.definition_reader import referenced_steps
+from pipeline.definition.reader import referenced_steps
 from pipeline.local.expressions import ExpressionError, Scope, parse_path, resolve
 
 TRAIN = {

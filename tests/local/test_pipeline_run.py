@@ -16,8 +16,8 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from pipeline.cli import cli
-from pipeline.cli_output import parse_table
+from pipeline.cli.main import cli
+from pipeline.cli.output import parse_table
 from pipeline.config import LOCAL_CONFIG
 from pipeline.local.endpoint_servers import read_endpoint, stop_endpoint
 from pipeline.local.executions import ExecutionStore

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 from pipeline.local.context import EngineSettings
 from pipeline.local.engine import LocalEngine
 from pipeline.local.retry import RetryPlan, RetryPolicyError

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 from pipeline.local.context import EngineSettings
 from pipeline.local.engine import LocalEngine
 from pipeline.local.errors import DefinitionError

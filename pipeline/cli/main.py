@@ -1,0 +1,358 @@
+"""The ``dogpipe`` command: thin wrappers that parse arguments, call the library, and print.
+
+Each command imports what it needs lazily, so ``dogpipe --help`` and the quick commands do not pay for
+importing torch or the SageMaker SDK.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.cli.complete import complete_endpoint, complete_execution
+from pipeline.cli.endpoints import endpoints
+from pipeline.cli.executions import attach_execution_commands
+from pipeline.cli.iam import iam_policy
+from pipeline.cli.logs import logs
+from pipeline.cli.models import MODEL_COMMANDS
+from pipeline.cli.options import (
+    COMPLETION,
+    CONFIG_RULE,
+    EXIT_CODES,
+    FileErrorsAsMessages,
+    checked,
+    config_option,
+    configure_logging,
+    definition_option,
+    definition_text,
+    deploy_definition_text,
+    examples,
+    read_config,
+    require_known_architecture,
+)
+from pipeline.cli.output import Output, output_option
+from pipeline.cli.pipeline import PIPELINE_COMMANDS
+from pipeline.cli.run import LOCAL_COMMANDS
+from pipeline.names import ENDPOINT, EXECUTION_REF
+
+
+@click.group(
+    cls=FileErrorsAsMessages,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=f"{CONFIG_RULE}\n\n{EXIT_CODES}\n\n{COMPLETION}",
+)
+@click.version_option(package_name="dogpipe")
+@click.option("-v", "--verbose", count=True, help="Show library log records: -v INFO, -vv DEBUG.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors from libraries (default: warnings).")
+def cli(verbose: int, quiet: bool) -> None:
+    """dogpipe: fine-tune a CNN on dog breeds as a SageMaker Pipeline, on SageMaker or on this machine."""
+    configure_logging(verbose, quiet)
+
+
+@cli.command("sample-data", epilog=examples("dogpipe sample-data data/sample --classes 5 --per-class 40"))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--classes", default=5, show_default=True, help="Number of breeds.")
+@click.option("--per-class", default=40, show_default=True, help="Training images per breed.")
+@click.option("--seed", default=0, show_default=True, help="Same seed, same images.")
+@click.option("--with-bad-files", is_flag=True, help="Add corrupt, truncated and non-image files.")
+def sample_data(out_dir: Path, classes: int, per_class: int, seed: int, with_bad_files: bool) -> None:
+    """Write a deterministic synthetic ImageFolder of dog 'breeds' (train/valid/test) to OUT_DIR."""
+    from pipeline.sample_data import write_sample_data
+
+    summary = write_sample_data(
+        out_dir, classes=classes, per_class=per_class, seed=seed, with_bad_files=with_bad_files
+    )
+    click.echo(summary)
+
+
+for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, *LOCAL_COMMANDS, endpoints, logs, iam_policy):
+    cli.add_command(_command)
+attach_execution_commands(cli.commands["executions"])  # SageMaker stop and retry
+
+
+@cli.command(
+    "serve",
+    epilog=examples("dogpipe serve /tmp/m --port 8080", "dogpipe serve dogpipe-dog-breeds/2 --workers 1"),
+)
+@click.argument("model")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
+)
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Threads for requests running side by side (a request alone runs on one more, with every core); "
+    "1: one request at a time.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    help="Torch threads of a request running beside others (default: cores/workers; alone: all cores); "
+    "with --workers 1, of every request.",
+)
+@click.option(
+    "--optimize",
+    type=click.Choice(["onednn", "compile", "trace", "eager"]),  # training_code/model_optimize.py
+    default="onednn",
+    show_default=True,
+    help="How the model is prepared for serving (compile: +6-90 s at start, slower here than onednn).",
+)
+@click.option("--model-version", help="Version in replies (default: registry version or weights hash).")
+@click.option("--body-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds a client has to send its request body (then 408).")  # fmt: skip
+@click.option(
+    "--url-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the URL here once serving."
+)
+@config_option
+def serve(
+    model: str,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int | None,
+    optimize: str,
+    model_version: str | None,
+    body_timeout: float,
+    url_file: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Serve MODEL (a model.tar.gz, a model dir, or a registry group/version) over the SageMaker
+    inference protocol: GET /ping, POST /invocations. Limits come from the config's `deploy` section."""
+    from pipeline.serving.model_source import ModelSourceError
+    from pipeline.serving.server import ServeOptions, serve_model
+
+    cfg = read_config(config_path)
+    options = ServeOptions(
+        host=host,
+        port=port,
+        top_k=cfg.deploy.top_k,
+        max_payload_bytes=cfg.deploy.max_payload_bytes,
+        max_batch=cfg.deploy.max_batch,
+        workers=workers,
+        threads=threads,
+        optimize=optimize,
+        model_version=model_version,
+        body_timeout_s=body_timeout,
+        url_file=url_file,
+    )
+    try:
+        serve_model(model, cfg.local.root, options)
+    except (ModelSourceError, FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@cli.command(
+    "predict",
+    epilog=examples(
+        "dogpipe predict dog.jpg --endpoint dogpipe-staging",
+        "dogpipe predict dog.jpg --endpoint dogpipe-prod -o json",
+    ),
+)
+@click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--endpoint",
+    required=True,
+    shell_complete=complete_endpoint,
+    callback=checked(ENDPOINT),
+    help="Endpoint name (a local endpoint for engine: local).",
+)
+@config_option
+@output_option
+def predict(image: Path, endpoint: str, config_path: Path | None, output: Output) -> None:
+    """Send IMAGE to an endpoint and print its top-k breeds (HTTP locally, InvokeEndpoint on AWS)."""
+    from pipeline.serving.client import PredictError, format_reply, invoke_http, invoke_sagemaker, read_image
+
+    cfg = read_config(config_path)
+    try:
+        data, content_type = read_image(image)
+        if cfg.engine == "local":
+            from pipeline.local.endpoint_servers import EndpointError, read_endpoint
+
+            try:
+                url = read_endpoint(cfg.local.root, endpoint)["url"]
+            except EndpointError as error:
+                raise PredictError(str(error)) from None
+            reply = invoke_http(url, data, content_type)
+        else:
+            from pipeline.sagemaker.aws import AwsClients, AwsError, aws_errors
+
+            try:
+                with aws_errors():
+                    runtime = AwsClients.for_config(cfg).client("sagemaker-runtime")
+                    reply = invoke_sagemaker(runtime, endpoint, data, content_type)
+            except AwsError as error:
+                raise PredictError(str(error)) from None
+    except PredictError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(output.document(reply, lambda: format_reply(reply)))
+
+
+@cli.command(
+    "definition",
+    epilog=examples(
+        "dogpipe definition --output-file definition.json",
+        "dogpipe definition --config config/pipeline.yaml",
+    ),
+)
+@config_option
+@click.option(
+    "--output-file",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the JSON to this file (default: stdout). -o is a format elsewhere, never a file.",
+)
+@click.option("--role-arn", envvar="DOGPIPE_ROLE_ARN", default=None, help="Execution role (else config).")
+def definition(config_path: Path | None, output: Path | None, role_arn: str | None) -> None:
+    """Print (or write) the SageMaker pipeline definition JSON; same bytes on every build, no AWS calls."""
+    text = definition_text(read_config(config_path), None, role_arn=role_arn)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"wrote {output}", err=True)
+
+
+@cli.command(
+    "validate", epilog=examples("dogpipe validate", "dogpipe validate --definition definition.json -o json")
+)
+@config_option
+@definition_option
+@output_option
+def validate(config_path: Path | None, definition_path: Path | None, output: Output) -> None:
+    """Check the config and the definition (DAG and every step's API request shape); exit 1 on problems."""
+    cfg = read_config(config_path)
+    require_known_architecture(cfg)
+    problems = _validated(definition_text(cfg, definition_path))
+    if definition_path is None:  # the deploy pipeline, built from the same config
+        problems += _validated(deploy_definition_text(cfg))
+    from pipeline.definition.name_limits import name_length_problems
+    from pipeline.definition.validate import Problem
+    from pipeline.sagemaker.triggers import events_role_problem
+
+    config_problems = [*name_length_problems(cfg), events_role_problem(cfg)]
+    problems += [Problem("(config)", "", message) for message in config_problems if message]
+    fields = [{"step": p.step, "path": p.path, "message": p.message} for p in problems]
+    if output.format == "json" or output.query is not None:
+        click.echo(output.document({"valid": not problems, "problems": fields}, str))
+    else:
+        for problem in problems:
+            click.echo(str(problem), err=True)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) in the pipeline definition")
+    if output.format == "table" and output.query is None:
+        click.echo("config and definition are valid")
+
+
+def _validated(text: str) -> list[Any]:
+    """``validate_definition(text)``, kept in the answer cache under the definition's hash, botocore's
+    version (its API shapes are the reference) and the validator's source: loading the SageMaker API
+    model is most of a warm ``dogpipe validate``."""
+    import json
+
+    import pipeline.definition.reader
+    import pipeline.definition.validate
+    from pipeline.answer_cache import cached_text, digest, versions
+
+    sources = [
+        Path(module.__file__).read_text()
+        for module in (pipeline.definition.validate, pipeline.definition.reader)
+    ]
+    key = digest({"definition": text, "versions": versions("botocore"), "sources": sources})
+
+    def problems() -> str:
+        found = pipeline.definition.validate.validate_definition(text)
+        return json.dumps([{"step": p.step, "path": p.path, "message": p.message} for p in found])
+
+    return [
+        pipeline.definition.validate.Problem(**item)
+        for item in json.loads(cached_text("validation", key, problems))
+    ]
+
+
+@cli.command("graph", epilog=examples("dogpipe graph", "dogpipe graph --definition definition.json"))
+@config_option
+@definition_option
+def graph(config_path: Path | None, definition_path: Path | None) -> None:
+    """Print the pipeline DAG as a Mermaid flowchart."""
+    from pipeline.definition.graph import mermaid
+
+    click.echo(mermaid(definition_text(read_config(config_path), definition_path)), nl=False)
+
+
+@cli.command(
+    "report",
+    epilog=examples(
+        "dogpipe report", "dogpipe report EXECUTION --output-file report.html --screenshot report.png"
+    ),
+)
+@click.argument(
+    "execution_id",
+    metavar="[EXECUTION]",
+    required=False,
+    shell_complete=complete_execution,
+    callback=checked(EXECUTION_REF),
+)
+@config_option
+@click.option(
+    "--output-file",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write it (default: the execution's folder locally, ./report.html for SageMaker).",
+)
+@click.option(
+    "--screenshot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also render the report in headless Chromium and save the whole page as this PNG.",
+)
+def report(
+    execution_id: str | None, config_path: Path | None, output: Path | None, screenshot: Path | None
+) -> None:
+    """Write report.html for an execution (default: the build pipeline's latest): local, or fetched from
+    SageMaker and S3 when the config's engine is sagemaker (EXECUTION_ID is then the execution ARN)."""
+    cfg = read_config(config_path)
+    if cfg.engine == "local":
+        from pipeline.report.collect import write_local_report
+
+        try:
+            written = write_local_report(cfg.local.root, execution_id, output, pipeline_name=cfg.project.name)
+        except LookupError as error:
+            raise click.ClickException(str(error)) from None
+    else:
+        import tempfile
+
+        from pipeline.cli.options import aws_config, clients_for, friendly_errors
+        from pipeline.report import build_report
+        from pipeline.report.fetch import inputs_from_sagemaker_execution
+
+        cfg = aws_config(config_path, None, None)
+        with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch, friendly_errors():
+            inputs = inputs_from_sagemaker_execution(clients_for(cfg), cfg, execution_id, Path(scratch))
+            written = build_report(inputs, output or Path("report.html"))
+    click.echo(written)
+    if screenshot is not None:
+        from pipeline.report.screenshot import ScreenshotError
+        from pipeline.report.screenshot import screenshot as render
+
+        try:
+            click.echo(render(written, screenshot))
+        except ScreenshotError as error:
+            raise click.ClickException(str(error)) from None
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+__all__ = ["cli", "main"]

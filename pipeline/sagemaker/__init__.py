@@ -1,0 +1,1 @@
+"""The SageMaker engine: AWS clients, the Pipelines API, executions, endpoints, logs, triggers."""
