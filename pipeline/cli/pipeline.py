@@ -148,7 +148,7 @@ def status(
     id, or a pipeline execution ARN on SageMaker."""
     import time
 
-    from pipeline import listings
+    from pipeline.cli import listings
     from pipeline.local.summary import LOCAL_STEP_COLUMNS
     from pipeline.sagemaker.pipelines import RUNNING_STATUSES
 
