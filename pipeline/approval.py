@@ -30,9 +30,9 @@ def run_local_deploy(
     """Run ``<project>-deploy`` on the local engine for ``package_arn`` (or ``latest``)."""
     from pipeline.config.deploy_names import PACKAGE_PARAMETER, deploy_pipeline_name
     from pipeline.definition.deploy_pipeline import build_deploy_definition
-    from pipeline.local.run import engine_for, stage_code_in_store
+    from pipeline.local.run import executor_for, stage_code_in_store
 
-    engine = engine_for(cfg, echo)
+    engine = executor_for(cfg, echo)
     code = stage_code_in_store(cfg, engine.store)
     definition = json.loads(build_deploy_definition(cfg, role_arn=cfg.project.role_arn, code=code))
     return engine.start(definition, deploy_pipeline_name(cfg), {PACKAGE_PARAMETER: package_arn})

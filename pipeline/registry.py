@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pipeline.config import ApprovalStatus
+from pipeline.errors import DogpipeError
 from pipeline.names import PACKAGE_GROUP, InvalidName, check_version, path_under
 from training_code.resolve_model_package import newest_approval
 
@@ -34,7 +35,7 @@ LOCAL_ACCOUNT = "000000000000"
 APPROVED_BY = "approved_by"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(DogpipeError):
     """A registry request that cannot be served: unknown group or version, bad status, unreadable file."""
 
 
@@ -154,6 +155,19 @@ class ModelRegistry(Protocol):
     ) -> ModelPackage: ...
 
     def latest_approved(self, group: str) -> ModelPackage | None: ...
+
+
+def approved_package(registry: ModelRegistry, group: str) -> ModelPackage:
+    """The latest Approved package, or a refusal that shows what the group holds and how to approve."""
+    package = registry.latest_approved(group)
+    if package is not None:
+        return package
+    held = registry.list_packages(group)
+    summary = ", ".join(f"v{p.version} {p.approval_status}" for p in held) or "no packages at all"
+    raise RegistryError(
+        f"refusing to deploy: no Approved model package in group {group!r} ({summary}); "
+        "approve one with `dogpipe models approve VERSION`"
+    )
 
 
 class LocalRegistry:

@@ -3,20 +3,25 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import click
 
 from pipeline.cli.options import (
-    aws_config,
     aws_options,
     config_option,
     deploy_definition_text,
     examples,
+    open_engine,
     role_option,
 )
 
 ROLES = ("execution", "events", "operator")
+if TYPE_CHECKING:
+    from pipeline.engines import SageMakerVerbs
+
 PLACEHOLDER_ROLE = "arn:aws:iam::ACCOUNT_ID:role/dogpipe-execution"
 
 
@@ -39,10 +44,12 @@ def iam_policy(
     its trust policy) and the operator who runs upsert/start/approve/deploy; derived from the definitions
     and the calls the code makes. Makes no AWS call."""
     from pipeline.cli.options import definition_text
-    from pipeline.sagemaker.iam_policy import policies, to_text
 
-    cfg = aws_config(config_path, region, bucket, role_arn)
+    engine = cast("SageMakerVerbs", open_engine(config_path, region, bucket, role_arn, verb="iam-policy"))
+    cfg = engine.cfg
     role = cfg.project.role_arn or PLACEHOLDER_ROLE
     definitions = [definition_text(cfg, None), deploy_definition_text(cfg)]
-    documents = policies(cfg, definitions, role, cfg.deploy.events_role_arn or role)
-    click.echo(to_text(documents if which == "all" else {which: documents[which]}))
+    documents = engine.iam_policies(definitions, role, cfg.deploy.events_role_arn or role)
+    click.echo(
+        json.dumps(documents if which == "all" else {which: documents[which]}, indent=2, sort_keys=True)
+    )

@@ -14,7 +14,7 @@ import click
 
 from pipeline.cli.complete import complete_endpoint, complete_execution
 from pipeline.cli.endpoints import endpoints
-from pipeline.cli.executions import attach_execution_commands
+from pipeline.cli.executions import executions
 from pipeline.cli.iam import iam_policy
 from pipeline.cli.logs import logs
 from pipeline.cli.models import MODEL_COMMANDS
@@ -30,12 +30,13 @@ from pipeline.cli.options import (
     definition_text,
     deploy_definition_text,
     examples,
+    open_engine,
     read_config,
     require_known_architecture,
 )
 from pipeline.cli.output import Output, output_option
 from pipeline.cli.pipeline import PIPELINE_COMMANDS
-from pipeline.cli.run import LOCAL_COMMANDS
+from pipeline.cli.run import run
 from pipeline.names import ENDPOINT, EXECUTION_REF
 
 
@@ -68,9 +69,8 @@ def sample_data(out_dir: Path, classes: int, per_class: int, seed: int, with_bad
     click.echo(summary)
 
 
-for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, *LOCAL_COMMANDS, endpoints, logs, iam_policy):
+for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, run, executions, endpoints, logs, iam_policy):
     cli.add_command(_command)
-attach_execution_commands(cli.commands["executions"])  # SageMaker stop and retry
 
 
 @cli.command(
@@ -166,30 +166,11 @@ def serve(
 @output_option
 def predict(image: Path, endpoint: str, config_path: Path | None, output: Output) -> None:
     """Send IMAGE to an endpoint and print its top-k breeds (HTTP locally, InvokeEndpoint on AWS)."""
-    from pipeline.serving.client import PredictError, format_reply, invoke_http, invoke_sagemaker, read_image
+    from pipeline.serving.client import format_reply, read_image
 
-    cfg = read_config(config_path)
-    try:
-        data, content_type = read_image(image)
-        if cfg.engine == "local":
-            from pipeline.local.endpoint_servers import EndpointError, read_endpoint
-
-            try:
-                url = read_endpoint(cfg.local.root, endpoint)["url"]
-            except EndpointError as error:
-                raise PredictError(str(error)) from None
-            reply = invoke_http(url, data, content_type)
-        else:
-            from pipeline.sagemaker.aws import AwsClients, AwsError, aws_errors
-
-            try:
-                with aws_errors():
-                    runtime = AwsClients.for_config(cfg).client("sagemaker-runtime")
-                    reply = invoke_sagemaker(runtime, endpoint, data, content_type)
-            except AwsError as error:
-                raise PredictError(str(error)) from None
-    except PredictError as error:
-        raise click.ClickException(str(error)) from None
+    engine = open_engine(config_path)
+    data, content_type = read_image(image)
+    reply = engine.invoke(endpoint, data, content_type)
     click.echo(output.document(reply, lambda: format_reply(reply)))
 
 
@@ -234,10 +215,10 @@ def validate(config_path: Path | None, definition_path: Path | None, output: Out
         problems += _validated(deploy_definition_text(cfg))
     from pipeline.definition.name_limits import name_length_problems
     from pipeline.definition.validate import Problem
-    from pipeline.sagemaker.triggers import events_role_problem
+    from pipeline.engines import config_problems as engine_config_problems
 
-    config_problems = [*name_length_problems(cfg), events_role_problem(cfg)]
-    problems += [Problem("(config)", "", message) for message in config_problems if message]
+    config_problems = [*name_length_problems(cfg), *engine_config_problems(cfg)]
+    problems += [Problem("(config)", "", message) for message in config_problems]
     fields = [{"step": p.step, "path": p.path, "message": p.message} for p in problems]
     if output.format == "json" or output.query is not None:
         click.echo(output.document({"valid": not problems, "problems": fields}, str))
@@ -318,25 +299,7 @@ def report(
 ) -> None:
     """Write report.html for an execution (default: the build pipeline's latest): local, or fetched from
     SageMaker and S3 when the config's engine is sagemaker (EXECUTION_ID is then the execution ARN)."""
-    cfg = read_config(config_path)
-    if cfg.engine == "local":
-        from pipeline.report.collect import write_local_report
-
-        try:
-            written = write_local_report(cfg.local.root, execution_id, output, pipeline_name=cfg.project.name)
-        except LookupError as error:
-            raise click.ClickException(str(error)) from None
-    else:
-        import tempfile
-
-        from pipeline.cli.options import aws_config, clients_for, friendly_errors
-        from pipeline.report import build_report
-        from pipeline.report.fetch import inputs_from_sagemaker_execution
-
-        cfg = aws_config(config_path, None, None)
-        with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch, friendly_errors():
-            inputs = inputs_from_sagemaker_execution(clients_for(cfg), cfg, execution_id, Path(scratch))
-            written = build_report(inputs, output or Path("report.html"))
+    written = open_engine(config_path).write_report(execution_id, output)
     click.echo(written)
     if screenshot is not None:
         from pipeline.report.screenshot import ScreenshotError

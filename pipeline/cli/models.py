@@ -6,37 +6,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.cli.complete import complete_version
 from pipeline.cli.options import (
-    aws_config,
     aws_options,
     checked,
-    clients_for,
     config_option,
     examples,
-    friendly_errors,
     local_option,
+    open_engine,
     role_option,
 )
 from pipeline.cli.output import Output, Page, output_option, paging_options
-from pipeline.config import PipelineConfig
 from pipeline.names import VERSION
 
-
-def registry_for(cfg: PipelineConfig) -> Any:
-    """The registry of the config's engine: the local one for engine: local, else SageMaker's."""
-    from pipeline.registry import LocalRegistry, SageMakerRegistry
-
-    if cfg.engine == "local":
-        return LocalRegistry(cfg.local.root)
-    clients = clients_for(cfg)
-    with friendly_errors():
-        caller = clients.check_credentials()
-    return SageMakerRegistry(clients.sagemaker, clients.s3, caller)
+if TYPE_CHECKING:
+    from pipeline.engines import Engine
+    from pipeline.registry import ModelPackage
 
 
 @click.group("models", epilog=examples("dogpipe models list", "dogpipe models approve 3 --note ok"))
@@ -56,13 +45,12 @@ def models_list(
     """Versions of the model package group: status, accuracy, the stage serving each, who approved it
     (-o json adds the note, approval time, source execution and model artifact)."""
     from pipeline.cli.listings import PACKAGE_COLUMNS, package_rows
+    from pipeline.engines import served_packages
 
-    cfg = aws_config(config_path, region, bucket)
-    group = cfg.registry.model_package_group
-    with friendly_errors():
-        registry = registry_for(cfg)
-        packages = registry.list_packages(group)
-        serving = served_packages(cfg, registry)
+    engine = open_engine(config_path, region, bucket)
+    group = engine.cfg.registry.model_package_group
+    packages = engine.registry().list_packages(group)
+    serving = served_packages(engine)
     empty = f"no model packages in group {group}"
     click.echo(output.rows(package_rows(page.apply(packages), serving), PACKAGE_COLUMNS, empty))
 
@@ -81,14 +69,13 @@ def models_show(
     """One version as an approver weighs it: status and who decided, accuracy and weighted F1 on how many
     test images, the weakest breeds, its lineage (execution, data, code, training job, best trial and
     hyperparameters) and the Debugger rules' verdicts."""
+    from pipeline.engines import served_packages
     from pipeline.lineage import RULE_COLUMNS, show
     from pipeline.registry import parse_version
 
-    cfg = aws_config(config_path, region, bucket)
-    with friendly_errors():
-        registry = registry_for(cfg)
-        package = registry.get(cfg.registry.model_package_group, parse_version(version))
-        record = show(package, served_packages(cfg, registry).get(package.arn, []), _json_reader(cfg))
+    engine = open_engine(config_path, region, bucket)
+    package = engine.registry().get(engine.cfg.registry.model_package_group, parse_version(version))
+    record = show(package, served_packages(engine).get(package.arn, []), engine.read_json)
     click.echo(output.record(record, "rules", RULE_COLUMNS))
 
 
@@ -109,111 +96,53 @@ def models_compare(
     from pipeline.lineage import COMPARE_COLUMNS, compare
     from pipeline.registry import parse_version
 
-    cfg = aws_config(config_path, region, bucket)
-    group = cfg.registry.model_package_group
-    with friendly_errors():
-        registry = registry_for(cfg)
-        a, b = (registry.get(group, parse_version(item)) for item in (first, second))
+    engine = open_engine(config_path, region, bucket)
+    group = engine.cfg.registry.model_package_group
+    registry = engine.registry()
+    a, b = (registry.get(group, parse_version(item)) for item in (first, second))
     columns = ("metric", f"v{a.version}", f"v{b.version}", "delta")
     rows = [dict(zip(columns, (row[key] for key in COMPARE_COLUMNS), strict=True)) for row in compare(a, b)]
     click.echo(output.rows(rows, columns, "nothing to compare"))
 
 
-def _json_reader(cfg: PipelineConfig) -> Callable[[str], Any]:
-    """Read a JSON file a package's metadata points to from the engine's store; None when unreadable
-    (a missing report must not hide the version)."""
-    import json
-
-    if cfg.engine == "local":
-        from pipeline.object_store import ObjectStore, StoreError
-
-        store = ObjectStore(cfg.local.root)
-
-        def read_local(uri: str) -> Any:
-            try:
-                return json.loads(store.read_text(uri))
-            except (StoreError, OSError, ValueError):
-                return None
-
-        return read_local
-    from pipeline.registry import read_s3_json
-
-    s3 = clients_for(cfg).s3
-    return lambda uri: read_s3_json(s3, uri)
-
-
-def served_packages(cfg: PipelineConfig, registry: Any = None) -> dict[str, list[str]]:
-    """Model package ARN → the stages whose endpoint serves it now (a stopped local server serves nothing);
-    on SageMaker through ``registry``'s client when given (one session per command)."""
-    from pipeline.sagemaker.deploy import STAGES, endpoint_name_for
-
-    stages = {endpoint_name_for(cfg, stage): stage for stage in reversed(STAGES)}  # staging, then prod
-    served: dict[str, list[str]] = {}
-    if cfg.engine == "local":
-        from pipeline.local.endpoint_servers import list_endpoints
-
-        arns = {row.name: row.model_package_arn for row in list_endpoints(cfg.local.root) if row.alive}
-    else:
-        from pipeline.sagemaker.endpoints import served_package_of
-
-        sagemaker = getattr(registry, "sagemaker", None) or clients_for(cfg).sagemaker
-        arns = {name: served_package_of(sagemaker, name) for name in stages}
-    for name, stage in stages.items():
-        if arns.get(name):
-            served.setdefault(str(arns[name]), []).append(stage)
-    return served
-
-
 def _set_status(
-    cfg: PipelineConfig, version: str, status: str, note: str | None, force: bool = False, yes: bool = False
-) -> Any:
+    engine: Engine, version: str, status: str, note: str | None, force: bool = False, yes: bool = False
+) -> ModelPackage:
     """Set the status; approving a Rejected version needs ``force`` and a note, and says so in the
     stored ApprovalDescription (what `models list` and Studio show). An approval first prints how the
     version compares with production and, when it is worse, needs ``yes``."""
     from pipeline.registry import parse_version, version_not_found
 
-    group = cfg.registry.model_package_group
+    group = engine.cfg.registry.model_package_group
     wanted = parse_version(version)
-    with friendly_errors():
-        registry = registry_for(cfg)
-        packages = registry.list_packages(group)  # once: the version and production come from it
-        current = next((package for package in packages if package.version == wanted), None)
-        if current is None:
-            raise version_not_found(group, wanted, packages)
-        if status == "Approved" and current.approval_status == "Rejected":
-            if not (force and note):
-                raise click.ClickException(
-                    f"version {current.version} was Rejected ({current.approval_description or 'no note'}): "
-                    "approving it needs --force and a --note saying why"
-                )
-            note = f"approved over a rejection: {note}"
-        if status == "Approved":
-            _weigh_against_production(cfg, registry, packages, current, yes)
-        package = registry.set_approval(group, current.version, status, note)
+    registry = engine.registry()
+    packages = registry.list_packages(group)  # once: the version and production come from it
+    current = next((package for package in packages if package.version == wanted), None)
+    if current is None:
+        raise version_not_found(group, wanted, packages)
+    if status == "Approved" and current.approval_status == "Rejected":
+        if not (force and note):
+            raise click.ClickException(
+                f"version {current.version} was Rejected ({current.approval_description or 'no note'}): "
+                "approving it needs --force and a --note saying why"
+            )
+        note = f"approved over a rejection: {note}"
+    if status == "Approved":
+        _weigh_against_production(engine, packages, current, yes)
+    package = registry.set_approval(group, current.version, status, note)
     click.echo(f"{package.group} version {package.version}: {package.approval_status}")
     return package
 
 
-def production_package(cfg: PipelineConfig, registry: Any, packages: list[Any]) -> Any:
-    """Of ``packages``, the version production serves (the prod endpoint's package), else the newest
-    approval; None on a first approval."""
-    serving = {arn for arn, stages in served_packages(cfg, registry).items() if "prod" in stages}
-    served = [package for package in packages if package.arn in serving]
-    if served:
-        return served[0]
-    from pipeline.registry import latest_approved_of
-
-    return latest_approved_of(packages)
-
-
 def _weigh_against_production(
-    cfg: PipelineConfig, registry: Any, packages: list[Any], candidate: Any, yes: bool
+    engine: Engine, packages: list[ModelPackage], candidate: ModelPackage, yes: bool
 ) -> None:
     """One line comparing ``candidate`` with production; a candidate worse on accuracy or weighted F1
     is approved only with --yes (an approval could otherwise replace a better model)."""
+    from pipeline.engines import production_package
     from pipeline.lineage import quality
 
-    production = production_package(cfg, registry, packages)
+    production = production_package(engine, packages)
     if production is None or production.arn == candidate.arn:
         return
     mine, theirs = quality(candidate.metrics), quality(production.metrics)
@@ -265,8 +194,8 @@ def models_approve(
     """Mark VERSION Approved; with deploy.on_approval set, the deploy pipeline puts it on that stage."""
     from pipeline.cli.approval import deploy_after_approval
 
-    cfg = aws_config(config_path, region, bucket)
-    deploy_after_approval(cfg, _set_status(cfg, version, "Approved", note, force, yes))
+    engine = open_engine(config_path, region, bucket)
+    deploy_after_approval(engine, _set_status(engine, version, "Approved", note, force, yes))
 
 
 @models.command("reject", epilog=examples('dogpipe models reject 2 --note "overfits"'))
@@ -279,7 +208,7 @@ def models_reject(
     bucket: str | None,
 ) -> None:
     """Mark VERSION Rejected."""
-    _set_status(aws_config(config_path, region, bucket), version, "Rejected", note)
+    _set_status(open_engine(config_path, region, bucket), version, "Rejected", note)
 
 
 @click.command(
@@ -308,33 +237,14 @@ def deploy(
     """Deploy the latest Approved model package to the stage's endpoint; refuses when none is approved.
     The stage ``deploy.on_approval`` names is served only through the deploy pipeline (a listed deploy
     execution, with its re-check of the approval); others are deployed directly."""
-    from pipeline.sagemaker.aws import require_role
-    from pipeline.sagemaker.deploy import SageMakerDeployer, approved_package, deploy_locally
+    from pipeline.registry import approved_package
 
-    cfg = aws_config(config_path, region, bucket, role_arn)
-    if cfg.deploy.on_approval == stage:  # production is reached only through an approval
-        from pipeline.cli.approval import run_deploy_pipeline
-
-        with friendly_errors():
-            package = approved_package(registry_for(cfg), cfg.registry.model_package_group)
-        run_deploy_pipeline(cfg, package)
+    engine = open_engine(config_path, region, bucket, role_arn)
+    package = approved_package(engine.registry(), engine.cfg.registry.model_package_group)
+    if engine.cfg.deploy.on_approval == stage:  # production is reached only through an approval
+        click.echo(engine.run_deploy_pipeline(package, click.echo))
         return
-    if cfg.engine == "local":
-        with friendly_errors():
-            record = deploy_locally(cfg, stage, registry_for(cfg))
-        click.echo(f"endpoint {record['name']} serving {record['model_package_arn']} at {record['url']}")
-        return
-    with friendly_errors():
-        role = require_role(cfg)
-        package = approved_package(registry_for(cfg), cfg.registry.model_package_group)
-        clients = clients_for(cfg)
-        result = SageMakerDeployer(clients.sagemaker, clients.autoscaling).deploy(
-            cfg, stage, package, role, wait=wait
-        )
-    click.echo(
-        f"endpoint {result.endpoint_name} {result.action}: version {package.version} ({package.arn}) "
-        f"via {result.endpoint_config_name}" + (", autoscaling on" if result.autoscaling else "")
-    )
+    click.echo(engine.deploy(stage, package, wait))
 
 
 MODEL_COMMANDS: tuple[click.Command, ...] = (models, deploy)

@@ -7,8 +7,7 @@ command group that registers those modules (which once made ``python -m pipeline
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +17,7 @@ from pipeline.config import ConfigError, PipelineConfig, load_config
 
 if TYPE_CHECKING:
     from pipeline.definition.code import CodeArchive
+    from pipeline.engines import Engine
     from pipeline.names import NameKind
 
 
@@ -61,6 +61,15 @@ class FileErrorsAsMessages(click.Group):
             if error.filename is None:
                 raise
             raise click.ClickException(f"{error.filename}: {error.strerror or error}") from None
+        except click.ClickException:
+            raise
+        except Exception as error:  # an engine's expected failure (pipeline.errors), else re-raised
+            from pipeline.engines import expected_error_message
+
+            message = expected_error_message(error)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
@@ -220,14 +229,32 @@ def read_config(config_path: Path | None = None) -> PipelineConfig:
         raise click.ClickException(str(error)) from None
 
 
-def require_engine(cfg: PipelineConfig, config_path: Path | None, engine: str, command: str) -> None:
-    """Exit naming the rule when ``command`` exists on one engine only and the config names the other."""
-    if cfg.engine == engine:
-        return
-    hint = "config/pipeline.yaml" if engine == "sagemaker" else str(DEFAULT_CONFIG_PATH)
-    raise click.ClickException(
-        f"`dogpipe {command}` acts on engine: {engine}, but {config_path or DEFAULT_CONFIG_PATH} has "
-        f"engine: {cfg.engine}; pass --config {hint} or set {CONFIG_ENV}={hint}"
+def open_engine(
+    config_path: Path | None,
+    region: str | None = None,
+    bucket: str | None = None,
+    role_arn: str | None = None,
+    *,
+    verb: str | None = None,
+) -> Engine:
+    """The config's engine (``CONFIG_RULE``), with region, bucket and role from flags on SageMaker. With
+    ``verb``, a command that exists on one engine only: refused naming the config to pass instead."""
+    from pipeline.engines import engine_for
+
+    def elsewhere(wanted: str, here: str) -> str:
+        hint = "config/pipeline.yaml" if wanted == "sagemaker" else str(DEFAULT_CONFIG_PATH)
+        return (
+            f"{config_path or DEFAULT_CONFIG_PATH} has engine: {here}; "
+            f"pass --config {hint} or set {CONFIG_ENV}={hint}"
+        )
+
+    return engine_for(
+        read_config(config_path),
+        region=region,
+        bucket=bucket,
+        role_arn=role_arn,
+        verb=verb,
+        elsewhere=elsewhere,
     )
 
 
@@ -256,41 +283,3 @@ def aws_options(function: F) -> F:
 role_option = click.option(
     "--role-arn", default=None, help="SageMaker execution role (else DOGPIPE_ROLE_ARN, else config)."
 )
-
-
-@contextmanager
-def friendly_errors() -> Iterator[None]:
-    """Expected failures as one clear line (exit 1); nothing else is caught."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from pipeline.registry import RegistryError
-    from pipeline.sagemaker.aws import AwsError, translate
-    from pipeline.sagemaker.deploy import DeployError
-    from pipeline.sagemaker.pipelines import PipelineError
-
-    try:
-        yield
-    except (AwsError, DeployError, PipelineError, RegistryError) as error:
-        raise click.ClickException(str(error)) from None
-    except (BotoCoreError, ClientError) as error:
-        raise click.ClickException(str(translate(error))) from None
-
-
-def aws_config(
-    config_path: Path | None, region: str | None, bucket: str | None, role_arn: str | None = None
-) -> PipelineConfig:
-    """The config; for engine: sagemaker with region, bucket and role from flags, else the environment."""
-    from pipeline.sagemaker.aws import with_aws_settings
-
-    cfg = read_config(config_path)
-    if cfg.engine == "local":
-        return cfg
-    with friendly_errors():
-        return with_aws_settings(cfg, region=region, bucket=bucket, role_arn=role_arn)
-
-
-def clients_for(cfg: PipelineConfig) -> Any:
-    from pipeline.sagemaker.aws import AwsClients
-
-    with friendly_errors():
-        return AwsClients.for_config(cfg)

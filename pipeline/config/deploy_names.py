@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.config import PipelineConfig
+from pipeline.config import ConfigError, PipelineConfig
+
+#: The stages a model is served on, production first.
+STAGES: tuple[str, ...] = ("prod", "staging")
 
 #: The parameter the deploy pipeline takes: a model package ARN, or ``latest`` (highest Approved).
 PACKAGE_PARAMETER = "ModelPackageArn"
@@ -33,9 +36,16 @@ def deploy_stage(cfg: PipelineConfig) -> str:
     return "prod" if cfg.deploy.on_approval == "off" else cfg.deploy.on_approval
 
 
-def stage_endpoint(cfg: PipelineConfig) -> str:
-    stage = deploy_stage(cfg)
+def endpoint_name_for(cfg: PipelineConfig, stage: str) -> str:
+    """The endpoint a stage serves on (one rule for both engines and both deploy roads)."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
     return cfg.deploy.production_endpoint if stage == "prod" else cfg.deploy.staging_endpoint
+
+
+def stage_endpoint(cfg: PipelineConfig) -> str:
+    """The endpoint the deploy pipeline serves."""
+    return endpoint_name_for(cfg, deploy_stage(cfg))
 
 
 def alarm_names(cfg: PipelineConfig) -> list[str]:

@@ -36,6 +36,7 @@ from typing import Any
 
 import psutil
 
+from pipeline.errors import DogpipeError
 from pipeline.local.interrupt import terminating_signals_interrupt
 from pipeline.names import ENDPOINT, path_under
 
@@ -49,7 +50,7 @@ TOKEN_VARIABLE = "DOGPIPE_ENDPOINT_TOKEN"
 SmokeCheck = Callable[[str], None]
 
 
-class EndpointError(RuntimeError):
+class EndpointError(DogpipeError):
     """An endpoint that is unknown, or a server that did not come up or failed its check."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pipeline.errors import DogpipeError
 
-class DefinitionError(ValueError):
+
+class DefinitionError(DogpipeError, ValueError):
     """A definition SageMaker would reject: unknown step reference, cycle, bad parameter, unsupported type."""
 
 

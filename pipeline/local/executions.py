@@ -29,12 +29,13 @@ import psutil
 from filelock import FileLock, Timeout
 
 from pipeline.config.deploy_names import PACKAGE_PARAMETER
+from pipeline.errors import DogpipeError
 from pipeline.names import EXECUTION_ID, STEP, path_under
 
 TERMINAL_STEP_STATUSES = ("Succeeded", "Failed", "NotExecuted")
 
 
-class ExecutionNotFound(LookupError):
+class ExecutionNotFound(DogpipeError, LookupError):
     """No recorded execution has the requested id (or the id is not an execution id at all)."""
 
 

@@ -17,16 +17,11 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
+from pipeline.errors import ExecutionInterrupted
+
+__all__ = ["TERMINATING_SIGNALS", "ExecutionInterrupted", "interrupt_reason", "terminating_signals_interrupt"]
+
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-
-
-class ExecutionInterrupted(KeyboardInterrupt):
-    """An execution stopped by a signal; it is recorded ``Stopped`` and ``--resume`` finishes it."""
-
-    def __init__(self, execution_id: str, reason: str) -> None:
-        super().__init__(execution_id, reason)
-        self.execution_id = execution_id
-        self.reason = reason
 
 
 def interrupt_reason(interrupt: KeyboardInterrupt) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import PipelineConfig
+from pipeline.errors import DogpipeError
 from pipeline.local.context import EngineSettings
 from pipeline.local.data import DataError, latest_data, stage_data
 from pipeline.local.engine import ExecutionResult, LocalEngine
@@ -24,11 +25,12 @@ from pipeline.object_store import ObjectStore
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-class RunError(ValueError):
+class RunError(DogpipeError, ValueError):
     """A run that cannot start: missing data, bad ``--param``, unknown execution to resume."""
 
 
-def engine_for(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> LocalEngine:
+def executor_for(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> LocalEngine:
+    """The local engine that executes definitions for ``cfg`` (what `pipeline.engines.engine_for` wraps)."""
     settings = EngineSettings(
         root=Path(cfg.local.root),
         endpoint_host=cfg.local.endpoint_host,
@@ -68,7 +70,7 @@ def run_local(
     echo: Callable[[str], None] = print,
 ) -> ExecutionResult:
     """Start (or resume) an execution of the pipeline ``cfg`` describes."""
-    engine = engine_for(cfg, echo)
+    engine = executor_for(cfg, echo)
     if resume is not None:
         if data_dir or params:
             raise RunError("--resume reruns an execution as it was recorded; drop --data and --param")

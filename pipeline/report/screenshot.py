@@ -17,6 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from pipeline.errors import DogpipeError
+
 #: Where to look for a Chromium, first match wins; ``DOGPIPE_CHROMIUM`` names one explicitly.
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDTH = 1280
@@ -25,7 +27,7 @@ WINDOW_HEIGHT = 12_000
 TIMEOUT_S = 120
 
 
-class ScreenshotError(RuntimeError):
+class ScreenshotError(DogpipeError):
     """No browser, or the browser could not render the page; the message says which and what to do."""
 
 

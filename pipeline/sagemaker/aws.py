@@ -29,6 +29,7 @@ from botocore.exceptions import (
 )
 
 from pipeline.config import PipelineConfig
+from pipeline.errors import DogpipeError
 
 REGION_ENV = "DOGPIPE_REGION"
 BUCKET_ENV = "DOGPIPE_BUCKET"
@@ -37,7 +38,7 @@ ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]+$
 CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or run `aws configure`"
 
 
-class AwsError(RuntimeError):
+class AwsError(DogpipeError):
     """An AWS request cannot be made or failed; the message says what to set or fix."""
 
 

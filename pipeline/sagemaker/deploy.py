@@ -20,18 +20,18 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from pipeline.config import PipelineConfig
-from pipeline.config.deploy_names import deployment_config
-from pipeline.registry import ModelPackage, ModelRegistry
+from pipeline.config.deploy_names import deployment_config, endpoint_name_for
+from pipeline.errors import DogpipeError
+from pipeline.registry import ModelPackage
 from pipeline.sagemaker.aws import aws_errors
 
 Stage = Literal["prod", "staging"]
-STAGES: tuple[str, ...] = ("prod", "staging")
 VARIANT = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 _NAME_LIMIT = 63
 
 
-class DeployError(RuntimeError):
+class DeployError(DogpipeError):
     """A deploy that must not go ahead (nothing approved) or that SageMaker reported as failed."""
 
 
@@ -46,25 +46,6 @@ class DeployResult:
     package: ModelPackage
     action: Literal["created", "updated", "unchanged"]
     autoscaling: bool
-
-
-def endpoint_name_for(cfg: PipelineConfig, stage: str) -> str:
-    if stage not in STAGES:
-        raise DeployError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
-    return cfg.deploy.production_endpoint if stage == "prod" else cfg.deploy.staging_endpoint
-
-
-def approved_package(registry: ModelRegistry, group: str) -> ModelPackage:
-    """The latest Approved package, or a refusal that shows what the group holds and how to approve."""
-    package = registry.latest_approved(group)
-    if package is not None:
-        return package
-    held = registry.list_packages(group)
-    summary = ", ".join(f"v{p.version} {p.approval_status}" for p in held) or "no packages at all"
-    raise DeployError(
-        f"refusing to deploy: no Approved model package in group {group!r} ({summary}); "
-        "approve one with `dogpipe models approve VERSION`"
-    )
 
 
 def _bounded_name(base: str, suffix: str) -> str:
@@ -239,30 +220,3 @@ class SageMakerDeployer:
                 "ScaleOutCooldown": 60,
             },
         )
-
-
-def deploy_locally(cfg: PipelineConfig, stage: str, registry: ModelRegistry) -> dict[str, Any]:
-    """Serve the latest Approved package on this machine, as the local engine's Deploy step does.
-
-    Returns the endpoint record (``name``, ``url``, ``pid``…) that ``dogpipe predict`` reads.
-    """
-    from pipeline.local.endpoint_servers import smoke_prediction, start_endpoint
-    from pipeline.object_store import ObjectStore
-
-    package = approved_package(registry, cfg.registry.model_package_group)
-    endpoint = endpoint_name_for(cfg, stage)
-    if not package.model_data_url:
-        raise DeployError(f"model package {package.arn} has no model data to serve")
-    model_path = ObjectStore(cfg.local.root).path_for(package.model_data_url)
-    if not model_path.exists():
-        raise DeployError(f"model data of {package.arn} is missing from the local store: {model_path}")
-    return start_endpoint(
-        cfg.local.root,
-        endpoint,
-        model_path,
-        model_data=package.model_data_url,
-        model_package_arn=package.arn,
-        host=cfg.local.endpoint_host,
-        port=cfg.local.endpoint_port,
-        smoke=smoke_prediction,
-    )

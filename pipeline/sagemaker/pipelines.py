@@ -20,13 +20,14 @@ from botocore.exceptions import ClientError
 
 from pipeline.config import PipelineConfig
 from pipeline.definition.code import CodeArchive
+from pipeline.errors import DogpipeError
 from pipeline.sagemaker.aws import AwsClients, aws_errors, require_role
 
 RUNNING_STATUSES = frozenset({"Executing", "Stopping"})
 _CODE_KEY = re.compile(r"/code/([0-9a-f]{64})/")
 
 
-class PipelineError(RuntimeError):
+class PipelineError(DogpipeError):
     """A pipeline request that cannot be served as asked: unknown parameter, missing pipeline, timeout."""
 
 

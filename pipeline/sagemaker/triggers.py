@@ -44,11 +44,7 @@ def events_role(cfg: PipelineConfig) -> str | None:
 def events_role_problem(cfg: PipelineConfig) -> str | None:
     """Offline, for ``validate``: a rule or schedule whose role is the execution role, which normally
     trusts only SageMaker, so EventBridge could not start the pipelines (``upsert`` checks the trust)."""
-    if (
-        cfg.engine == "local"
-        or cfg.deploy.events_role_arn
-        or (cfg.deploy.on_approval == "off" and not cfg.schedule)
-    ):
+    if cfg.deploy.events_role_arn or (cfg.deploy.on_approval == "off" and not cfg.schedule):
         return None
     return (
         "deploy.events_role_arn is unset, so EventBridge and the Scheduler would assume the execution role, "

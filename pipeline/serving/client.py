@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import DogpipeError
 from pipeline.text import first_line
 
 JSON_TYPE = "application/json"
@@ -21,7 +22,7 @@ REQUEST_TIMEOUT_S = 60.0
 MAX_IMAGE_BYTES = 6 * 1024 * 1024
 
 
-class PredictError(RuntimeError):
+class PredictError(DogpipeError):
     """The image could not be sent or the endpoint refused it; the message is the endpoint's reason."""
 
 
