@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data/sample
 
-.PHONY: demo test lint bench golden clean
+.PHONY: demo test test-fast typecheck lint bench golden clean
 
 $(BIN)/.installed: pyproject.toml tests/toolkit/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,16 @@ demo: $(BIN)/.installed
 	@echo "The staging endpoint keeps serving after the demo. See what runs: $(BIN)/dogpipe endpoints list --config config/local.yaml"
 	@echo "Stop it with: $(BIN)/dogpipe endpoints stop --all --config config/local.yaml"
 
-test: $(BIN)/.installed
+# The full suite, as CI runs it: the type checker over pipeline/ and steps/ ([tool.mypy]), then pytest.
+test: typecheck
 	$(BIN)/python -m pytest -q
+
+# The fast lane while working: every module's tests but the whole-pipeline runs (marked slow).
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m "not slow"
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -242,7 +242,7 @@ def _validated(text: str) -> list[Any]:
     from pipeline.answer_cache import cached_text, digest, versions
 
     sources = [
-        Path(module.__file__).read_text()
+        Path(str(module.__file__)).read_text()
         for module in (pipeline.definition.validate, pipeline.definition.reader)
     ]
     key = digest({"definition": text, "versions": versions("botocore"), "sources": sources})

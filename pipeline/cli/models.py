@@ -148,10 +148,11 @@ def _weigh_against_production(
     mine, theirs = quality(candidate.metrics), quality(production.metrics)
     parts, worse = [], []
     for name in ("accuracy", "weighted_f1"):
-        if mine[name] is None or theirs[name] is None:
+        ours, production_value = mine[name], theirs[name]
+        if ours is None or production_value is None:
             continue
-        delta = mine[name] - theirs[name]
-        parts.append(f"{name} {mine[name]:.4f} vs {theirs[name]:.4f} ({delta:+.4f})")
+        delta = ours - production_value
+        parts.append(f"{name} {ours:.4f} vs {production_value:.4f} ({delta:+.4f})")
         if delta < 0:
             worse.append(name)
     summary = "; ".join(parts) or "no comparable metrics"

@@ -72,10 +72,11 @@ class FileErrorsAsMessages(click.Group):
             raise click.ClickException(message) from None
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        run: Any = super().main  # click's overloads type standalone_mode as a literal per overload
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return run(*args, standalone_mode=False, **kwargs)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = run(*args, standalone_mode=False, **kwargs)
         except click.UsageError as error:
             hint = f" (see '{error.ctx.command_path} -h')" if error.ctx is not None else ""
             click.echo(f"Error: {error.format_message()}{hint}", err=True)

@@ -8,23 +8,17 @@ Same rules as the rest of the config: unknown keys are errors, frozen models.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from training_code.hyperparameters import HYPERPARAMETERS, Hyperparameter
 
-Optimizer = Literal[HYPERPARAMETERS["optimizer"].choices]  # type: ignore[valid-type]
+Optimizer = Literal[HYPERPARAMETERS["optimizer"].choices]
 RuleName = Literal[
     "vanishing_gradient", "overfit", "overtraining", "poor_weight_initialization", "loss_not_decreasing"
 ]
-ALL_RULES: tuple[str, ...] = (
-    "vanishing_gradient",
-    "overfit",
-    "overtraining",
-    "poor_weight_initialization",
-    "loss_not_decreasing",
-)
+ALL_RULES: tuple[RuleName, ...] = get_args(RuleName)
 
 
 class StrictModel(BaseModel):
@@ -35,7 +29,7 @@ class StrictModel(BaseModel):
 
 def _hyperparameter_type(hp: Hyperparameter) -> Any:
     kinds: dict[str, Any] = {"int": int, "float": float, "bool": bool, "str": str, "list": list[str]}
-    base = Literal[hp.choices] if hp.choices else kinds[hp.kind]  # type: ignore[valid-type]
+    base = Literal[hp.choices] if hp.choices else kinds[hp.kind]
     return base | None if hp.optional else base
 
 
@@ -49,7 +43,7 @@ def declared(name: str) -> Any:
         )
     hp = HYPERPARAMETERS[name]
     default = list(hp.default) if isinstance(hp.default, tuple) else hp.default
-    bounds = {"ge": hp.ge, "gt": hp.gt, "le": hp.le, "lt": hp.lt, "pattern": hp.pattern}
+    bounds: dict[str, Any] = {"ge": hp.ge, "gt": hp.gt, "le": hp.le, "lt": hp.lt, "pattern": hp.pattern}
     field = Field(
         default, description=hp.help, **{key: value for key, value in bounds.items() if value is not None}
     )

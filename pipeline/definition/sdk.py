@@ -85,7 +85,7 @@ def _skip_repeated_setup() -> None:
     if not hasattr(common_utils._botocore_resolver, "cache_info"):
         common_utils._botocore_resolver = cache(common_utils._botocore_resolver)
 
-    class NameOnlyLocalClient(LocalSagemakerClient):  # type: ignore[misc]
+    class NameOnlyLocalClient(LocalSagemakerClient):
         def __init__(self, sagemaker_session: Any = None) -> None:
             self.sagemaker_session = sagemaker_session
 

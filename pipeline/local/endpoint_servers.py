@@ -275,7 +275,7 @@ def model_version_of(model_package_arn: str | None) -> str | None:
     return model_package_arn.partition("model-package/")[2] or model_package_arn
 
 
-def _launch(  # type: ignore[no-untyped-def]
+def _launch(
     root: Path | str, name: str, model_path: Path, host: str, port: int, version: str | None, token: str
 ):
     url = f"http://{host}:{port}"

@@ -80,7 +80,7 @@ def run_processing(ctx: StepContext) -> dict[str, Any]:
     }
 
 
-def _echo_prefixed(shown: JobLines):  # type: ignore[no-untyped-def]
+def _echo_prefixed(shown: JobLines):
     def echo(line: str) -> None:
         if line.startswith(("epoch=", "WARNING", "ERROR", "error")) or "quarantin" in line:
             shown.show(line)

@@ -11,7 +11,7 @@ cached steps stay cached.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ def executor_for(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> Lo
     return LocalEngine(settings, echo=echo)
 
 
-def parse_params(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     """``["K=V", ...]`` → ``{"K": "V"}``; the engine type-checks values against the definition."""
     values: dict[str, str] = {}
     for pair in pairs:
@@ -51,7 +51,7 @@ def parse_params(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
     return values
 
 
-def stage_code_in_store(cfg: PipelineConfig, store: ObjectStore):  # type: ignore[no-untyped-def]
+def stage_code_in_store(cfg: PipelineConfig, store: ObjectStore):
     """Pack the training code and put it in the local store where the definition expects it (what
     ``pipeline.sagemaker.pipelines.upload_code`` does on S3); returns the CodeArchive."""
     from pipeline.definition.code import package_code

@@ -121,7 +121,7 @@ class TuningJob:
                 "tuning needs HyperParameterTuningJobConfig and TrainingJobDefinition (one definition)"
             )
         objective = self.config.get("HyperParameterTuningJobObjective") or {}
-        self.metric = objective.get("MetricName")
+        self.metric = str(objective.get("MetricName"))
         self.direction = objective.get("Type", "Maximize")
         if self.direction not in ("Maximize", "Minimize"):
             raise TuningArgumentError(f"objective Type must be Maximize or Minimize, got {self.direction!r}")

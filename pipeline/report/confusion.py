@@ -98,7 +98,7 @@ def per_class_rows(per_class: Mapping[str, Mapping[str, Any]], confusion: Confus
     rows = []
     for name, values in per_class.items():
         row: dict[str, Any] = {"class": name, **values}
-        if name in index:
+        if confusion is not None and name in index:
             row["most often predicted as"] = confusion.most_confused_with(index[name])
         rows.append(row)
 

@@ -20,11 +20,13 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     with tarfile.open(path) as tar:
         members = {m.name.lstrip("./"): m for m in tar.getmembers()}
         info_member = members.get("model_info.json")
-        info = json.load(tar.extractfile(info_member)) if info_member else {}
+        info_file = tar.extractfile(info_member) if info_member else None
+        info = json.load(info_file) if info_file else {}
         weights = members.get("model.pth")
-        if weights is None:
+        weights_file = tar.extractfile(weights) if weights else None
+        if weights_file is None:
             raise ArchiveError("model.tar.gz has no model.pth")
-        state = torch.load(io.BytesIO(tar.extractfile(weights).read()), map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(weights_file.read()), map_location="cpu", weights_only=True)
     return info, state.get("state_dict", state) if isinstance(state, dict) else state
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ def training(inputs: ReportInputs) -> Context | Note:
         return Note("no history.json")
     keys = ("best_epoch", "best_valid_loss", "best_valid_accuracy", "stopped_early", "total_seconds")
     loss_steps = None
-    if trace.has_trace(inputs.trace_dir) and (series := trace.loss_series(inputs.trace_dir)):
+    trace_dir = inputs.trace_dir
+    if trace_dir is not None and trace.has_trace(trace_dir) and (series := trace.loss_series(trace_dir)):
         loss_steps = plots.series_lines(
             series, title="loss per saved step (Debugger losses collection)", ylabel="loss"
         )
@@ -86,7 +88,7 @@ def training(inputs: ReportInputs) -> Context | Note:
 
 
 def gradients(inputs: ReportInputs) -> Context | Note:
-    if not trace.has_trace(inputs.trace_dir):
+    if inputs.trace_dir is None or not trace.has_trace(inputs.trace_dir):
         return Note("no smdebug trace (Debugger hook off)")
     series = trace.gradient_series(inputs.trace_dir)
     if not series:
@@ -140,8 +142,8 @@ def _step_breakdown(profiler_dir: Path | None) -> str | None:
     train = [s for s in steps if s["mode"] == "train"]
     if not train:
         return None
-    phases = {
-        phase: [s["phases"].get(phase, 0.0) for s in train]
+    phases: dict[str, Sequence[float]] = {
+        phase: [float(s["phases"].get(phase, 0.0)) for s in train]
         for phase in ("data", "forward_backward", "optimizer")
     }
     return plots.step_breakdown(phases, [s["wall"] for s in train])
@@ -241,8 +243,8 @@ def _thumbnail(path: Path, size: int = 224) -> str:
     megabytes in the report, and a PNG sent as-is would be mislabelled as JPEG."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        image = image.convert("RGB")
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
         image.thumbnail((size, size))
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=85)

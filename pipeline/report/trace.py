@@ -39,7 +39,7 @@ def open_trial(trace_dir: str) -> Any:
 
 
 def has_trace(trace_dir: Path | None) -> bool:
-    return bool(trace_dir) and Path(trace_dir).is_dir()
+    return trace_dir is not None and Path(trace_dir).is_dir()
 
 
 def loss_series(trace_dir: Path, max_tensors: int = 2) -> list[Series]:

@@ -62,7 +62,7 @@ class _AnnouncingServer(uvicorn.Server):
         self.url_file = url_file
         self.version = version
 
-    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
+    async def startup(self, sockets: list | None = None) -> None:
         await super().startup(sockets=sockets)
         if not self.started:
             return
