@@ -111,7 +111,11 @@ def test_endpoint_answers_ping_and_invocations(pipeline_run: dict[str, Any], sam
     with urllib.request.urlopen(request, timeout=30) as response:
         reply = json.loads(response.read())
     classes = sorted(path.name for path in (sample_dataset / "train").iterdir())
-    assert json.dumps(reply).count('"') > 0 and any(name in json.dumps(reply) for name in classes)
+    (prediction,) = reply["predictions"]
+    top = prediction["top_k"]
+    assert top and all(item["breed"] in classes for item in top)
+    assert [item["probability"] for item in top] == sorted((item["probability"] for item in top), reverse=True)
+    assert 0.0 < sum(item["probability"] for item in top) <= 1.0 + 1e-6
     # The second run redeployed the same name with the same model: still version 1's package.
     latest = executions(pipeline_run["root"])[1].step_state("Register")["properties"]["ModelPackageArn"]
     assert (
