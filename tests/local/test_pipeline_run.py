@@ -114,8 +114,8 @@ def test_endpoint_answers_ping_and_invocations(pipeline_run: dict[str, Any], sam
     (prediction,) = reply["predictions"]
     top = prediction["top_k"]
     assert top and all(item["breed"] in classes for item in top)
-    assert [item["probability"] for item in top] == sorted((item["probability"] for item in top), reverse=True)
-    assert 0.0 < sum(item["probability"] for item in top) <= 1.0 + 1e-6
+    probabilities = [item["probability"] for item in top]
+    assert probabilities == sorted(probabilities, reverse=True) and 0.0 < sum(probabilities) <= 1.0 + 1e-6
     # The second run redeployed the same name with the same model: still version 1's package.
     latest = executions(pipeline_run["root"])[1].step_state("Register")["properties"]["ModelPackageArn"]
     assert (
