@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli.main import cli
+from pipeline.definition.parameters import coerce_parameter
 from pipeline.local.context import EngineSettings
 from pipeline.local.engine import LocalEngine
 from pipeline.local.errors import DefinitionError
-from pipeline.local.parameters import coerce_parameter
 
 from .definitions import definition
 from .test_engine import local_config
