@@ -43,11 +43,14 @@ class FileErrorsAsMessages(click.Group):
 
     - File errors (an ``-o`` into a missing folder, a read-only ``OUT_DIR``) name the file and exit 1.
       OSErrors that name no file (sockets, broken pipes) are not the user's paths and propagate.
-    - A name that is not of its kind (``pipeline.names``) or any usage error exits 2.
+    - A name that is not of its kind (``pipeline.names``), a ``--param`` either engine refuses
+      (``pipeline.definition.parameters``: one rule, one message for ``run`` and ``start``) or any
+      usage error exits 2.
     - Ctrl-C exits 130 (click's own handling would print "Aborted!" and exit 1).
     """
 
     def invoke(self, ctx: click.Context) -> Any:
+        from pipeline.definition.parameters import ParameterError
         from pipeline.names import InvalidName
 
         try:
@@ -55,7 +58,7 @@ class FileErrorsAsMessages(click.Group):
         except KeyboardInterrupt:
             click.echo("\ninterrupted", err=True)
             raise click.exceptions.Exit(130) from None
-        except InvalidName as error:
+        except (InvalidName, ParameterError) as error:
             raise BadValue(str(error)) from None
         except OSError as error:
             if error.filename is None:

@@ -93,14 +93,15 @@ def start(
     poll: float,
 ) -> None:
     """Start an execution of the deployed pipeline and print its ARN."""
-    from pipeline.sagemaker.pipelines import parse_overrides, start_execution
+    from pipeline.definition.parameters import parse_param_pairs
+    from pipeline.sagemaker.pipelines import start_execution
     from pipeline.sagemaker.watch import watch_execution
 
     cfg = aws_config(config_path, region, bucket)
     require_engine(cfg, config_path, "sagemaker", "start")
     with friendly_errors():
         clients = clients_for(cfg)
-        arn = start_execution(clients, cfg, parse_overrides(params))
+        arn = start_execution(clients, cfg, parse_param_pairs(params))
         click.echo(arn)
         if wait:
             status = watch_execution(clients.sagemaker, arn, click.echo, timeout_s=timeout, poll_s=poll)

@@ -42,17 +42,18 @@ def _config(config_path: Path | None, command: str) -> PipelineConfig:
 )
 def run(config_path: Path | None, data_dir: Path | None, params: tuple[str, ...], resume: str | None) -> None:
     """Run the whole pipeline on this machine: no AWS account, no Docker (engine: local)."""
+    from pipeline.definition.parameters import parse_param_pairs
     from pipeline.local.errors import DefinitionError, NothingToResume
     from pipeline.local.executions import ExecutionNotFound
     from pipeline.local.interrupt import ExecutionInterrupted
-    from pipeline.local.run import RunError, find_test_image, parse_params, run_local
+    from pipeline.local.run import RunError, find_test_image, run_local
     from pipeline.local.summary import highlights, steps_table
     from pipeline.object_store import ObjectStore
 
     cfg = _config(config_path, "run")
     try:
         result = run_local(
-            cfg, data_dir=data_dir, params=parse_params(params), resume=resume, echo=click.echo
+            cfg, data_dir=data_dir, params=parse_param_pairs(params), resume=resume, echo=click.echo
         )
     except NothingToResume as nothing:
         click.echo(str(nothing))

@@ -25,7 +25,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 class RunError(ValueError):
-    """A run that cannot start: missing data, bad ``--param``, unknown execution to resume."""
+    """A run that cannot start: missing data, ``--data`` beside a data ``--param``, ``--resume`` with
+    more. A bad ``--param`` is :class:`pipeline.definition.parameters.ParameterError`, as on SageMaker."""
 
 
 def engine_for(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> LocalEngine:
@@ -36,17 +37,6 @@ def engine_for(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> Loca
         max_parallel_trials=cfg.local.max_parallel_trials,
     )
     return LocalEngine(settings, echo=echo)
-
-
-def parse_params(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``["K=V", ...]`` → ``{"K": "V"}``; the engine type-checks values against the definition."""
-    values: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise RunError(f"--param expects NAME=VALUE, got {pair!r}")
-        values[name.strip()] = value
-    return values
 
 
 def stage_code_in_store(cfg: PipelineConfig, store: ObjectStore):  # type: ignore[no-untyped-def]
