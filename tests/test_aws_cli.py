@@ -130,13 +130,13 @@ def test_round_trip_upsert_start_status_approve_deploy(config_file: Path, tmp_pa
     assert sent == [{"Name": "AccuracyThreshold", "Value": "0.85"}]
 
     unknown = dogpipe("start", "--config", str(config_file), "--param", "Accuracy=0.9")
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2
     assert (
         "unknown pipeline parameter(s): Accuracy; the pipeline declares: AccuracyThreshold, Epochs"
         in unknown.output
     )
     bad_value = dogpipe("start", "--config", str(config_file), "--param", "Epochs=three")
-    assert bad_value.exit_code == 1 and "parameter Epochs is Integer; 'three'" in bad_value.output
+    assert bad_value.exit_code == 2 and "parameter 'Epochs' is Integer; 'three'" in bad_value.output
     assert len(sagemaker.list_pipeline_executions(PipelineName=PIPELINE)["PipelineExecutionSummaries"]) == 1
 
     status = dogpipe("status", "--config", str(config_file))

@@ -112,7 +112,9 @@ def test_executions_list_and_status(config: Path, tmp_path: Path) -> None:
 
 def test_validate(tmp_path: Path) -> None:
     table, report = both("validate", "--definition", str(GOLDEN))
-    assert report == {"valid": True, "problems": []} and "valid" in table
+    checked = [{"pipeline": "file", "name": str(GOLDEN), "valid": True, "problems": 0}]
+    assert report == {"valid": True, "pipelines": checked, "problems": []} and "valid" in table
+    assert table.splitlines()[0] == f"definition {GOLDEN}: ok"
     broken = json.loads(GOLDEN.read_text())
     broken["Steps"][0]["Arguments"].pop("AppSpecification")
     path = tmp_path / "broken.json"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from pipeline.cli.main import cli
 from pipeline.config import DEFAULT_CONFIG, load_config, parse_config
 from pipeline.config.deploy_names import deploy_pipeline_name
 from pipeline.definition.deploy_pipeline import build_deploy_definition
+from pipeline.definition.graph import mermaid
 from pipeline.definition.validate import check_shape, sagemaker_model, validate_definition
 from tests.golden.regenerate import CODE_SHA256_PLACEHOLDER, DEPLOY_GOLDEN
 from tests.test_definition import _steps, no_network  # noqa: F401
@@ -126,3 +130,34 @@ def test_a_bad_schedule_or_stage_is_a_config_error() -> None:
         parse_config({**raw, "deploy": {**raw["deploy"], "guardrails": {"traffic": "CANARY"}}})
     with pytest.raises(ConfigError, match="on_approval"):
         parse_config({**raw, "deploy": {**raw["deploy"], "on_approval": "production"}})
+
+
+def test_definition_and_graph_show_the_deploy_pipeline_when_asked(shipped: str, tmp_path: Path) -> None:
+    """``--pipeline deploy`` shows ``<project>-deploy`` (the same bytes as its builder), the default the
+    build pipeline; a ``--definition`` file beside ``--pipeline deploy`` is refused as ambiguous."""
+    config = ["--config", str(DEFAULT_CONFIG)]
+    runner = CliRunner()
+    deploy = runner.invoke(cli, ["definition", "--pipeline", "deploy", *config])
+    assert deploy.exit_code == 0, deploy.output
+    assert deploy.output == shipped
+    steps = set(_steps(json.loads(deploy.output)))
+    assert {"ResolvePackage", "CheckPackage", "CreateModel", "EndpointConfig", "Deploy"} <= steps
+    written = tmp_path / "deploy.json"
+    to_file = ["definition", "--pipeline", "deploy", "--output-file", str(written), *config]
+    assert runner.invoke(cli, to_file).exit_code == 0
+    assert written.read_text() == shipped
+    build = set(_steps(json.loads(runner.invoke(cli, ["definition", *config]).output)))
+    assert "Train" in build and "ResolvePackage" not in build
+
+    graph = runner.invoke(cli, ["graph", "--pipeline", "deploy", *config])
+    assert graph.exit_code == 0, graph.output
+    assert graph.output == mermaid(shipped)
+    assert '    ResolvePackage["ResolvePackage<br/>Processing"]' in graph.output
+    assert "    CheckPackage -->|if| Deploy" in graph.output
+    assert "Train" not in graph.output
+    default = runner.invoke(cli, ["graph", *config]).output
+    assert "Train" in default and "ResolvePackage" not in default
+
+    both = runner.invoke(cli, ["graph", "--pipeline", "deploy", "--definition", str(written), *config])
+    assert both.exit_code == 2
+    assert "--pipeline deploy would build the deploy pipeline: pass one of them" in both.output

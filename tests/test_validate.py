@@ -206,3 +206,44 @@ def test_validate_says_when_the_approval_rule_would_assume_the_execution_role(tm
     raw["deploy"]["on_approval"] = "off"
     config.write_text(yaml.safe_dump(raw))
     assert CliRunner().invoke(cli, ["validate", "--config", str(config)]).exit_code == 0
+
+
+def test_validate_names_both_pipelines_it_checked(tmp_path: Path) -> None:
+    """Without --definition it checks the build and the deploy pipeline and says so for each, in every
+    format; a --definition file is checked alone, named by its path, with its problems counted."""
+    from pipeline.config import DEFAULT_CONFIG
+
+    runner = CliRunner()
+    table = runner.invoke(cli, ["validate", "--config", str(DEFAULT_CONFIG)])
+    assert table.exit_code == 0, table.output
+    assert table.stdout.splitlines() == [
+        "build pipeline dogpipe: ok",
+        "deploy pipeline dogpipe-deploy: ok",
+        "config and definition are valid",
+    ]
+    text = runner.invoke(cli, ["validate", "--config", str(DEFAULT_CONFIG), "-o", "text"])
+    assert text.stdout.splitlines() == ["build\tdogpipe\tok", "deploy\tdogpipe-deploy\tok"]
+    report = json.loads(
+        runner.invoke(cli, ["validate", "--config", str(DEFAULT_CONFIG), "-o", "json"]).stdout
+    )
+    assert report["pipelines"] == [
+        {"pipeline": "build", "name": "dogpipe", "valid": True, "problems": 0},
+        {"pipeline": "deploy", "name": "dogpipe-deploy", "valid": True, "problems": 0},
+    ]
+
+    broken = _golden()
+    _step(broken, "Evaluate")["Name"] = "Train"
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(broken))
+    found = len(validate_definition(path.read_text()))
+    assert found > 0
+    one = runner.invoke(cli, ["validate", "--config", str(DEFAULT_CONFIG), "--definition", str(path)])
+    assert one.exit_code == 1
+    assert one.stdout == f"definition {path}: {found} problem(s)\n"
+    assert "deploy pipeline" not in one.output  # a file is checked alone: it may hold either pipeline
+    as_json = runner.invoke(
+        cli, ["validate", "--config", str(DEFAULT_CONFIG), "--definition", str(path), "-o", "json"]
+    )
+    report = json.loads(as_json.stdout)
+    assert report["pipelines"] == [{"pipeline": "file", "name": str(path), "valid": False, "problems": found}]
+    assert report["valid"] is False and len(report["problems"]) == found

@@ -31,6 +31,8 @@ from pipeline.cli.options import (
     deploy_definition_text,
     examples,
     open_engine,
+    pipeline_definition_text,
+    pipeline_option,
     read_config,
     require_known_architecture,
 )
@@ -179,9 +181,11 @@ def predict(image: Path, endpoint: str, config_path: Path | None, output: Output
     epilog=examples(
         "dogpipe definition --output-file definition.json",
         "dogpipe definition --config config/pipeline.yaml",
+        "dogpipe definition --pipeline deploy",
     ),
 )
 @config_option
+@pipeline_option
 @click.option(
     "--output-file",
     "output",
@@ -190,9 +194,10 @@ def predict(image: Path, endpoint: str, config_path: Path | None, output: Output
     help="Write the JSON to this file (default: stdout). -o is a format elsewhere, never a file.",
 )
 @click.option("--role-arn", envvar="DOGPIPE_ROLE_ARN", default=None, help="Execution role (else config).")
-def definition(config_path: Path | None, output: Path | None, role_arn: str | None) -> None:
-    """Print (or write) the SageMaker pipeline definition JSON; same bytes on every build, no AWS calls."""
-    text = definition_text(read_config(config_path), None, role_arn=role_arn)
+def definition(config_path: Path | None, pipeline: str, output: Path | None, role_arn: str | None) -> None:
+    """Print (or write) a pipeline's definition JSON (build or deploy); same bytes on every build, no
+    AWS calls."""
+    text = pipeline_definition_text(read_config(config_path), pipeline, role_arn=role_arn)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -207,12 +212,18 @@ def definition(config_path: Path | None, output: Path | None, role_arn: str | No
 @definition_option
 @output_option
 def validate(config_path: Path | None, definition_path: Path | None, output: Output) -> None:
-    """Check the config and the definition (DAG and every step's API request shape); exit 1 on problems."""
+    """Check the config and both pipelines' definitions, build and deploy (DAG and every step's API
+    request shape), naming each pipeline checked; exit 1 on problems."""
     cfg = read_config(config_path)
     require_known_architecture(cfg)
-    problems = _validated(definition_text(cfg, definition_path))
-    if definition_path is None:  # the deploy pipeline, built from the same config
-        problems += _validated(deploy_definition_text(cfg))
+    problems: list[Any] = []
+    checked_pipelines = []  # what was checked, so a reader knows both pipelines were
+    for which, name, text in _pipelines_to_validate(cfg, definition_path):
+        found = _validated(text)
+        problems += found
+        checked_pipelines.append(
+            {"pipeline": which, "name": name, "valid": not found, "problems": len(found)}
+        )
     from pipeline.definition.name_limits import name_length_problems
     from pipeline.definition.validate import Problem
     from pipeline.engines import config_problems as engine_config_problems
@@ -221,14 +232,40 @@ def validate(config_path: Path | None, definition_path: Path | None, output: Out
     problems += [Problem("(config)", "", message) for message in config_problems]
     fields = [{"step": p.step, "path": p.path, "message": p.message} for p in problems]
     if output.format == "json" or output.query is not None:
-        click.echo(output.document({"valid": not problems, "problems": fields}, str))
+        report = {"valid": not problems, "pipelines": checked_pipelines, "problems": fields}
+        click.echo(output.document(report, str))
     else:
         for problem in problems:
             click.echo(str(problem), err=True)
+        for checked_pipeline in checked_pipelines:
+            click.echo(_checked_line(checked_pipeline, output.format))
     if problems:
         raise click.ClickException(f"{len(problems)} problem(s) in the pipeline definition")
     if output.format == "table" and output.query is None:
         click.echo("config and definition are valid")
+
+
+def _pipelines_to_validate(cfg: Any, definition_path: Path | None) -> list[tuple[str, str, str]]:
+    """(which, name, definition text) of each pipeline ``validate`` checks: both that the config makes,
+    or only the ``--definition`` file (named by its path: it may hold either)."""
+    if definition_path is not None:
+        return [("file", str(definition_path), definition_text(cfg, definition_path))]
+    from pipeline.config.deploy_names import deploy_pipeline_name
+
+    return [
+        ("build", cfg.project.name, definition_text(cfg, None)),
+        ("deploy", deploy_pipeline_name(cfg), deploy_definition_text(cfg)),
+    ]
+
+
+def _checked_line(checked: dict[str, Any], format: str) -> str:
+    """``build pipeline dogpipe-local: ok`` (or its number of problems), one per checked pipeline;
+    tab-separated cells for ``-o text``."""
+    verdict = "ok" if checked["valid"] else f"{checked['problems']} problem(s)"
+    if format == "text":
+        return "\t".join((checked["pipeline"], checked["name"], verdict))
+    which = "definition" if checked["pipeline"] == "file" else f"{checked['pipeline']} pipeline"
+    return f"{which} {checked['name']}: {verdict}"
 
 
 def _validated(text: str) -> list[Any]:
@@ -257,14 +294,21 @@ def _validated(text: str) -> list[Any]:
     ]
 
 
-@cli.command("graph", epilog=examples("dogpipe graph", "dogpipe graph --definition definition.json"))
+@cli.command(
+    "graph",
+    epilog=examples(
+        "dogpipe graph", "dogpipe graph --pipeline deploy", "dogpipe graph --definition definition.json"
+    ),
+)
 @config_option
+@pipeline_option
 @definition_option
-def graph(config_path: Path | None, definition_path: Path | None) -> None:
-    """Print the pipeline DAG as a Mermaid flowchart."""
+def graph(config_path: Path | None, pipeline: str, definition_path: Path | None) -> None:
+    """Print a pipeline's DAG (build or deploy) as a Mermaid flowchart."""
     from pipeline.definition.graph import mermaid
 
-    click.echo(mermaid(definition_text(read_config(config_path), definition_path)), nl=False)
+    text = pipeline_definition_text(read_config(config_path), pipeline, definition_path)
+    click.echo(mermaid(text), nl=False)
 
 
 @cli.command(

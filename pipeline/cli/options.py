@@ -43,11 +43,14 @@ class FileErrorsAsMessages(click.Group):
 
     - File errors (an ``-o`` into a missing folder, a read-only ``OUT_DIR``) name the file and exit 1.
       OSErrors that name no file (sockets, broken pipes) are not the user's paths and propagate.
-    - A name that is not of its kind (``pipeline.names``) or any usage error exits 2.
+    - A name that is not of its kind (``pipeline.names``), a ``--param`` either engine refuses
+      (``pipeline.definition.parameters``: one rule, one message for ``run`` and ``start``) or any
+      usage error exits 2.
     - Ctrl-C exits 130 (click's own handling would print "Aborted!" and exit 1).
     """
 
     def invoke(self, ctx: click.Context) -> Any:
+        from pipeline.definition.parameters import ParameterError
         from pipeline.names import InvalidName
 
         try:
@@ -55,7 +58,7 @@ class FileErrorsAsMessages(click.Group):
         except KeyboardInterrupt:
             click.echo("\ninterrupted", err=True)
             raise click.exceptions.Exit(130) from None
-        except InvalidName as error:
+        except (InvalidName, ParameterError) as error:
             raise BadValue(str(error)) from None
         except OSError as error:
             if error.filename is None:
@@ -187,7 +190,7 @@ def definition_text(
     return cached_build_definition(cfg, role_arn=role_arn, code=code)
 
 
-def deploy_definition_text(cfg: PipelineConfig) -> str:
+def deploy_definition_text(cfg: PipelineConfig, role_arn: str | None = None) -> str:
     """The deploy pipeline's definition built from ``cfg`` (cached like the main one; see
     ``pipeline.definition.document.cached_build_definition``)."""
     from pipeline.answer_cache import cached_text, digest
@@ -196,8 +199,36 @@ def deploy_definition_text(cfg: PipelineConfig) -> str:
     from pipeline.definition.document import definition_cache_key
 
     code = package_code()
-    key = digest({"deploy pipeline": definition_cache_key(cfg, None, code)})
-    return cached_text("definitions", key, lambda: build_deploy_definition(cfg, code=code))
+    key = digest({"deploy pipeline": definition_cache_key(cfg, role_arn, code)})
+    return cached_text("definitions", key, lambda: build_deploy_definition(cfg, role_arn=role_arn, code=code))
+
+
+#: The two pipelines one config makes: ``build`` (named ``project.name``: data to a registered model)
+#: and ``deploy`` (``<project>-deploy``: an approved package to an endpoint).
+PIPELINES = ("build", "deploy")
+
+pipeline_option = click.option(
+    "--pipeline",
+    type=click.Choice(PIPELINES),
+    default="build",
+    show_default=True,
+    help="build: data to a registered model; deploy: <project>-deploy, an approved model to an endpoint.",
+)
+
+
+def pipeline_definition_text(
+    cfg: PipelineConfig, pipeline: str, definition_path: Path | None = None, *, role_arn: str | None = None
+) -> str:
+    """The definition of the ``--pipeline`` a command shows: the ``--definition`` file as it is, else
+    built from ``cfg``. A file beside ``--pipeline deploy`` is refused: which one to show is unclear."""
+    if pipeline == "build":
+        return definition_text(cfg, definition_path, role_arn=role_arn)
+    if definition_path is not None:
+        raise click.UsageError(
+            f"--definition {definition_path} is shown as it is and --pipeline {pipeline} would build "
+            "the deploy pipeline: pass one of them"
+        )
+    return deploy_definition_text(cfg, role_arn=role_arn)
 
 
 def read_definition_file(path: Path) -> str:

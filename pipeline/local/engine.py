@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from pipeline.definition.parameters import parameter_values
 from pipeline.definition.reader import own_arguments, steps_of
 from pipeline.local.attempts import Attempt
 from pipeline.local.cache import StepCache, cache_enabled, cache_key
@@ -33,7 +34,6 @@ from pipeline.local.executions import (
 from pipeline.local.expressions import ExpressionError, Scope, property_file_location, resolve
 from pipeline.local.interrupt import ExecutionInterrupted, interrupt_reason, terminating_signals_interrupt
 from pipeline.local.job_process import ENGINE_STOPPING, stop_running_jobs
-from pipeline.local.parameters import parameter_values
 from pipeline.local.retry import RetryPlan, exception_type
 from pipeline.object_store import ObjectStore
 

@@ -151,14 +151,15 @@ class LocalFacade:
     ) -> RunOutcome:
         """Start or resume an execution here (``params``: ``NAME=VALUE`` overrides); a ``--resume`` of a
         finished one is said, not rerun."""
+        from pipeline.definition.parameters import parse_param_pairs
         from pipeline.local.errors import NothingToResume
-        from pipeline.local.run import parse_params, run_local
+        from pipeline.local.run import run_local
         from pipeline.local.summary import highlights, steps_table
         from pipeline.object_store import ObjectStore
 
         try:
             result = run_local(
-                self.cfg, data_dir=data_dir, params=parse_params(params), resume=resume, echo=echo
+                self.cfg, data_dir=data_dir, params=parse_param_pairs(params), resume=resume, echo=echo
             )
         except NothingToResume as nothing:
             return RunOutcome(execution_id=resume, status="Succeeded", note=str(nothing))

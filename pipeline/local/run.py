@@ -11,7 +11,7 @@ cached steps stay cached.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 class RunError(DogpipeError, ValueError):
-    """A run that cannot start: missing data, bad ``--param``, unknown execution to resume."""
+    """A run that cannot start: missing data, ``--data`` beside a data ``--param``, ``--resume`` with
+    more. A bad ``--param`` is :class:`pipeline.definition.parameters.ParameterError`, as on SageMaker."""
 
 
 def executor_for(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> LocalEngine:
@@ -38,17 +39,6 @@ def executor_for(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> Lo
         max_parallel_trials=cfg.local.max_parallel_trials,
     )
     return LocalEngine(settings, echo=echo)
-
-
-def parse_params(pairs: Sequence[str]) -> dict[str, str]:
-    """``["K=V", ...]`` → ``{"K": "V"}``; the engine type-checks values against the definition."""
-    values: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise RunError(f"--param expects NAME=VALUE, got {pair!r}")
-        values[name.strip()] = value
-    return values
 
 
 def stage_code_in_store(cfg: PipelineConfig, store: ObjectStore):

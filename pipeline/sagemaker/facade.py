@@ -174,9 +174,10 @@ class SageMakerFacade:
 
     def start(self, params: Sequence[str]) -> str:
         """Start the deployed build pipeline with ``NAME=VALUE`` overrides; its execution ARN."""
-        from pipeline.sagemaker.pipelines import parse_overrides, start_execution
+        from pipeline.definition.parameters import parse_param_pairs
+        from pipeline.sagemaker.pipelines import start_execution
 
-        return start_execution(self.clients, self.cfg, parse_overrides(params))
+        return start_execution(self.clients, self.cfg, parse_param_pairs(params))
 
     def watch(self, arn: str, echo: Callable[[str], None], timeout_s: float, poll_s: float) -> str:
         from pipeline.sagemaker.watch import watch_execution

@@ -3,7 +3,8 @@
 Upsert checks everything it can before writing anything (credentials, bucket, role, and that the
 definition refers to the code about to be staged), then copies only the code objects S3 lacks
 (content-addressed keys: an object that exists is already right), then creates or updates the pipeline.
-Start validates parameter overrides against the *deployed* definition, since that is what will run.
+Start checks parameter overrides against the *deployed* definition, since that is what will run, with
+the rule the local engine uses (``pipeline.definition.parameters``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from pipeline.config import PipelineConfig
 from pipeline.definition.code import CodeArchive
+from pipeline.definition.parameters import pipeline_parameters_request
 from pipeline.errors import DogpipeError
 from pipeline.sagemaker.aws import AwsClients, aws_errors, require_role
 
@@ -28,7 +29,7 @@ _CODE_KEY = re.compile(r"/code/([0-9a-f]{64})/")
 
 
 class PipelineError(DogpipeError):
-    """A pipeline request that cannot be served as asked: unknown parameter, missing pipeline, timeout."""
+    """A pipeline request that cannot be served as asked: missing pipeline, stale code, timeout."""
 
 
 def _code(error: ClientError) -> str:
@@ -231,57 +232,17 @@ def require_deployed_definition(sagemaker: Any, name: str) -> str:
     return definition
 
 
-def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
-    """``["Name=Value", …]`` as a mapping; a pair without ``=`` or a repeated name is an error."""
-    overrides: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise PipelineError(f"--param expects Name=Value, got {pair!r}")
-        if name.strip() in overrides:
-            raise PipelineError(f"--param {name.strip()} given twice")
-        overrides[name.strip()] = value
-    return overrides
-
-
-def _check_value(name: str, kind: str, value: str) -> None:
-    try:
-        if kind == "Integer":
-            int(value)
-        elif kind == "Float":
-            float(value)
-        elif kind == "Boolean" and value.lower() not in {"true", "false"}:
-            raise ValueError(value)
-    except ValueError:
-        raise PipelineError(f"parameter {name} is {kind}; {value!r} is not a valid {kind} value") from None
-
-
-def validate_overrides(definition: str, overrides: dict[str, str]) -> list[dict[str, str]]:
-    """The ``PipelineParameters`` request list, after checking each name and value against the definition."""
-    declared = {
-        item["Name"]: item.get("Type", "String") for item in json.loads(definition).get("Parameters", [])
-    }
-    unknown = sorted(set(overrides) - set(declared))
-    if unknown:
-        raise PipelineError(
-            f"unknown pipeline parameter(s): {', '.join(unknown)}; "
-            f"the pipeline declares: {', '.join(sorted(declared)) or 'none'}"
-        )
-    for name, value in overrides.items():
-        _check_value(name, declared[name], value)
-    return [{"Name": name, "Value": value} for name, value in overrides.items()]
-
-
 def start_execution(
     clients: AwsClients, cfg: PipelineConfig, overrides: dict[str, str], pipeline: str | None = None
 ) -> str:
-    """Start the deployed pipeline (the build one unless ``pipeline`` names another) with validated
-    overrides; returns the execution ARN."""
+    """Start the deployed pipeline (the build one unless ``pipeline`` names another) with ``overrides``
+    checked against its deployed definition by the local engine's rule (``ParameterError`` else);
+    returns the execution ARN."""
     clients.check_credentials()
     name = pipeline or cfg.project.name
     with aws_errors():
         definition = require_deployed_definition(clients.sagemaker, name)
-        parameters = validate_overrides(definition, overrides)
+        parameters = pipeline_parameters_request(definition, overrides)
         request: dict[str, Any] = {"PipelineName": name}
         if parameters:
             request["PipelineParameters"] = parameters
@@ -393,9 +354,7 @@ __all__ = [
     "UpsertResult",
     "execution_report",
     "list_execution_steps",
-    "parse_overrides",
     "start_execution",
     "upload_code",
     "upsert_pipeline",
-    "validate_overrides",
 ]

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.config import LOCAL_CONFIG
+from pipeline.definition.parameters import ParameterError
 from pipeline.local.context import EngineSettings
 from pipeline.local.engine import LocalEngine
 from pipeline.local.errors import DefinitionError
@@ -139,9 +140,9 @@ def test_condition_false_fails_with_the_fail_step_message(engine: LocalEngine, t
 
 def test_parameters_are_type_checked(engine: LocalEngine, tmp_path: Path) -> None:
     gated = gated_definition(engine.store, tmp_path / "counter")
-    with pytest.raises(DefinitionError, match="'Threshold' is Float; 'high' is not a valid Float"):
+    with pytest.raises(ParameterError, match="'Threshold' is Float; 'high' is not a valid Float"):
         engine.start(gated, "test", {"Threshold": "high"})
-    with pytest.raises(DefinitionError, match=r"unknown parameter.*Treshold.*defines: InputData, Threshold"):
+    with pytest.raises(ParameterError, match=r"parameter.*: Treshold; .*declares: InputData, Threshold"):
         engine.start(gated, "test", {"Treshold": "1"})
 
 

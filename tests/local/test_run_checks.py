@@ -1,9 +1,8 @@
-"""The small promises of ``dogpipe run``: ids only for --resume, a Succeeded execution left alone,
-parameters checked against their type and EnumValues."""
+"""The small promises of ``dogpipe run``: ids only for --resume, a Succeeded execution left alone.
+(Its ``--param`` checks, shared with ``dogpipe start``, are in ``tests/test_parameters.py``.)"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,6 @@ from click.testing import CliRunner
 from pipeline.cli.main import cli
 from pipeline.local.context import EngineSettings
 from pipeline.local.engine import LocalEngine
-from pipeline.local.errors import DefinitionError
-from pipeline.local.parameters import coerce_parameter
 
 from .definitions import definition
 from .test_engine import local_config
@@ -39,16 +36,3 @@ def test_resume_of_a_succeeded_execution_says_so_and_rewrites_nothing(tmp_path: 
     assert result.output.strip() == f"execution {done.execution.id} already succeeded; nothing to resume"
     after = {path: path.read_bytes() for path in done.execution.folder.rglob("*") if path.is_file()}
     assert after == before
-
-
-def test_parameters_honour_enum_values_and_finite_floats() -> None:
-    status = {"Name": "Status", "Type": "String", "EnumValues": ["Approved", "Rejected"]}
-    assert coerce_parameter(status, "Approved") == "Approved"
-    with pytest.raises(DefinitionError, match="'Status' must be one of Approved, Rejected; got 'approved'"):
-        coerce_parameter(status, "approved")
-    threshold = {"Name": "Threshold", "Type": "Float"}
-    for value in ("nan", "inf", "-Infinity"):
-        with pytest.raises(DefinitionError, match=f"'Threshold' is Float; '{value}' is not a valid Float"):
-            coerce_parameter(threshold, value)
-    assert coerce_parameter(threshold, "0.5") == 0.5
-    assert json.dumps(coerce_parameter(threshold, "1e3")) == "1000.0"
