@@ -354,6 +354,7 @@ def test_diff_matches_by_name_and_looks_inside_condition_branches() -> None:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("aws_env")
 def test_aws_commands_print_no_library_info_lines_unless_verbose(config_file: Path, tmp_path: Path) -> None:
     """A real process with a cold build (the SDK's import calls logging.basicConfig(level=INFO)): stderr

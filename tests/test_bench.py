@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.__main__ import main
 
 
+@pytest.mark.slow
 def test_quick_benchmarks_record_rows_and_ratios(tmp_path: Path) -> None:
     output = tmp_path / "results.json"
     main(["--quick", "--only", "stats", "train", "startup", "--output", str(output)])
@@ -25,6 +28,7 @@ def test_quick_benchmarks_record_rows_and_ratios(tmp_path: Path) -> None:
     assert all(ratio["value"] > 0 for ratio in ratios.values())
 
 
+@pytest.mark.slow
 def test_the_scale_benchmark_runs_the_whole_pipeline_at_a_tiny_size(tmp_path: Path) -> None:
     """``--only scale --quick``: 3 breeds of tiny images through ``run_local``; every step timed with its
     peak memory, the training rate held against both limits."""

@@ -50,6 +50,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
     yield made
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("aws_env")
 def test_the_operators_round_trip_needs_nothing_the_operator_policy_lacks(
     calls: set[str],

@@ -103,6 +103,7 @@ def two_threads() -> object:
     torch.set_num_threads(previous)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("two_threads")
 def test_a_server_load_adds_a_one_thread_build_that_agrees(model_dir: Path) -> None:
     served = inference.load_model(model_dir, shared_threads=1)
@@ -115,6 +116,7 @@ def test_a_server_load_adds_a_one_thread_build_that_agrees(model_dir: Path) -> N
     assert torch.allclose(served.probabilities(batch), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("two_threads")
 def test_modes_that_follow_the_callers_threads_get_one_build(model_dir: Path) -> None:
     assert inference.load_model(model_dir, optimize="trace", shared_threads=1).shared_classifier is None

@@ -65,6 +65,7 @@ def test_each_mode_serves_the_eager_answers_at_any_batch_size(mode: str) -> None
         assert torch.allclose(probabilities(module, batch), probabilities(eager, batch), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compile_serves_the_eager_answers_without_recompiling_for_other_batches() -> None:
     if shutil.which("c++") is None and shutil.which("g++") is None:
         pytest.skip("inductor needs a C++ compiler; compile mode falls back to onednn here")

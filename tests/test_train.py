@@ -257,6 +257,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_hosts_train_with_ddp_on_cpu_and_only_rank_0_writes(
     sample_dataset: Path, stats_dir: Path, tmp_path: Path
 ) -> None:

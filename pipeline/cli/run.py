@@ -1,7 +1,8 @@
 """``dogpipe run``: the whole pipeline on this machine (the local engine's own verb).
 
 Thin: parse, ask the local engine (``pipeline.engines.LocalVerbs``) to run, print what it did, show the
-endpoint's answer, write the report. Failures exit 1 with one clear message; Ctrl-C exits 130.
+endpoint's answer, write the report. Failures exit 1 with one clear message (a bad ``--param``, a usage
+error, exits 2); Ctrl-C exits 130.
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ def test_failed_trials_are_one_line_each_and_no_traceback(
     assert "Traceback" not in captured.out + captured.err + "\n".join(lines)
 
 
+@pytest.mark.slow
 def test_sigterm_during_parallel_trials_stops_them_at_once_without_tracebacks(tmp_path: Path) -> None:
     root, block = tmp_path / "root", tmp_path / "block"
     block.touch()

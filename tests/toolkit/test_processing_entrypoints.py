@@ -106,6 +106,7 @@ def trained(preprocessed: Container, source_archive: Path, tmp_path_factory: pyt
     return uploads
 
 
+@pytest.mark.slow
 def test_the_train_step_runs_under_the_toolkit_on_preprocess_outputs(trained: Path) -> None:
     assert {path.name for path in trained.iterdir()} == {"model.tar.gz", "output.tar.gz"}
 
@@ -116,6 +117,7 @@ def test_preprocess_writes_the_channels_training_reads(preprocessed: Container) 
     assert any(preprocessed.path("/opt/ml/processing/output/stats").iterdir())
 
 
+@pytest.mark.slow
 def test_evaluate_scores_the_trained_model_archive(
     trained: Path, preprocessed: Container, tmp_path: Path
 ) -> None:
@@ -129,6 +131,7 @@ def test_evaluate_scores_the_trained_model_archive(
     assert 0.0 <= report["multiclass_classification_metrics"]["accuracy"]["value"] <= 1.0
 
 
+@pytest.mark.slow
 def test_debug_rules_read_the_training_jobs_trace(trained: Path, tmp_path: Path) -> None:
     empty_debug = tmp_path / "debug-output"  # the hook wrote into SM_OUTPUT_DATA_DIR: no platform path
     empty_debug.mkdir()

@@ -63,6 +63,7 @@ def channels(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return {"train": sample_dataset / "train", "valid": sample_dataset / "valid", "stats": stats}
 
 
+@pytest.mark.slow
 def test_a_tuning_trial_runs_under_the_toolkit(
     tmp_path: Path, channels: dict[str, Path], quick_archive: Path
 ) -> None:
@@ -75,6 +76,7 @@ def test_a_tuning_trial_runs_under_the_toolkit(
     assert_trained(base, log)
 
 
+@pytest.mark.slow
 def test_a_hyperparameter_the_script_does_not_know_fails_the_job(
     tmp_path: Path, channels: dict[str, Path], quick_archive: Path
 ) -> None:
@@ -122,6 +124,7 @@ def algo_hosts() -> Iterator[None]:
         hosts_file.write_text(original)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("algo_hosts")
 def test_two_hosts_train_together_under_the_toolkit(
     tmp_path: Path, channels: dict[str, Path], quick_archive: Path
