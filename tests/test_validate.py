@@ -247,3 +247,41 @@ def test_validate_names_both_pipelines_it_checked(tmp_path: Path) -> None:
     report = json.loads(as_json.stdout)
     assert report["pipelines"] == [{"pipeline": "file", "name": str(path), "valid": False, "problems": found}]
     assert report["valid"] is False and len(report["problems"]) == found
+
+
+def test_one_list_of_step_types_names_what_validate_checks_and_what_the_local_engine_runs() -> None:
+    """The reader's STEP_TYPES is the one list: every job type has a request shape to check and a
+    local runner, and the control steps are the rest."""
+    from pipeline.definition.reader import CONTROL_STEP_TYPES, JOB_STEP_TYPES
+    from pipeline.definition.validate import STEP_APIS
+    from pipeline.local.engine import _runners
+
+    assert set(STEP_APIS) == JOB_STEP_TYPES == set(_runners())
+    assert not CONTROL_STEP_TYPES & JOB_STEP_TYPES
+
+
+def test_the_local_engine_refuses_what_validate_finds_with_the_same_message() -> None:
+    """One DAG check: a duplicate name, an unknown step type, an unknown DependsOn and a cycle read the
+    same in `dogpipe validate` and when the local engine is asked to run the definition."""
+    import json
+
+    from pipeline.definition.validate import validate_definition
+    from pipeline.local.engine import plan
+    from pipeline.local.errors import DefinitionError
+
+    cases = {
+        "duplicate": [{"Name": "A", "Type": "Fail"}, {"Name": "A", "Type": "Fail"}],
+        "type": [{"Name": "A", "Type": "Lambda"}],
+        "depends": [{"Name": "A", "Type": "Fail", "DependsOn": ["Z"]}],
+        "cycle": [
+            {"Name": "A", "Type": "Fail", "DependsOn": ["B"]},
+            {"Name": "B", "Type": "Fail", "DependsOn": ["A"]},
+        ],
+    }
+    for steps in cases.values():
+        definition = {"Version": "2020-12-01", "Parameters": [], "Steps": steps}
+        found = validate_definition(json.dumps(definition))
+        assert found
+        with pytest.raises(DefinitionError) as refused:
+            plan(definition)
+        assert f"step {found[0].step!r}: {found[0].message}" in str(refused.value)

@@ -19,6 +19,13 @@ from typing import Any
 STEP_REFERENCE = re.compile(r"^Steps\.([^.\[]+)")
 PROPERTY_FILE_REFERENCE = re.compile(r"^Steps\.([^.\[]+)\.PropertyFiles\.(.+)$")
 BRANCHES = ("IfSteps", "ElseSteps")
+#: The step types dogpipe's definitions use: each job-like one is a SageMaker API call (validate checks
+#: its request shape; the local engine has a runner for each), and the control steps both engines decide.
+JOB_STEP_TYPES = frozenset(
+    {"Processing", "Training", "Tuning", "RegisterModel", "Model", "EndpointConfig", "Endpoint"}
+)
+CONTROL_STEP_TYPES = frozenset({"Condition", "Fail"})
+STEP_TYPES = JOB_STEP_TYPES | CONTROL_STEP_TYPES
 #: The property of a processing step that holds the S3 prefix of output ``{output}``.
 OUTPUT_URI_PROPERTY = "ProcessingOutputConfig.Outputs['{output}'].S3Output.S3Uri"
 
@@ -152,3 +159,62 @@ def property_file_spec(step: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 def property_file_uri(output_uri: str, spec: Mapping[str, Any]) -> str:
     """Where a property file lies: its ``FilePath`` under the S3 prefix of its ``OutputName``."""
     return f"{str(output_uri).rstrip('/')}/{str(spec['FilePath']).lstrip('/')}"
+
+
+@dataclass(frozen=True)
+class DagProblem:
+    """Why a definition is not a runnable DAG: the step, the JSON path and what is wrong."""
+
+    step: str
+    path: str
+    message: str
+
+
+def dag_problems(definition: Mapping[str, Any]) -> list[DagProblem]:
+    """The one DAG check (``validate`` and the local planner both use it): every step named once, of a
+    known type, needing only steps that exist (``DependsOn`` and data references), and no cycle."""
+    from graphlib import CycleError, TopologicalSorter
+
+    nodes = steps_of(definition)
+    names = {node.name for node in nodes}
+    problems: list[DagProblem] = []
+    seen: set[str] = set()
+    for node in nodes:
+        if not node.raw.get("Name"):
+            problems.append(DagProblem("(definition)", node.path, "a step has no Name"))
+            continue
+        if node.name in seen:
+            problems.append(DagProblem(node.name, f"{node.path}.Name", "duplicate step name"))
+        seen.add(node.name)
+        if node.type not in STEP_TYPES:
+            problems.append(DagProblem(node.name, f"{node.path}.Type", f"unknown step type {node.type!r}"))
+        for index, target in enumerate(node.raw.get("DependsOn") or []):
+            if target not in names:
+                problems.append(
+                    DagProblem(node.name, f"{node.path}.DependsOn[{index}]", f"unknown step {target!r}")
+                )
+        own = {**node.raw, "Arguments": own_arguments(node.raw)}
+        for path, reference in expressions(own, node.path):
+            target = step_of_reference(reference)
+            if target is not None and target not in names:
+                problems.append(DagProblem(node.name, path, f"unknown step {target!r} in {reference!r}"))
+    try:
+        TopologicalSorter(dependencies(definition)).prepare()
+    except CycleError as error:
+        cycle = [str(name) for name in error.args[1]]
+        problems.append(DagProblem(cycle[0], "", f"dependency cycle: {' -> '.join(cycle)}"))
+    return problems
+
+
+def execution_order(definition: Mapping[str, Any]) -> list[StepNode]:
+    """The steps in an order that respects every dependency, definition order breaking ties (what a
+    person reading the definition expects to run first). The definition must have no ``dag_problems``."""
+    pending = steps_of(definition)
+    done: set[str] = set()
+    ordered: list[StepNode] = []
+    while pending:
+        ready = next(node for node in pending if node.needs() <= done)  # StopIteration: a cycle
+        ordered.append(ready)
+        done.add(ready.name)
+        pending.remove(ready)
+    return ordered

@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
@@ -31,7 +30,7 @@ from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Sh
 from pipeline.definition.reader import (
     DefinitionFormatError,
     StepNode,
-    dependencies,
+    dag_problems,
     expressions,
     own_arguments,
     parse_definition,
@@ -66,7 +65,6 @@ EXECUTION_VARIABLES = frozenset(
     }
 )
 EXPRESSION_KEYS = frozenset({"Get", "Std:Join", "Std:JsonGet"})
-STEP_TYPES = frozenset({*STEP_APIS, "Condition", "Fail"})
 _PROPERTY_PART = re.compile(r"\.?([A-Za-z0-9_]+)|\[(?:'([^']*)'|\"([^\"]*)\"|(\d+))\]")
 
 
@@ -237,7 +235,7 @@ def check_reference(reference: str, steps: dict[str, StepNode], parameters: set[
         return f"unknown reference kind {kind!r} in {reference!r}"
     name = step_of_reference(reference) or ""
     if name not in steps:
-        return f"unknown step {name!r} in {reference!r}"
+        return None  # an unknown step is the DAG check's (reader.dag_problems) to report
     prop = reference[len(f"Steps.{name}.") :]
     if prop.startswith("PropertyFiles."):
         file_name = prop[len("PropertyFiles.") :]
@@ -275,19 +273,12 @@ def check_hyperparameters(node: StepNode) -> list[Problem]:
 
 
 def _dag_problems(definition: dict[str, Any], nodes: list[StepNode]) -> list[Problem]:
-    problems: list[Problem] = []
+    """The DAG check every engine shares (``reader.dag_problems``), then each reference's target:
+    parameters, execution variables and the properties a step of that type has."""
+    problems = [Problem(p.step, p.path, p.message) for p in dag_problems(definition)]
     steps: dict[str, StepNode] = {}
     for node in nodes:
-        if node.name in steps:
-            problems.append(Problem(node.name, f"{node.path}.Name", "duplicate step name"))
         steps.setdefault(node.name, node)
-        if node.type not in STEP_TYPES:
-            problems.append(Problem(node.name, f"{node.path}.Type", f"unknown step type {node.type!r}"))
-        for index, target in enumerate(node.raw.get("DependsOn") or []):
-            if target not in steps and target not in {n.name for n in nodes}:
-                problems.append(
-                    Problem(node.name, f"{node.path}.DependsOn[{index}]", f"unknown step {target!r}")
-                )
     parameters = {str(p.get("Name")) for p in definition.get("Parameters") or [] if isinstance(p, dict)}
     for node in nodes:
         own = {**node.raw, "Arguments": own_arguments(node.raw)}
@@ -295,11 +286,6 @@ def _dag_problems(definition: dict[str, Any], nodes: list[StepNode]) -> list[Pro
             error = check_reference(reference, steps, parameters)
             if error:
                 problems.append(Problem(node.name, path, error))
-    try:
-        TopologicalSorter(dependencies(definition)).prepare()
-    except CycleError as error:
-        cycle = " -> ".join(error.args[1])
-        problems.append(Problem(error.args[1][0], "", f"dependency cycle: {cycle}"))
     return problems
 
 

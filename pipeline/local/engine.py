@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pipeline.definition.parameters import parameter_values
-from pipeline.definition.reader import own_arguments, steps_of
+from pipeline.definition.reader import dag_problems, execution_order, own_arguments
 from pipeline.local.attempts import Attempt
 from pipeline.local.cache import StepCache, cache_enabled, cache_key
 from pipeline.local.condition import PipelineFailed, evaluate_all, fail
@@ -59,9 +59,6 @@ def _runners() -> dict[str, StepRunner]:
     }
 
 
-CONTROL_STEP_TYPES = frozenset({"Condition", "Fail"})
-
-
 @dataclass
 class PlannedStep:
     """A step of the definition with what decides when it may run."""
@@ -77,39 +74,22 @@ class PlannedStep:
 
 
 def plan(definition: Mapping[str, Any]) -> list[PlannedStep]:
-    """Steps in an order that respects every dependency; definition order breaks ties."""
-    steps: dict[str, PlannedStep] = {}
-    for node in steps_of(definition):
-        if not node.raw.get("Name"):
-            raise DefinitionError(f"a step has no Name: {dict(node.raw)!r:.200}")
-        if node.name in steps:
-            raise DefinitionError(f"duplicate step name {node.name!r}")
-        branch = (node.parent, bool(node.needed_outcome)) if node.parent else None
-        steps[node.name] = PlannedStep(node.name, node.raw, node.needs(), branch)
-    known = set(steps)
-    runners = _runners()
-    for step in steps.values():
-        missing = step.depends_on - known
-        if missing:
-            raise DefinitionError(
-                f"step {step.name!r} refers to unknown step(s): {', '.join(sorted(missing))}"
-            )
-        if step.type not in runners and step.type not in CONTROL_STEP_TYPES:
-            raise DefinitionError(
-                f"step {step.name!r}: step type {step.type!r} is not supported by the local engine"
-            )
-    ordered: list[PlannedStep] = []
-    done: set[str] = set()
-    pending = list(steps.values())
-    while pending:
-        ready = [step for step in pending if step.depends_on <= done]
-        if not ready:
-            cycle = ", ".join(step.name for step in pending)
-            raise DefinitionError(f"dependency cycle among steps: {cycle}")
-        ordered.append(ready[0])
-        done.add(ready[0].name)
-        pending.remove(ready[0])
-    return ordered
+    """Steps in an order that respects every dependency (definition order breaks ties), after the DAG
+    check ``validate`` runs too (``reader.dag_problems``): a definition it refuses runs nothing."""
+    problems = dag_problems(definition)
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more; `dogpipe validate` lists them)" if len(problems) > 1 else ""
+        raise DefinitionError(f"step {first.step!r}: {first.message}{more}")
+    return [
+        PlannedStep(
+            node.name,
+            node.raw,
+            node.needs(),
+            (node.parent, bool(node.needed_outcome)) if node.parent else None,
+        )
+        for node in execution_order(definition)
+    ]
 
 
 @dataclass

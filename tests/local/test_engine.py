@@ -164,9 +164,9 @@ def test_unknown_property_fails_the_step_naming_it(engine: LocalEngine, tmp_path
 def test_unknown_step_and_cycles_are_rejected_before_running(engine: LocalEngine, tmp_path: Path) -> None:
     a = processing_step("A", f"{BUCKET}/code/x.py", inputs={"i": get("Steps.B.ProcessingJobName")})
     b = processing_step("B", f"{BUCKET}/code/x.py", depends_on=["A"])
-    with pytest.raises(DefinitionError, match="cycle among steps: A, B"):
+    with pytest.raises(DefinitionError, match=r"dependency cycle: (A -> B -> A|B -> A -> B)"):
         engine.start(definition(a, b), "test")
-    with pytest.raises(DefinitionError, match="'A' refers to unknown step\\(s\\): B"):
+    with pytest.raises(DefinitionError, match=r"step 'A': unknown step 'B' in 'Steps.B.ProcessingJobName'"):
         engine.start(definition(a), "test")
     assert engine.executions.list() == []
 
