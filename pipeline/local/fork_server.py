@@ -76,7 +76,6 @@ def _text_stream(fd: int, unbuffered: bool) -> io.TextIOWrapper:
 
 def _run_job(request: dict, output: int) -> None:
     """In J: become the job, as ``python SCRIPT ARGS`` in its folder would be, run it, exit with its code."""
-    os.setsid()
     os.dup2(output, 1)
     os.dup2(output, 2)
     os.close(output)
@@ -125,13 +124,21 @@ def _serve_one(conn: socket.socket, base_path: list[str]) -> None:
     request, output = _receive(conn)
     request["base_path"] = base_path
     waiter = os.getpid()
+    in_session, session_told = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.setsid()  # before the engine learns the pid: its killpg(pid) must always find the group
+        os.close(in_session)
+        os.write(session_told, b".")
+        os.close(session_told)
         conn.close()
         die_with_parent(waiter)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _run_job(request, output)
     os.close(output)
+    os.close(session_told)
+    os.read(in_session, 1)  # J leads its own process group now (or died, which reads as EOF)
+    os.close(in_session)
     conn.sendall(f"{pid}\n".encode())
     _, status = os.waitpid(pid, 0)
     conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())

@@ -51,7 +51,8 @@ class JobTimedOut(JobFailed):
 
 
 _RUNNING: set[subprocess.Popen[str]] = set()
-_RUNNING_LOCK = threading.Lock()
+#: Re-entrant: the engine's signal handler takes it in the main thread, which may hold it already.
+_RUNNING_LOCK = threading.RLock()
 #: Set while the engine stops (a signal arrived): jobs that end now were stopped, not failed.
 ENGINE_STOPPING = threading.Event()
 
@@ -63,17 +64,15 @@ def stop_running_jobs(grace_s: float = 10.0) -> None:
     the interrupted main thread would otherwise wait for (Optuna's thread pool) until they finished.
     """
     ENGINE_STOPPING.set()
-    with _RUNNING_LOCK:
-        running = [process for process in _RUNNING if process.poll() is None]
+    with _RUNNING_LOCK:  # returncode, not poll(): a handler must not wait on a lock a job's reader holds
+        running = [process for process in _RUNNING if process.returncode is None]
     for process in running:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+        _signal_group(process.pid, signal.SIGTERM)
 
     def kill_stragglers() -> None:
         for process in running:
             if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                _signal_group(process.pid, signal.SIGKILL)
 
     if running:
         timer = threading.Timer(grace_s, kill_stragglers)
@@ -183,8 +182,17 @@ def _track(process: subprocess.Popen[str]) -> subprocess.Popen[str]:
     with _RUNNING_LOCK:
         _RUNNING.add(process)
     if ENGINE_STOPPING.is_set():  # started by a worker thread just after the engine began to stop
-        os.killpg(process.pid, signal.SIGTERM)
+        _signal_group(process.pid, signal.SIGTERM)
     return process
+
+
+def _signal_group(pid: int, number: signal.Signals) -> None:
+    """Signal the job's process group; the process alone if it has none (yet); nothing if it is gone."""
+    try:
+        os.killpg(pid, number)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, number)
 
 
 def _raise_for_outcome(
@@ -245,12 +253,11 @@ def _terminate(process: subprocess.Popen[str], grace_s: float = 10.0) -> None:
     """SIGTERM to the job's process group, SIGKILL if it has not exited ``grace_s`` seconds later."""
     if process.poll() is not None:
         return
+    _signal_group(process.pid, signal.SIGTERM)
     try:
-        os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=grace_s)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+    except subprocess.TimeoutExpired:
+        _signal_group(process.pid, signal.SIGKILL)
         process.wait()
 
 
