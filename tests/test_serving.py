@@ -30,7 +30,7 @@ from click.testing import CliRunner
 
 from pipeline.cli.main import cli
 from pipeline.config import LOCAL_CONFIG
-from pipeline.local.endpoint_servers import write_endpoint
+from pipeline.local.endpoint_records import write_endpoint
 from pipeline.object_store import ObjectStore
 from pipeline.registry import LocalRegistry
 from pipeline.serving import app as serving_app

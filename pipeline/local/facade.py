@@ -188,7 +188,7 @@ class LocalFacade:
         return find_test_image(self.cfg, data_dir)
 
     def endpoint_url(self, endpoint: str) -> str:
-        from pipeline.local.endpoint_servers import EndpointError, read_endpoint
+        from pipeline.local.endpoint_records import EndpointError, read_endpoint
 
         try:
             return str(read_endpoint(self.root, endpoint)["url"])
@@ -198,18 +198,18 @@ class LocalFacade:
     # -- endpoints ----------------------------------------------------------------------------------
 
     def endpoints(self) -> Listing:
-        from pipeline.local.endpoint_servers import list_endpoints
+        from pipeline.local.endpoint_records import list_endpoints
 
         rows = [row.to_json() for row in list_endpoints(self.root)]
         return Listing(rows, ENDPOINT_COLUMNS, f"no local endpoints under {self.root / 'endpoints'}")
 
     def endpoint_choices(self) -> list[tuple[str, str]]:
-        from pipeline.local.endpoint_servers import known_endpoints
+        from pipeline.local.endpoint_records import known_endpoints
 
         return [(name, "local") for name in known_endpoints(self.root)]
 
     def serving(self, endpoints: list[str]) -> dict[str, str | None]:
-        from pipeline.local.endpoint_servers import list_endpoints
+        from pipeline.local.endpoint_records import list_endpoints
 
         alive = {row.name: row.model_package_arn for row in list_endpoints(self.root) if row.alive}
         return {name: alive.get(name) for name in endpoints}
@@ -221,7 +221,7 @@ class LocalFacade:
 
     def stop_endpoints(self, endpoint: str | None) -> list[tuple[str, bool]]:
         """Stop one endpoint's server (or every one when ``endpoint`` is None): (name, was running)."""
-        from pipeline.local.endpoint_servers import known_endpoints, stop_endpoint
+        from pipeline.local.endpoint_records import known_endpoints, stop_endpoint
 
         names = known_endpoints(self.root)
         if endpoint is not None:
@@ -264,7 +264,7 @@ class LocalFacade:
             raise DogpipeError(
                 f"deploy execution {result.execution.id} {result.status}: {result.failure_reason}"
             )
-        from pipeline.local.endpoint_servers import read_endpoint
+        from pipeline.local.endpoint_records import read_endpoint
 
         name = stage_endpoint(self.cfg)
         record = read_endpoint(self.root, name)

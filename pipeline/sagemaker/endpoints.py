@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pipeline.local.endpoint_servers import model_version_of
+from pipeline.local.endpoint_records import model_version_of
 from pipeline.sagemaker.aws import AwsError, aws_errors
 
 

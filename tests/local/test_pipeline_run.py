@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from pipeline.cli.main import cli
 from pipeline.cli.output import parse_table
 from pipeline.config import LOCAL_CONFIG
-from pipeline.local.endpoint_servers import read_endpoint, stop_endpoint
+from pipeline.local.endpoint_records import read_endpoint, stop_endpoint
 from pipeline.local.executions import ExecutionStore
 from pipeline.registry import LocalRegistry
 
