@@ -8,10 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.names import local_arn
 from pipeline.object_store import ObjectStore
-
-LOCAL_REGION = "local"
-LOCAL_ACCOUNT = "000000000000"
 
 
 @dataclass(frozen=True)
@@ -51,4 +49,4 @@ class StepContext:
 
 def arn(resource: str, name: str) -> str:
     """A local ARN shaped like SageMaker's, so ARN-parsing code behaves the same."""
-    return f"arn:aws:sagemaker:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{resource}/{name.lower()}"
+    return local_arn(f"{resource}/{name.lower()}")

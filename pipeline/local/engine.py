@@ -21,7 +21,7 @@ from pipeline.definition.reader import dag_problems, execution_order, own_argume
 from pipeline.local.attempts import Attempt
 from pipeline.local.cache import StepCache, cache_enabled, cache_key
 from pipeline.local.condition import PipelineFailed, evaluate_all, fail
-from pipeline.local.context import LOCAL_ACCOUNT, LOCAL_REGION, EngineSettings, StepContext
+from pipeline.local.context import EngineSettings, StepContext, arn
 from pipeline.local.errors import DefinitionError, NothingToResume
 from pipeline.local.executions import (
     Execution,
@@ -322,7 +322,7 @@ class StepFailed(RuntimeError):
 
 def _execution_variables(record: Mapping[str, Any]) -> dict[str, Any]:
     name, execution_id = record["pipeline_name"], record["id"]
-    pipeline_arn = f"arn:aws:sagemaker:{LOCAL_REGION}:{LOCAL_ACCOUNT}:pipeline/{name.lower()}"
+    pipeline_arn = arn("pipeline", name)
     return {
         "PipelineExecutionId": execution_id,
         "PipelineExecutionArn": f"{pipeline_arn}/execution/{execution_id}",

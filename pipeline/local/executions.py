@@ -15,9 +15,7 @@ and its step that was running as ``Failed`` too: nothing is left claiming to run
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,12 +23,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import psutil
 from filelock import FileLock, Timeout
 
 from pipeline.config.deploy_names import PACKAGE_PARAMETER
 from pipeline.errors import DogpipeError
+from pipeline.files import write_json_atomic
 from pipeline.names import EXECUTION_ID, STEP, path_under
+from pipeline.processes import ProcessIdentity, running_process
 
 TERMINAL_STEP_STATUSES = ("Succeeded", "Failed", "NotExecuted")
 
@@ -43,21 +42,13 @@ class ExecutionRunning(RuntimeError):
     """Another live engine process runs this execution."""
 
 
-# What new_execution_id() writes, and nothing that could leave the executions folder.
-# A pid's start time as psutil reads it is exact to the clock tick; this absorbs float rounding only.
-_SAME_START_S = 0.05
-
-
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename): readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(4)}.part")
-    temp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    temp.replace(path)
+    """Publish an engine record whole (:mod:`pipeline.files`); what JSON cannot hold is written as text."""
+    write_json_atomic(path, data, default=str)
 
 
 def read_json(path: Path) -> Any:
@@ -66,22 +57,14 @@ def read_json(path: Path) -> Any:
 
 def this_process() -> dict[str, Any]:
     """What identifies the running engine in a record: pid and the process's start time."""
-    return {"pid": os.getpid(), "pid_started": psutil.Process().create_time()}
+    me = ProcessIdentity.current()
+    return {"pid": me.pid, "pid_started": me.started}
 
 
 def engine_alive(record: Mapping[str, Any]) -> bool:
-    """Whether the process that the record names still runs (same pid *and* same start time)."""
-    pid = record.get("pid")
-    if not pid:
-        return False
-    try:
-        process = psutil.Process(int(pid))
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        started = record.get("pid_started")
-        return started is None or abs(process.create_time() - float(started)) < _SAME_START_S
-    except psutil.Error:
-        return False
+    """Whether the process that the record names still runs (:func:`pipeline.processes.running_process`:
+    same pid *and* same start time; a record without a start time names none)."""
+    return running_process(record.get("pid"), record.get("pid_started")) is not None
 
 
 def engine_gone_reason(record: Mapping[str, Any]) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from markupsafe import Markup
 
+from pipeline.files import write_atomic
 from pipeline.report import sections
 from pipeline.report.inputs import ReportInputs
 from pipeline.report.markup import render
@@ -60,9 +61,4 @@ def build_report(inputs: ReportInputs, out_path: str | Path) -> Path:
         for title, read, template in SECTIONS
     ]
     document = render("report.html.j2", title=inputs.title, sections=parts)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".html.tmp")
-    tmp.write_text(document)
-    tmp.replace(out_path)
-    return out_path
+    return write_atomic(out_path, document)

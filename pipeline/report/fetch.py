@@ -25,7 +25,7 @@ from pipeline.report.collect import (
     trials_from_summaries,
 )
 from pipeline.report.inputs import ReportInputs
-from pipeline.sagemaker.aws import AwsClients, aws_errors
+from pipeline.sagemaker.aws import AwsClients, aws_errors, is_not_found
 from pipeline.sagemaker.pipelines import PipelineError, StepState, execution_report
 from pipeline.text import first_line
 
@@ -87,7 +87,7 @@ def _keys(s3: Any, uri: str) -> list[str]:
             s3.head_object(Bucket=bucket, Key=key)
             return [key]
         except ClientError as error:
-            if str(error.response.get("Error", {}).get("Code")) not in {"404", "NoSuchKey", "NotFound"}:
+            if not is_not_found(error):
                 raise
     prefix = key.rstrip("/") + "/" if key else ""
     paginator = s3.get_paginator("list_objects_v2")

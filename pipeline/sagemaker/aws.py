@@ -118,8 +118,8 @@ class AwsClients:
         try:
             self.s3.head_bucket(Bucket=bucket)
         except ClientError as error:
-            code = _error_code(error)
-            if code in {"404", "NoSuchBucket", "NotFound"}:
+            code = error_code(error)
+            if is_not_found(error):
                 raise AwsError(
                     f"S3 bucket {bucket!r} does not exist: create it, or pass --bucket / set {BUCKET_ENV}"
                 ) from None
@@ -137,7 +137,7 @@ class AwsClients:
         try:
             role = self.client("iam").get_role(RoleName=name)["Role"]
         except ClientError as error:
-            code = _error_code(error)
+            code = error_code(error)
             if code == "NoSuchEntity":
                 raise AwsError(f"IAM role {role_arn!r} does not exist: pass an existing --role-arn") from None
             if code not in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
@@ -171,8 +171,30 @@ def trusted_services(role: dict[str, Any]) -> set[str]:
     return services
 
 
-def _error_code(error: ClientError) -> str:
+def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+#: The codes that mean "no such thing" across the services dogpipe calls: S3 objects and buckets (a
+#: HEAD's bare 404 included), SageMaker Pipelines, EventBridge, Scheduler.
+NOT_FOUND_CODES = frozenset(
+    {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFound", "ResourceNotFoundException"}
+)
+#: SageMaker's describe calls say "no such model/endpoint/package" as a ValidationException whose
+#: message says so; any other ValidationException is a bad request and must not read as "missing".
+_MISSING_MESSAGE = re.compile(r"could not find|does not exist|not found", re.IGNORECASE)
+
+
+def is_not_found(error: BaseException) -> bool:
+    """Whether an AWS error says that the thing asked for does not exist (and nothing else: a denied
+    or throttled call is not a missing value)."""
+    if not isinstance(error, ClientError):
+        return False
+    code = error_code(error)
+    if code in NOT_FOUND_CODES:
+        return True
+    message = str(error.response.get("Error", {}).get("Message", ""))
+    return code == "ValidationException" and bool(_MISSING_MESSAGE.search(message))
 
 
 def translate(error: Exception) -> AwsError:
@@ -186,7 +208,7 @@ def translate(error: Exception) -> AwsError:
     if isinstance(error, EndpointConnectionError):
         return AwsError(f"cannot reach AWS ({error}): check the network, region and AWS_ENDPOINT_URL")
     if isinstance(error, ClientError):
-        code = _error_code(error)
+        code = error_code(error)
         message = error.response.get("Error", {}).get("Message", str(error))
         if code in {"InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"}:
             return AwsError(f"AWS rejected the credentials ({code}): {CREDENTIALS_HINT}")

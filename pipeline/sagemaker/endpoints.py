@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pipeline.local.endpoint_records import model_version_of
-from pipeline.sagemaker.aws import AwsError, aws_errors
+from pipeline.sagemaker.aws import AwsError, aws_errors, is_not_found
 
 
 def _config_of(sagemaker: Any, config_name: str | None) -> tuple[dict[str, Any], str | None]:
@@ -97,7 +97,7 @@ def delete_sagemaker_endpoint(sagemaker: Any, name: str) -> None:
         try:
             sagemaker.describe_endpoint(EndpointName=name)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+            if is_not_found(error):
                 raise AwsError(f"no SageMaker endpoint named {name!r}") from None
             raise
         sagemaker.delete_endpoint(EndpointName=name)
