@@ -156,15 +156,11 @@ class TriggerChanges:
     lines: list[str] = field(default_factory=list)
 
 
-def _missing(error: ClientError) -> bool:
-    return is_not_found(error)
-
-
 def describe_rule(events: Any, name: str) -> dict[str, Any] | None:
     try:
         return events.describe_rule(Name=name)
     except ClientError as error:
-        if _missing(error):
+        if is_not_found(error):
             return None
         raise
 
@@ -173,7 +169,7 @@ def get_schedule(scheduler: Any, name: str) -> dict[str, Any] | None:
     try:
         return scheduler.get_schedule(Name=name)
     except ClientError as error:
-        if _missing(error):
+        if is_not_found(error):
             return None
         raise
 
