@@ -100,8 +100,8 @@ class LocalFacade:
     def execution_choices(self) -> list[tuple[str, str]]:
         choices = []
         for execution in reversed(self._store().list()):
-            record = execution.record
-            choices.append((execution.id, f"{record['status']} {record['started_at']}"))
+            record = execution.load()
+            choices.append((execution.id, f"{record.status} {record.started_at}"))
         return choices
 
     def logs(self, execution: str, step: str | None) -> LogFeed:
@@ -116,7 +116,7 @@ class LocalFacade:
         def lines(final: bool) -> Iterator[str]:
             return tail.new_lines(log_sources(found, step), final)
 
-        return LogFeed(lines, lambda: found.record.get("status") in RUNNING_STATUSES, 0.5)
+        return LogFeed(lines, lambda: found.load().status in RUNNING_STATUSES, 0.5)
 
     def write_report(
         self,
@@ -279,27 +279,27 @@ class LocalFacade:
 
 
 def _execution_row(execution: Execution) -> dict[str, Any]:
-    record = execution.record  # read once: each access reads execution.json (and the engine's pid)
+    record = execution.load()  # one read of execution.json (and of the engine's liveness) per row
     return {
         "execution": execution.id,
-        "status": record["status"],
-        "started": record["started_at"],
-        "failure": first_line(record.get("failure_reason")),
-        "pipeline": record.get("pipeline_name"),
+        "status": record.status,
+        "started": record.started_at,
+        "failure": first_line(record.failure_reason),
+        "pipeline": record.pipeline_name,
     }
 
 
 def _status_record(execution: Execution) -> dict[str, Any]:
     from pipeline.local.summary import local_step_rows
 
-    record = execution.record
+    record = execution.load()
     return {
         "execution": execution.id,
-        "pipeline": record.get("pipeline_name"),
-        "status": record["status"],
-        "started": record["started_at"],
-        "ended": record.get("ended_at"),
+        "pipeline": record.pipeline_name,
+        "status": record.status,
+        "started": record.started_at,
+        "ended": record.ended_at,
         "folder": str(execution.folder),
-        "failure": record.get("failure_reason"),
-        "steps": local_step_rows(execution.step_states(), execution.definition),
+        "failure": record.failure_reason,
+        "steps": local_step_rows(execution.step_states(record), execution.definition),
     }

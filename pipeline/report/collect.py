@@ -129,7 +129,9 @@ def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: P
     paths: list[Path] = []
     traces: list[Path] = []
     trials: list[dict[str, Any]] = []
-    for name, state in execution.step_states().items():
+    record = execution.load()
+    states = execution.step_states(record)
+    for name, state in states.items():
         properties = state.get("properties") or {}
         trials += trials_from_summaries(properties.get("TrainingJobSummaries") or [])
         artifacts = step_artifacts(name, state.get("type", ""), properties)
@@ -138,9 +140,9 @@ def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: P
         paths += [store.path_for(uri) for uri in artifacts.uris]
         if artifacts.trace_uri:
             traces.append(store.path_for(artifacts.trace_uri))
-    status = execution.record.get("status", "")
-    inputs = inputs_from_files(f"dogpipe execution {execution.id} ({status})", paths, traces, trials, scratch)
-    inputs.steps = local_step_rows(execution.step_states(), execution.definition)
+    title = f"dogpipe execution {execution.id} ({record.status})"
+    inputs = inputs_from_files(title, paths, traces, trials, scratch)
+    inputs.steps = local_step_rows(states, execution.definition)
     return inputs
 
 

@@ -376,7 +376,7 @@ def test_sigterm_stops_the_execution_and_its_job_and_resume_finishes_it(
             process.kill()
     stopped = engine.executions.latest()
     assert process.returncode == 130 and f"STOPPED {stopped.id} interrupted (SIGTERM)" in output, output
-    assert stopped.record["status"] == "Stopped"
+    assert stopped.load().status == "Stopped"
     assert stopped.step_state("First")["status"] == "Succeeded"
     assert stopped.step_state("Second")["failure_reason"] == "interrupted (SIGTERM)"
     assert _processes_with_env("BLOCK", str(block)) == []  # the job did not outlive the engine
