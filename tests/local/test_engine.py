@@ -277,6 +277,7 @@ def local_config(tmp_path: Path, root: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_sigkill_of_the_engine_shows_failed_kills_its_job_and_resume_finishes_in_a_fresh_folder(
     engine: LocalEngine, tmp_path: Path
 ) -> None:
@@ -334,6 +335,7 @@ def _processes_with_env(name: str, value: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_sigterm_stops_the_execution_and_its_job_and_resume_finishes_it(
     engine: LocalEngine, tmp_path: Path
 ) -> None:

@@ -126,6 +126,7 @@ ENGINE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_a_forked_job_dies_with_the_engine_on_sigkill(tmp_path: Path) -> None:
     (tmp_path / "sleeper.py").write_text(
         "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
