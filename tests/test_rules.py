@@ -266,6 +266,7 @@ def _training_output(tmp_path: Path, trace: Path | None) -> Path:
     return folder
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_script_reads_the_trace_inside_the_job_output_and_counts_blocking_issues(
     traces: dict[str, Path], tmp_path: Path
 ) -> None:
