@@ -13,6 +13,7 @@ from pipeline.console_progress import JobLines
 from pipeline.local.container import Container, job_name, max_runtime_seconds
 from pipeline.local.context import StepContext, arn
 from pipeline.local.deploy_job import is_deploy_job, run_deploy_job
+from pipeline.local.endpoint_servers import endpoints_folder
 from pipeline.local.job_process import run_logged
 
 
@@ -54,7 +55,11 @@ def run_processing(ctx: StepContext) -> dict[str, Any]:
 
     argv = container.command(entrypoint + list(app.get("ContainerArguments") or []))
     env = container.environment(arguments.get("Environment") or {})
-    env["DOGPIPE_LOCAL_REGISTRY"] = str(ctx.settings.root / "registry")  # stands in for the registry API
+    # The folders that stand in for the registry API, the endpoints and S3, for the jobs that ask AWS
+    # themselves (ResolvePackage, Compare: training_code/production_model.py).
+    env["DOGPIPE_LOCAL_REGISTRY"] = str(ctx.settings.root / "registry")
+    env["DOGPIPE_LOCAL_ENDPOINTS"] = str(endpoints_folder(ctx.settings.root))
+    env["DOGPIPE_LOCAL_S3"] = str(ctx.store.root)
     ctx.echo(f"  [{ctx.name}] {' '.join(argv[1:])}")
     shown = JobLines(ctx.echo, f"  [{ctx.name}] ")
     try:
