@@ -3,9 +3,10 @@ and two versions side by side (``dogpipe models compare``).
 
 The Register step stores the lineage as the package's customer metadata (``steps/register.py``:
 execution, data URI, code digest, training job, best trial and its hyperparameters, the Debugger
-rules' report) and links the evaluation as its model-quality metrics; the registry reads both back on
-either engine. Files the metadata points to (the rules report) are read through ``read_json``, the
-engine's store: a folder locally, S3 on SageMaker.
+rules' report, the comparison with production and its verdict) and links the evaluation as its
+model-quality metrics; the registry reads both back on either engine. Files the metadata points to (the
+rules report, ``comparison.json``) are read through ``read_json``, the engine's store: a folder locally,
+S3 on SageMaker.
 """
 
 from __future__ import annotations
@@ -49,10 +50,40 @@ def _number(value: Any) -> int | None:
         return None
 
 
+def production_summary(comparison: Mapping[str, Any] | None) -> str | None:
+    """The Compare step's verdict in one line: against which production version, by how much, whether
+    the difference is significant, and the gate's answer; or why no comparison was made."""
+    if not isinstance(comparison, Mapping):
+        return None
+    gate = comparison.get("gate") or {}
+    verdict = "gate passed" if gate.get("passed", True) else "gate blocked"
+    if comparison.get("status") != "compared":
+        return f"{comparison.get('status')}: {comparison.get('reason')} ({verdict})"
+    production = comparison.get("production") or {}
+    mine, theirs = comparison["candidate"], comparison["baseline"]
+    delta, mcnemar = comparison["delta"], comparison["mcnemar"]
+    significance = "significant" if mcnemar.get("significant") else "not significant"
+    return (
+        f"v{production.get('version')} ({production.get('source')}): accuracy {mine['accuracy']:.4f} vs "
+        f"{theirs['accuracy']:.4f} ({delta['accuracy']:+.4f}), weighted_f1 {mine['weighted_f1']:.4f} vs "
+        f"{theirs['weighted_f1']:.4f} ({delta['weighted_f1']:+.4f}), McNemar p={mcnemar['p_value']:.4g} "
+        f"({significance}) on {comparison.get('test_images')} images; {verdict}"
+    )
+
+
+def breeds_worse(comparison: Mapping[str, Any] | None, worst: int = 5) -> str | None:
+    """The breeds the candidate does worse on than production, worst first (``per_breed`` is sorted)."""
+    rows = (comparison.get("per_breed") or []) if isinstance(comparison, Mapping) else []
+    worse = [row for row in rows if isinstance(row, Mapping) and (row.get("delta") or 0) < 0][:worst]
+    return ", ".join(f"{row['breed']} ({row['delta']:+.2f})" for row in worse) or None
+
+
 def show(
     package: ModelPackage, serving: list[str], read_json: Callable[[str], Any], worst: int = 5
 ) -> dict[str, Any]:
-    """Everything ``models show`` prints: decision, quality, lineage, the rules' verdicts."""
+    """Everything ``models show`` prints: decision, quality, the comparison with production (the
+    Compare step's ``comparison.json``, whole under ``comparison`` in JSON), lineage, the rules'
+    verdicts."""
     metrics = package.metrics
     data_uri = metrics.get("data_uri")
     digest = _CONTENT_DIGEST.search(str(data_uri or ""))
@@ -64,6 +95,8 @@ def show(
         for rule in (rules_report or {}).get("rules", [])
         if isinstance(rule, Mapping)
     ]
+    comparison_uri = metrics.get("comparison_report")
+    comparison = read_json(str(comparison_uri)) if comparison_uri else None
     classes = per_class(metrics)
     weakest = sorted(classes.items(), key=lambda item: (item[1].get("f1", 0.0), item[0]))[:worst]
     return {
@@ -76,6 +109,8 @@ def show(
         **quality(metrics),
         "test_images": _number(metrics.get("num_samples")),
         "weakest_breeds": ", ".join(f"{name} (f1 {row.get('f1', 0):.2f})" for name, row in weakest) or None,
+        "vs_production": production_summary(comparison) or metrics.get("comparison_status"),
+        "breeds_worse_than_production": breeds_worse(comparison, worst),
         "source_execution": metrics.get("source_execution"),
         "data_uri": data_uri,
         "data_digest": digest.group(1) if digest else None,
@@ -86,6 +121,8 @@ def show(
         "model_data": package.model_data_url,
         "created": package.created,
         "rules_blocking": (rules_report or {}).get("blocking_issues") if rules_report else None,
+        "comparison_report": comparison_uri,
+        "comparison": comparison if isinstance(comparison, Mapping) else None,
         "rules": rules,
     }
 

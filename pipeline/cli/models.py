@@ -67,8 +67,9 @@ def models_show(
     version: str, config_path: Path | None, region: str | None, bucket: str | None, output: Output
 ) -> None:
     """One version as an approver weighs it: status and who decided, accuracy and weighted F1 on how many
-    test images, the weakest breeds, its lineage (execution, data, code, training job, best trial and
-    hyperparameters) and the Debugger rules' verdicts."""
+    test images, the weakest breeds, the comparison with production on the same images (-o json: the
+    whole comparison.json under "comparison"), its lineage (execution, data, code, training job, best
+    trial and hyperparameters) and the Debugger rules' verdicts."""
     from pipeline.engines import served_packages
     from pipeline.lineage import RULE_COLUMNS, show
     from pipeline.registry import parse_version
@@ -76,7 +77,7 @@ def models_show(
     engine = open_engine(config_path, region, bucket)
     package = engine.registry().get(engine.cfg.registry.model_package_group, parse_version(version))
     record = show(package, served_packages(engine).get(package.arn, []), engine.read_json)
-    click.echo(output.record(record, "rules", RULE_COLUMNS))
+    click.echo(output.record(record, "rules", RULE_COLUMNS, json_only=("comparison",)))
 
 
 @models.command(
