@@ -181,6 +181,20 @@ def compare(
         status = "no_production" if production_facts is None else "not_comparable"
         return {**document, "status": status, "reason": reason or "no production model"}
     document["baseline"] = production.summary()
+    unlike = incomparable_reason(candidate, production)
+    if unlike:
+        return {**document, "status": "not_comparable", "reason": unlike}
+    document["delta"] = {
+        key: round(document["candidate"][key] - document["baseline"][key], 6)
+        for key in ("accuracy", "weighted_f1")
+    }
+    document["mcnemar"] = mcnemar(candidate, production, alpha)
+    document["per_breed"] = per_breed(candidate, production)
+    return document
+
+
+def incomparable_reason(candidate: ScoredModel, production: ScoredModel) -> str | None:
+    """Why the two cannot be scored against each other (other classes), or None."""
     if production.classes != candidate.classes:
         only_candidate = sorted(set(candidate.classes) - set(production.classes))
         only_production = sorted(set(production.classes) - set(candidate.classes))
@@ -190,25 +204,24 @@ def compare(
         )
         if not only_candidate and not only_production:
             detail = "the same breeds in another order"
-        return {**document, "status": "not_comparable", "reason": f"the classes differ ({detail})"}
+        return f"the classes differ ({detail})"
     if production.labels != candidate.labels:
-        return {**document, "status": "not_comparable", "reason": "the test images were read differently"}
+        return "the test images were read differently"
+    return None
+
+
+def mcnemar(candidate: ScoredModel, production: ScoredModel, alpha: float) -> dict[str, Any]:
+    """The discordant pairs and McNemar's exact p-value of two models scored on the same images."""
     mine = [p == y for p, y in zip(candidate.predictions, candidate.labels, strict=True)]
     theirs = [p == y for p, y in zip(production.predictions, production.labels, strict=True)]
     candidate_only = sum(a and not b for a, b in zip(mine, theirs, strict=True))
     production_only = sum(b and not a for a, b in zip(mine, theirs, strict=True))
     p_value = mcnemar_exact_p(candidate_only, production_only)
-    document["delta"] = {
-        key: round(document["candidate"][key] - document["baseline"][key], 6)
-        for key in ("accuracy", "weighted_f1")
-    }
-    document["mcnemar"] = {
+    return {
         "candidate_only_right": candidate_only,
         "production_only_right": production_only,
         "p_value": p_value,
         "significant": p_value < alpha,
         "alpha": alpha,
     }
-    document["per_breed"] = per_breed(candidate, production)
-    return document
 
