@@ -57,7 +57,9 @@ def build_check_rules(rules: ProcessingStep, report: PropertyFile, on_pass: list
     )
 
 
-def build_check_production(compare: ProcessingStep, report: PropertyFile, on_pass: list[Step]) -> ConditionStep:
+def build_check_production(
+    compare: ProcessingStep, report: PropertyFile, on_pass: list[Step]
+) -> ConditionStep:
     """A candidate the Compare job found clearly worse than production stops here; one it could not
     compare (no production model, other classes) passes, as its verdict says."""
     passed = JsonGet(step_name=compare.name, property_file=report, json_path=GATE_PASSED_PATH)

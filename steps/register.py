@@ -73,7 +73,9 @@ def comparison_metadata(compare: ProcessingStep, report: PropertyFile) -> dict[s
     ``registry_metadata`` of the file, read with JsonGet), so a listing needs no file."""
     metadata: dict[str, Any] = {"comparison_report": comparison_uri(compare)}
     for key in REGISTRY_METADATA_KEYS:
-        metadata[key] = JsonGet(step_name=compare.name, property_file=report, json_path=f"{METADATA_PATH}.{key}")
+        metadata[key] = JsonGet(
+            step_name=compare.name, property_file=report, json_path=f"{METADATA_PATH}.{key}"
+        )
     return metadata
 
 

@@ -134,7 +134,7 @@ def test_the_production_gate_follows_its_switch_and_the_comparison_reaches_the_p
     assert arguments[arguments.index("--alpha") + 1] == "0.1"
     assert arguments[arguments.index("--production-endpoint") + 1] == raw["deploy"]["production_endpoint"]
     check = gated["CheckProduction"]["Arguments"]
-    assert [step["Name"] for step in check["IfSteps"]][0] == "Register"
+    assert check["IfSteps"][0]["Name"] == "Register"
     assert [step["Name"] for step in check["ElseSteps"]] == ["WorseThanProduction"]
     accuracy_branch = gated["CheckAccuracy"]["Arguments"]["IfSteps"]
     assert [step["Name"] for step in accuracy_branch] == ["CheckProduction"]

@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if facts is None:
         reason = f"no model serves {args.production_endpoint} and group {args.group} has no Approved version"
     else:
-        log.info("production: version %s (%s) from %s", facts["version"], facts["source"], facts["package_arn"])
+        log.info(
+            "production: version %s (%s) from %s", facts["version"], facts["source"], facts["package_arn"]
+        )
         try:
             with tempfile.TemporaryDirectory(prefix="dogpipe-production-") as scratch:
                 folder = production_model.fetch_model(facts["model_data_url"], Path(scratch))

@@ -224,4 +224,3 @@ def mcnemar(candidate: ScoredModel, production: ScoredModel, alpha: float) -> di
         "significant": p_value < alpha,
         "alpha": alpha,
     }
-
