@@ -143,7 +143,7 @@ def gate_verdict(
         f"tolerance {tolerance:g}; McNemar p={p_value:.4g}, alpha {alpha:g}) on "
         f"{comparison['test_images']} images"
     )
-    worse = delta < -tolerance and comparison["mcnemar"]["significant"]
+    worse = delta < -tolerance and p_value < alpha
     gate["passed"] = not (enabled and worse)
     if worse:
         gate["message"] = f"candidate is worse than production: {numbers}"
