@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pipeline.registry import ModelPackage
@@ -145,3 +146,71 @@ def compare(first: ModelPackage, second: ModelPackage) -> list[dict[str, Any]]:
         for name in sorted(a_classes.keys() & b_classes.keys())
     ]
     return rows + sorted(breeds, key=lambda item: (item["delta"], item["metric"]))
+
+
+def test_split_of(*packages: ModelPackage) -> str | None:
+    """The test split a version was compared on (the Compare step records it), newest version first."""
+    for package in sorted(packages, key=lambda item: item.version, reverse=True):
+        uri = package.metrics.get("test_data")
+        if isinstance(uri, str) and uri.startswith("s3://"):
+            return uri
+    return None
+
+
+def score_on_same_images(
+    first: ModelPackage, second: ModelPackage, fetch: Callable[[str, Path], Path | None], scratch: Path
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Both versions' models scored on one test split with the Compare job's code (``second`` as the
+    candidate, ``first`` as the baseline): ``(comparison, None)``, or ``(None, why not)`` when a model or
+    the split cannot be fetched."""
+    from training_code import model_comparison
+
+    test_uri = test_split_of(first, second)
+    if test_uri is None:
+        return None, "neither version recorded the test split it was compared on"
+    test_dir = fetch(test_uri, scratch / "test")
+    if test_dir is None:
+        return None, f"the test split {test_uri} cannot be read"
+    scored = []
+    for package in (first, second):
+        folder = (
+            fetch(package.model_data_url, scratch / f"v{package.version}") if package.model_data_url else None
+        )
+        if folder is None:
+            return None, f"version {package.version}'s model {package.model_data_url} cannot be read"
+        scored.append(model_comparison.score_model(folder, test_dir, num_workers=0))
+    baseline = {"version": first.version, "package_arn": first.arn, "source": "compare"}
+    comparison = model_comparison.compare(scored[1], scored[0], baseline)
+    return {**comparison, "test_data": test_uri}, None
+
+
+def scored_rows(comparison: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``compare``'s rows for a same-images scoring: accuracy, weighted F1, size, latency, the images
+    only one of them got right with McNemar's p, then each breed's accuracy, worse first."""
+
+    def row(metric: str, a: Any, b: Any, delta: Any = None) -> dict[str, Any]:
+        return {"metric": metric, "first": a, "second": b, "delta": delta}
+
+    baseline, candidate = comparison["baseline"], comparison["candidate"]
+    if comparison["status"] != "compared":
+        return [row(f"same images: {comparison['status']}", None, None, comparison["reason"])]
+    rows = [
+        row(f"same images: {key}", baseline[key], candidate[key], round(candidate[key] - baseline[key], 6))
+        for key in ("accuracy", "weighted_f1", "model_bytes", "latency_ms")
+    ]
+    mcnemar = comparison["mcnemar"]
+    rows.append(
+        row("same images: only right", mcnemar["production_only_right"], mcnemar["candidate_only_right"])
+    )
+    rows.append(row("same images: mcnemar_p", None, None, mcnemar["p_value"]))
+    rows.append(row("same images: test_images", comparison["test_images"], comparison["test_images"]))
+    rows += [
+        row(
+            f"accuracy {item['breed']}",
+            item["production_accuracy"],
+            item["candidate_accuracy"],
+            item["delta"],
+        )
+        for item in comparison["per_breed"]
+    ]
+    return rows

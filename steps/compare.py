@@ -35,6 +35,7 @@ def build_compare(
 ) -> tuple[ProcessingStep, PropertyFile]:
     evaluation = ctx.cfg.evaluation
     report = PropertyFile(name="ComparisonReport", output_name=COMPARISON_OUTPUT, path=COMPARISON_FILE)
+    test_uri = Join(on="/", values=[output_uri(preprocess, DATA_OUTPUT), "test"])
     step_args = processing_job_arguments(
         ctx,
         step="compare",
@@ -44,11 +45,7 @@ def build_compare(
             s3_input(
                 "model", train.properties.ModelArtifacts.S3ModelArtifacts, "/opt/ml/processing/input/model"
             ),
-            s3_input(
-                "test",
-                Join(on="/", values=[output_uri(preprocess, DATA_OUTPUT), "test"]),
-                "/opt/ml/processing/input/test",
-            ),
+            s3_input("test", test_uri, "/opt/ml/processing/input/test"),
         ],
         outputs=[
             s3_output(
@@ -66,6 +63,8 @@ def build_compare(
             str(evaluation.production_tolerance),
             "--alpha",
             str(evaluation.significance_alpha),
+            "--test-data-uri",  # recorded, so `dogpipe models compare` can score on the same images
+            test_uri,
         ],
         env={"AWS_DEFAULT_REGION": ctx.cfg.project.region},
     )

@@ -238,3 +238,47 @@ def test_a_candidate_that_cannot_be_scored_fails_the_job_with_one_line(tmp_path:
     assert result.returncode == 2
     assert "comparison failed:" in result.stdout + result.stderr and "model.tar.gz" in result.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_models_compare_scores_both_versions_on_the_recorded_test_split(
+    preprocessed_dataset: Path, tmp_path: Path
+) -> None:
+    """``dogpipe models compare 1 2`` on the local engine: both artifacts and the test split that v2's
+    Compare recorded are in the store, so both models are scored again on the same images."""
+    import yaml
+    from click.testing import CliRunner
+
+    from pipeline.cli.main import cli
+    from pipeline.config import LOCAL_CONFIG
+    from pipeline.object_store import ObjectStore
+
+    stats, test_dir = preprocessed_dataset / "stats", preprocessed_dataset / "data" / "test"
+    classes = dogdata.read_classes(stats)
+    root = tmp_path / "engine"
+    store, registry = ObjectStore(root), LocalRegistry(root)
+    store.put_tree(test_dir, "s3://bucket/executions/e2/data/test")
+    for version, predicted in ((1, 1), (2, 0)):
+        archive = constant_model(tmp_path / f"v{version}", classes, stats, predicted)
+        store.put_file(archive / "model.tar.gz", f"s3://bucket/m/{version}/model.tar.gz")
+        metrics = {"test_data": "s3://bucket/executions/e2/data/test"} if version == 2 else {}
+        registry.register(GROUP, f"s3://bucket/m/{version}/model.tar.gz", "image", metrics=metrics)
+    raw = yaml.safe_load(LOCAL_CONFIG.read_text())
+    raw["local"]["root"] = str(root)
+    raw["registry"]["model_package_group"] = GROUP
+    config = tmp_path / "local.yaml"
+    config.write_text(yaml.safe_dump(raw))
+
+    result = CliRunner().invoke(cli, ["models", "compare", "1", "2", "-o", "json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    rows = {row["metric"]: row for row in json.loads(result.stdout)}
+    assert (rows["same images: accuracy"]["v1"], rows["same images: accuracy"]["v2"]) == (0.25, 0.25)
+    assert rows["same images: only right"]["v1"] == rows["same images: only right"]["v2"] == 4
+    assert rows["same images: mcnemar_p"]["delta"] == 1.0
+    assert rows["same images: test_images"]["v2"] == 16
+    assert rows[f"accuracy {classes[1]}"]["delta"] == -1.0 and rows[f"accuracy {classes[0]}"]["delta"] == 1.0
+    assert rows["same images: latency_ms"]["v1"] > 0 and rows["same images: model_bytes"]["delta"] == 0
+
+    store.path_for("s3://bucket/m/1/model.tar.gz").unlink()
+    gone = CliRunner().invoke(cli, ["models", "compare", "1", "2", "--config", str(config)])
+    assert gone.exit_code == 0 and "same images" not in gone.stdout
+    assert "not scored on the same images: version 1's model s3://bucket/m/1/model.tar.gz" in gone.stderr

@@ -120,6 +120,7 @@ COMPARISON = {
         "delta_weighted_f1": "-0.0700",
         "mcnemar_p": "1",
         "gate_passed": "true",
+        "test_data": f"s3://{BUCKET}/dp/executions/e1/data/test",
     },
 }
 
@@ -181,6 +182,7 @@ def test_the_registry_entry_carries_the_comparison_and_models_show_reads_it(conf
         "-0.0625",
         "1",
     )
+    assert metadata["test_data"] == f"s3://{BUCKET}/dp/executions/e1/data/test"
     shown = CliRunner().invoke(cli, ["models", "show", "1", "--config", str(config_file), "-o", "json"])
     assert shown.exit_code == 0, shown.output
     record = json.loads(shown.output)
@@ -195,3 +197,23 @@ def test_the_registry_entry_carries_the_comparison_and_models_show_reads_it(conf
     assert record["breeds_worse_than_production"] == "b (-0.25)"
     table = CliRunner().invoke(cli, ["models", "show", "1", "--config", str(config_file)])
     assert "vs_production:" in table.output and "comparison:" not in table.output
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_models_compare_fetches_artifacts_and_test_splits_from_s3_as_the_store_lays_them_out(
+    tmp_path: Path,
+) -> None:
+    from pipeline.registry import download_s3
+
+    s3 = boto3.client("s3", region_name=REGION)
+    for key in ("t/test/a/1.jpg", "t/test/b/2.jpg", "t/testing/other.jpg", "m/1/model.tar.gz"):
+        s3.put_object(Bucket=BUCKET, Key=key, Body=key.encode())
+    split = download_s3(s3, f"s3://{BUCKET}/t/test/", tmp_path / "test")
+    assert split is not None
+    assert sorted(p.relative_to(split).as_posix() for p in split.rglob("*") if p.is_file()) == [
+        "a/1.jpg",
+        "b/2.jpg",
+    ]
+    model = download_s3(s3, f"s3://{BUCKET}/m/1/model.tar.gz", tmp_path / "model")
+    assert model is not None and (model / "model.tar.gz").read_bytes() == b"m/1/model.tar.gz"
+    assert download_s3(s3, f"s3://{BUCKET}/m/9/model.tar.gz", tmp_path / "none") is None

@@ -42,6 +42,7 @@ REGISTRY_METADATA_KEYS = (
     "delta_weighted_f1",
     "mcnemar_p",
     "gate_passed",
+    "test_data",
 )
 
 log = logging.getLogger("compare")
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     comparison["gate"] = model_comparison.gate_verdict(
         comparison, enabled=args.gate, tolerance=args.tolerance, alpha=args.alpha
     )
+    comparison["test_data"] = args.test_data_uri
     comparison["registry_metadata"] = registry_metadata(comparison)
     return comparison
 
@@ -101,6 +103,7 @@ def registry_metadata(comparison: dict[str, Any]) -> dict[str, str]:
         "delta_weighted_f1": text(delta.get("weighted_f1"), "+.4f"),
         "mcnemar_p": text(mcnemar.get("p_value"), ".4g"),
         "gate_passed": "true" if comparison["gate"]["passed"] else "false",
+        "test_data": comparison.get("test_data") or "none",
     }
     return {key: values[key] for key in REGISTRY_METADATA_KEYS}
 
@@ -115,6 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gate", type=contract.str2bool, default=False, help="Whether a worse model blocks.")
     parser.add_argument("--tolerance", type=float, default=0.01, help="Accuracy a candidate may lose.")
     parser.add_argument("--alpha", type=float, default=0.05, help="McNemar significance level.")
+    parser.add_argument("--test-data-uri", default=None, help="Where the test split came from (recorded).")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=os.cpu_count() or 1, help="Decoding threads.")
     return parser.parse_args(argv)

@@ -4,7 +4,8 @@ Run 1 registers v1 (no production yet: the comparison says so and does not block
 it on the prod endpoint (the deploy pipeline); run 2 on the same data trains with ``lr: 0`` (the head
 stays at its random start) and is stopped by ``WorseThanProduction`` with the numbers in the failure
 reason; run 3, a normal model again, registers v2 with its comparison against v1, which
-``models show 2 -o json`` returns. 4 breeds at 48 px, no tuning, two epochs.
+``models show 2 -o json`` returns, and ``models compare 1 2`` scores both again on the same
+images. 4 breeds at 48 px, no tuning, two epochs.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def three_runs(tmp_path_factory: pytest.TempPathFactory, sample_dataset: Path) -
         config["steps"]["cache"] = False  # the first run's Train again, as a new artifact
         third = run(config_path, config)
         shown = runner.invoke(cli, ["models", "show", "2", "-o", "json", "--config", str(config_path)])
+        compared = runner.invoke(
+            cli, ["models", "compare", "1", "2", "-o", "json", "--config", str(config_path)]
+        )
         yield {
             "root": root / "engine",
             "first": first,
@@ -69,6 +73,7 @@ def three_runs(tmp_path_factory: pytest.TempPathFactory, sample_dataset: Path) -
             "crippled": crippled,
             "third": third,
             "shown": shown,
+            "compared": compared,
         }
     finally:
         stop_endpoint(root / "engine", PROD)
@@ -134,3 +139,17 @@ def test_a_normal_run_registers_v2_with_its_comparison_against_v1(three_runs: di
     assert package.metrics["production_version"] == "1"
     assert package.metrics["delta_accuracy"] == f"{comparison['delta']['accuracy']:+.4f}"
     assert "status" not in package.metrics  # the comparison is a linked file, not merged into metrics
+
+
+def test_models_compare_scores_both_versions_again_on_the_same_images(three_runs: dict[str, Any]) -> None:
+    compared: Result = three_runs["compared"]
+    assert compared.exit_code == 0, compared.output
+    rows = {row["metric"]: row for row in json.loads(compared.stdout)}
+    comparison = comparison_of(three_runs["root"], 2)  # what run 3's Compare found: v2 against v1
+    same = rows["same images: accuracy"]
+    assert (same["v1"], same["v2"]) == (
+        comparison["baseline"]["accuracy"],
+        comparison["candidate"]["accuracy"],
+    )
+    assert rows["same images: mcnemar_p"]["delta"] == comparison["mcnemar"]["p_value"]
+    assert rows["same images: test_images"]["v2"] == 16
