@@ -282,3 +282,26 @@ def test_models_compare_scores_both_versions_on_the_recorded_test_split(
     gone = CliRunner().invoke(cli, ["models", "compare", "1", "2", "--config", str(config)])
     assert gone.exit_code == 0 and "same images" not in gone.stdout
     assert "not scored on the same images: version 1's model s3://bucket/m/1/model.tar.gz" in gone.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        (
+            "production_tolerance",
+            1.5,
+            "evaluation -> production_tolerance: Input should be less than or equal to 1",
+        ),
+        ("significance_alpha", 0, "evaluation -> significance_alpha: Input should be greater than 0"),
+        ("must_not_be_worse", True, "evaluation -> must_not_be_worse: unknown key"),
+    ],
+)
+def test_bad_gate_settings_are_named_before_anything_runs(key: str, value: Any, words: str) -> None:
+    import yaml
+
+    from pipeline.config import LOCAL_CONFIG, ConfigError, parse_config
+
+    raw = yaml.safe_load(LOCAL_CONFIG.read_text())
+    raw["evaluation"][key] = value
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        parse_config(raw)
