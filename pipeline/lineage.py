@@ -148,7 +148,7 @@ def compare(first: ModelPackage, second: ModelPackage) -> list[dict[str, Any]]:
     return rows + sorted(breeds, key=lambda item: (item["delta"], item["metric"]))
 
 
-def test_split_of(*packages: ModelPackage) -> str | None:
+def recorded_test_split(*packages: ModelPackage) -> str | None:
     """The test split a version was compared on (the Compare step records it), newest version first."""
     for package in sorted(packages, key=lambda item: item.version, reverse=True):
         uri = package.metrics.get("test_data")
@@ -165,7 +165,7 @@ def score_on_same_images(
     the split cannot be fetched."""
     from training_code import model_comparison
 
-    test_uri = test_split_of(first, second)
+    test_uri = recorded_test_split(first, second)
     if test_uri is None:
         return None, "neither version recorded the test split it was compared on"
     test_dir = fetch(test_uri, scratch / "test")
@@ -178,7 +178,10 @@ def score_on_same_images(
         )
         if folder is None:
             return None, f"version {package.version}'s model {package.model_data_url} cannot be read"
-        scored.append(model_comparison.score_model(folder, test_dir, num_workers=0))
+        try:
+            scored.append(model_comparison.score_model(folder, test_dir, num_workers=0))
+        except (OSError, ValueError, KeyError) as error:  # an unreadable archive, a split of other breeds
+            return None, f"version {package.version}'s model cannot be scored: {error}"
     baseline = {"version": first.version, "package_arn": first.arn, "source": "compare"}
     comparison = model_comparison.compare(scored[1], scored[0], baseline)
     return {**comparison, "test_data": test_uri}, None
