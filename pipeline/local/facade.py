@@ -75,6 +75,14 @@ class LocalFacade:
         except (StoreError, OSError, ValueError):
             return None
 
+    def fetch(self, uri: str, destination: Path) -> Path | None:
+        from pipeline.object_store import ObjectStore, StoreError
+
+        try:
+            return ObjectStore(self.root).get(uri, destination)
+        except (StoreError, OSError):
+            return None
+
     def version_choices(self) -> list[tuple[str, str]]:
         packages = self.registry().list_packages(self.cfg.registry.model_package_group)
         return [(str(package.version), package.approval_status) for package in packages]

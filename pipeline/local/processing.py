@@ -13,6 +13,7 @@ from pipeline.console_progress import JobLines
 from pipeline.local.container import Container, job_name, max_runtime_seconds
 from pipeline.local.context import StepContext, arn
 from pipeline.local.deploy_job import is_deploy_job, run_deploy_job
+from pipeline.local.endpoint_servers import endpoints_folder
 from pipeline.local.job_process import run_logged
 
 
@@ -53,8 +54,7 @@ def run_processing(ctx: StepContext) -> dict[str, Any]:
         container.path(item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
 
     argv = container.command(entrypoint + list(app.get("ContainerArguments") or []))
-    env = container.environment(arguments.get("Environment") or {})
-    env["DOGPIPE_LOCAL_REGISTRY"] = str(ctx.settings.root / "registry")  # stands in for the registry API
+    env = _job_environment(ctx, container, arguments)
     ctx.echo(f"  [{ctx.name}] {' '.join(argv[1:])}")
     shown = JobLines(ctx.echo, f"  [{ctx.name}] ")
     try:
@@ -78,6 +78,17 @@ def run_processing(ctx: StepContext) -> dict[str, Any]:
         "ProcessingJobStatus": "Completed",
         "ExitMessage": "",
     }
+
+
+def _job_environment(ctx: StepContext, container: Container, arguments: dict[str, Any]) -> dict[str, str]:
+    """The job's ``Environment`` in the container, plus the folders that stand in for the registry API,
+    the endpoints and S3, for the jobs that ask AWS themselves (ResolvePackage, Compare:
+    ``training_code/production_model.py``)."""
+    env = container.environment(arguments.get("Environment") or {})
+    env["DOGPIPE_LOCAL_REGISTRY"] = str(ctx.settings.root / "registry")
+    env["DOGPIPE_LOCAL_ENDPOINTS"] = str(endpoints_folder(ctx.settings.root))
+    env["DOGPIPE_LOCAL_S3"] = str(ctx.store.root)
+    return env
 
 
 def _echo_prefixed(shown: JobLines):

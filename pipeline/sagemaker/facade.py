@@ -81,6 +81,11 @@ class SageMakerFacade:
 
         return read_s3_json(self.clients.s3, uri)
 
+    def fetch(self, uri: str, destination: Path) -> Path | None:
+        from pipeline.registry import download_s3
+
+        return download_s3(self.clients.s3, uri, destination)
+
     def version_choices(self) -> list[tuple[str, str]]:
         from pipeline.registry import SageMakerRegistry
 

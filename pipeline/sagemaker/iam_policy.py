@@ -2,9 +2,9 @@
 
 - **execution**: the role the pipelines run as (``--role-arn``). What it needs follows from the two
   definitions: each step type's create/describe/stop calls, plus the calls the jobs' scripts make
-  themselves (ResolvePackage and Deploy call the registry and the endpoint API), the S3 prefix, ECR pulls,
-  CloudWatch Logs and metrics, ``cloudwatch:DescribeAlarms`` (the deployment guardrails read the
-  rollback alarms) and ``iam:PassRole`` on itself (jobs run as it).
+  themselves (ResolvePackage, Deploy and Compare call the registry and the endpoint API), the S3
+  prefix, ECR pulls, CloudWatch Logs and metrics, ``cloudwatch:DescribeAlarms`` (the deployment
+  guardrails read the rollback alarms) and ``iam:PassRole`` on itself (jobs run as it).
 - **events**: what EventBridge (approval rule) and EventBridge Scheduler (schedule) assume to start the
   pipelines; its trust policy names both services (``upsert`` checks it).
 - **operator**: whoever runs ``upsert``, ``start``, ``status``, the listings, approvals and ``deploy``.
@@ -36,11 +36,14 @@ STEP_ACTIONS: dict[str, tuple[str, ...]] = {
     "EndpointConfig": ("CreateEndpointConfig", "DescribeEndpointConfig"),
     "Endpoint": ("CreateEndpoint", "DescribeEndpoint", "UpdateEndpoint"),
 }
-#: What the job scripts call with the execution role (resolve_model_package.py, deploy_endpoint.py).
+#: What the job scripts call with the execution role (resolve_model_package.py, deploy_endpoint.py,
+#: production_model.py: the Compare job follows the prod endpoint to the package it serves).
 SCRIPT_ACTIONS = (
     "sagemaker:ListModelPackages",
     "sagemaker:DescribeModelPackage",
     "sagemaker:DescribeEndpoint",
+    "sagemaker:DescribeEndpointConfig",
+    "sagemaker:DescribeModel",
     "sagemaker:CreateEndpoint",
     "sagemaker:UpdateEndpoint",
 )
