@@ -13,7 +13,7 @@ from pipeline.console_progress import JobLines
 from pipeline.local.container import Container, job_name, max_runtime_seconds
 from pipeline.local.context import StepContext, arn
 from pipeline.local.deploy_job import is_deploy_job, run_deploy_job
-from pipeline.local.endpoint_servers import endpoints_folder
+from pipeline.local.endpoint_records import endpoints_folder
 from pipeline.local.job_process import run_logged
 
 
