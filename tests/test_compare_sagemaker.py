@@ -203,7 +203,7 @@ def test_the_registry_entry_carries_the_comparison_and_models_show_reads_it(conf
 def test_models_compare_fetches_artifacts_and_test_splits_from_s3_as_the_store_lays_them_out(
     tmp_path: Path,
 ) -> None:
-    from pipeline.registry import download_s3
+    from pipeline.sagemaker.aws import download_s3
 
     s3 = boto3.client("s3", region_name=REGION)
     for key in ("t/test/a/1.jpg", "t/test/b/2.jpg", "t/testing/other.jpg", "m/1/model.tar.gz"):

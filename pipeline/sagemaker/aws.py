@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -30,6 +31,7 @@ from botocore.exceptions import (
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import DogpipeError
+from pipeline.names import path_under
 
 REGION_ENV = "DOGPIPE_REGION"
 BUCKET_ENV = "DOGPIPE_BUCKET"
@@ -227,3 +229,28 @@ def aws_errors() -> Iterator[None]:
         yield
     except (BotoCoreError, ClientError) as error:
         raise translate(error) from None
+
+
+def download_s3(s3: Any, uri: str, destination: Path) -> Path | None:
+    """The object or prefix ``uri`` copied into ``destination`` (an object as ``<name>``, a prefix's
+    objects by their path under it, as the local store lays them out), or None when nothing there can
+    be read: the models ``dogpipe models compare`` scores may be gone."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    key = key.rstrip("/")
+    try:
+        keys = [
+            item["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+            for item in page.get("Contents", [])
+            if item["Key"] == key or item["Key"].startswith(f"{key}/")
+        ]
+        if not keys:
+            return None
+        for found in keys:
+            relative = Path(found).name if found == key else found[len(key) + 1 :]
+            target = path_under(destination, relative)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, found, str(target))
+    except Exception:  # any failure only means "not available to score"
+        return None
+    return destination

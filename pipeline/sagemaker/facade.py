@@ -82,7 +82,7 @@ class SageMakerFacade:
         return read_s3_json(self.clients.s3, uri)
 
     def fetch(self, uri: str, destination: Path) -> Path | None:
-        from pipeline.registry import download_s3
+        from pipeline.sagemaker.aws import download_s3
 
         return download_s3(self.clients.s3, uri, destination)
 
