@@ -242,10 +242,6 @@ class LocalRegistry:
     def latest_approved(self, group: str) -> ModelPackage | None:
         return latest_approved_of(self.list_packages(group))
 
-    def registered_artifact(self, group: str, model_data_url: str) -> ModelPackage | None:
-        """The version already holding ``model_data_url`` (a cached Train hands over the same artifact)."""
-        return next((p for p in self.list_packages(group) if p.model_data_url == model_data_url), None)
-
     @staticmethod
     def _next_version(directory: Path) -> int:
         versions = [int(path.stem) for path in directory.glob("*.json") if path.stem.isdigit()]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sagemaker.core import image_uris
 from sagemaker.core.workflow.execution_variables import ExecutionVariables
 from sagemaker.core.workflow.functions import Join
-from sagemaker.core.workflow.parameters import ParameterFloat, ParameterString
+from sagemaker.core.workflow.parameters import ParameterBoolean, ParameterFloat, ParameterString
 from sagemaker.core.workflow.pipeline_context import PipelineSession
 from sagemaker.mlops.workflow.retry import (
     SageMakerJobExceptionTypeEnum,
@@ -43,6 +43,8 @@ class PipelineParameters:
     input_data_url: ParameterString
     accuracy_threshold: ParameterFloat
     model_approval_status: ParameterString
+    #: Register a model the group already holds (a cached re-run's artifact) as a new version anyway.
+    register_duplicate: ParameterBoolean
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig) -> PipelineParameters:
@@ -56,10 +58,16 @@ class PipelineParameters:
                 default_value=cfg.registry.approval_status,
                 enum_values=["PendingManualApproval", "Approved", "Rejected"],
             ),
+            register_duplicate=ParameterBoolean("RegisterDuplicate", default_value=False),
         )
 
     def as_list(self) -> list[Any]:
-        return [self.input_data_url, self.accuracy_threshold, self.model_approval_status]
+        return [
+            self.input_data_url,
+            self.accuracy_threshold,
+            self.model_approval_status,
+            self.register_duplicate,
+        ]
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ A processing job (``training_code/compare.py``) with Evaluate's container contra
 ``model.tar.gz`` and the test split are inputs; the production model is found and fetched by the job
 itself (the stage's endpoint, else the newest approval; none on a first run), since which one it is is
 known only at run time. It publishes ``comparison.json`` as the ``ComparisonReport`` property file: the
-``CheckProduction`` gate (``steps/gate.py``) reads ``gate.passed`` and the Register step copies
-``registry_metadata`` into the package's customer metadata.
+``CheckProduction`` gate (``steps/gate.py``) reads ``gate.passed``, the ``CheckNewModel`` condition
+``registered.already`` (the Train step's artifact is already a version of the group: a cached re-run)
+and the Register step copies ``registry_metadata`` into the package's customer metadata.
 
 The step is never cached: its answer depends on the registry, which no input of the job captures (a
 cache hit after an approval would compare against the production of an earlier day).
@@ -24,9 +25,10 @@ from steps.processing import output_uri, processing_job_arguments, s3_input, s3_
 from training_code.compare import COMPARISON_FILE
 
 COMPARISON_OUTPUT = "comparison"
-#: JSON paths inside comparison.json that the gate and the Register step read.
+#: JSON paths inside comparison.json that the gates and the Register step read.
 GATE_PASSED_PATH = "gate.passed"
 GATE_MESSAGE_PATH = "gate.message"
+REGISTERED_PATH = "registered.already"
 METADATA_PATH = "registry_metadata"
 
 
@@ -65,6 +67,8 @@ def build_compare(
             str(evaluation.significance_alpha),
             "--test-data-uri",  # recorded, so `dogpipe models compare` can score on the same images
             test_uri,
+            "--candidate-model-uri",  # the URI Register would record, looked up in the group
+            train.properties.ModelArtifacts.S3ModelArtifacts,
         ],
         env={"AWS_DEFAULT_REGION": ctx.cfg.project.region},
     )

@@ -1,5 +1,6 @@
 """The quality gates: ``CheckRules`` (no blocking Debugger issue), then ``CheckAccuracy``, then
-(``evaluation.must_not_be_worse_than_production``) ``CheckProduction``.
+(``evaluation.must_not_be_worse_than_production``) ``CheckProduction``; then ``CheckNewModel``, which
+registers a model once.
 
 One condition step per gate, so each failure has its own ``FailStep`` whose message carries the
 offending values: ``DebugRulesFailed`` with the count, ``AccuracyTooLow`` with accuracy and threshold,
@@ -9,7 +10,7 @@ only it knows whether a comparison was made).
 
 from __future__ import annotations
 
-from sagemaker.core.workflow.conditions import ConditionEquals, ConditionGreaterThanOrEqualTo
+from sagemaker.core.workflow.conditions import ConditionEquals, ConditionGreaterThanOrEqualTo, ConditionOr
 from sagemaker.core.workflow.functions import Join, JsonGet
 from sagemaker.core.workflow.properties import PropertyFile
 from sagemaker.mlops.workflow.condition_step import ConditionStep
@@ -17,7 +18,7 @@ from sagemaker.mlops.workflow.fail_step import FailStep
 from sagemaker.mlops.workflow.steps import ProcessingStep, Step
 
 from steps.common import BuildContext
-from steps.compare import GATE_MESSAGE_PATH, GATE_PASSED_PATH
+from steps.compare import GATE_MESSAGE_PATH, GATE_PASSED_PATH, REGISTERED_PATH
 from steps.debug_rules import BLOCKING_ISSUES_PATH
 from steps.evaluate import ACCURACY_PATH
 
@@ -73,4 +74,27 @@ def build_check_production(
         conditions=[ConditionEquals(left=passed, right=True)],
         if_steps=on_pass,
         else_steps=[worse],
+    )
+
+
+def build_check_new_model(
+    ctx: BuildContext, compare: ProcessingStep, report: PropertyFile, on_new: list[Step]
+) -> ConditionStep:
+    """Register (and what deploys the new package) only for a model the group does not hold yet, or
+    when ``RegisterDuplicate`` asks: SageMaker does not cache RegisterModel, so a re-run whose Train
+    was a cache hit would register the same artifact again. No else step: such an execution succeeds,
+    and the Compare job's log and comparison.json say which version the model already is."""
+    already = JsonGet(step_name=compare.name, property_file=report, json_path=REGISTERED_PATH)
+    return ConditionStep(
+        name="CheckNewModel",
+        conditions=[
+            ConditionOr(
+                conditions=[
+                    ConditionEquals(left=already, right=False),
+                    ConditionEquals(left=ctx.params.register_duplicate, right=True),
+                ]
+            )
+        ],
+        if_steps=on_new,
+        else_steps=[],
     )

@@ -2,6 +2,7 @@
 
     python compare.py [--candidate-dir DIR] [--test-dir DIR] [--output-dir DIR] --group GROUP
                       --production-endpoint NAME [--gate true|false] [--tolerance 0.01] [--alpha 0.05]
+                      [--candidate-model-uri S3_URI]
 
 The same container contract as ``evaluate.py``: the candidate's ``model.tar.gz`` and the test split
 arrive as processing inputs. The production model cannot be an input (there is none on a first run, and
@@ -11,8 +12,12 @@ which one it is is known only when the job runs), so the job finds it itself
 Writes ``comparison.json`` (``model_comparison.py``: status, both models' accuracy, weighted F1, size
 and single-image latency, the deltas, McNemar's exact test, per-breed deltas worst first, the gate's
 verdict) and ``registry_metadata`` inside it: the strings the Register step copies into the package's
-customer metadata. The job succeeds whatever the verdict, so the pipeline stops at its named Fail step
-with the numbers, not here with a traceback; only a candidate that cannot be scored fails it.
+customer metadata. ``registered`` says whether the candidate's artifact (``--candidate-model-uri``, the
+Train step's ``S3ModelArtifacts``) is already a version of the group (``registered_model.py``), which the
+``CheckNewModel`` condition reads: a cached re-run's model is registered once.
+
+The job succeeds whatever the verdict, so the pipeline stops at its named Fail step with the numbers,
+not here with a traceback; only a candidate that cannot be scored fails it.
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 if __package__:  # imported as training_code.compare (tests, the step builder)
-    from . import contract, production_model
+    from . import contract, production_model, registered_model
 else:  # run as a script inside the processing container
     import contract  # type: ignore[no-redef]
     import production_model  # type: ignore[no-redef]
+    import registered_model  # type: ignore[no-redef]
 
 #: What the job writes into ``--output-dir`` (the step's property file).
 COMPARISON_FILE = "comparison.json"
@@ -82,6 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         comparison, enabled=args.gate, tolerance=args.tolerance, alpha=args.alpha
     )
     comparison["test_data"] = args.test_data_uri
+    comparison["registered"] = registered_model.find_registered(args.group, args.candidate_model_uri)
     comparison["registry_metadata"] = registry_metadata(comparison)
     return comparison
 
@@ -119,6 +126,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tolerance", type=float, default=0.01, help="Accuracy a candidate may lose.")
     parser.add_argument("--alpha", type=float, default=0.05, help="McNemar significance level.")
     parser.add_argument("--test-data-uri", default=None, help="Where the test split came from (recorded).")
+    parser.add_argument(
+        "--candidate-model-uri",
+        default=None,
+        help="The candidate's model.tar.gz in S3 (looked up in the group).",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=os.cpu_count() or 1, help="Decoding threads.")
     return parser.parse_args(argv)
@@ -141,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     target.with_suffix(".tmp").replace(target)
     print(f"comparison={comparison['status']} gate_passed={comparison['gate']['passed']}", flush=True)
     print(comparison["gate"]["message"], flush=True)
+    registered = comparison["registered"]
+    suffix = "; nothing new to register" if registered["already"] else ""
+    print(f"registered: {registered['message']}{suffix}", flush=True)
     log.info("wrote %s", target)
     return 0
 

@@ -2,7 +2,7 @@
 
     Preprocess → Tune → Train → Evaluate → Compare ─┐
                           └──→ DebugRules ───────────┴→ CheckRules → CheckAccuracy → [CheckProduction]
-                                                   → Register → CreateModel → EndpointConfig → Deploy
+                       → CheckNewModel → Register → CreateModel → EndpointConfig → Deploy
 Each step's details live in ``steps/<name>.py``; this module only wires outputs to inputs.
 """
 
@@ -56,7 +56,12 @@ def get_pipeline(
     from steps.debug_rules import build_debug_rules
     from steps.deploy import build_deploy
     from steps.evaluate import build_evaluate
-    from steps.gate import build_check_accuracy, build_check_production, build_check_rules
+    from steps.gate import (
+        build_check_accuracy,
+        build_check_new_model,
+        build_check_production,
+        build_check_rules,
+    )
     from steps.preprocess import build_preprocess
     from steps.register import build_register
     from steps.train import build_train
@@ -71,7 +76,8 @@ def get_pipeline(
 
     register = build_register(ctx, train, evaluate, debug_rules, tune, (compare, comparison_report))
     deploy = build_deploy(ctx, register) if cfg.deploy.enabled else []
-    accepted: list[Step] = [register, *deploy]
+    new_model = build_check_new_model(ctx, compare, comparison_report, on_new=[register, *deploy])
+    accepted: list[Step] = [new_model]
     if cfg.evaluation.must_not_be_worse_than_production:
         accepted = [build_check_production(compare, comparison_report, on_pass=accepted)]
     check_accuracy = build_check_accuracy(ctx, evaluate, evaluation_report, on_pass=accepted)

@@ -50,24 +50,18 @@ def run_register(ctx: StepContext) -> dict[str, Any]:
     container = containers[0]
     if not ctx.store.exists(container["ModelDataUrl"]):
         raise RegisterArgumentError(f"ModelDataUrl does not exist in the store: {container['ModelDataUrl']}")
-    registry = LocalRegistry(ctx.settings.root)
-    package = registry.registered_artifact(group, container["ModelDataUrl"])
-    if package is not None:  # a re-run whose Train came from the cache: the same model, once
-        ctx.echo(
-            f"  [{ctx.name}] {container['ModelDataUrl']} is already {group} version {package.version} "
-            f"({package.approval_status}); nothing registered"
-        )
-    else:
-        package = registry.register(
-            group=group,
-            model_data_url=container["ModelDataUrl"],
-            image=container.get("Image", ""),
-            environment=container.get("Environment") or {},
-            metrics={**(arguments.get("CustomerMetadataProperties") or {}), **_metrics(ctx)},
-            approval_status=arguments.get("ModelApprovalStatus", "PendingManualApproval"),
-            description=arguments.get("ModelPackageDescription"),
-        )
-        ctx.echo(f"  [{ctx.name}] registered {group} version {package.version} ({package.approval_status})")
+    # Every request is a new version, as CreateModelPackage makes one: the build pipeline's CheckNewModel
+    # condition keeps a cached re-run's artifact from reaching this step (unless RegisterDuplicate).
+    package = LocalRegistry(ctx.settings.root).register(
+        group=group,
+        model_data_url=container["ModelDataUrl"],
+        image=container.get("Image", ""),
+        environment=container.get("Environment") or {},
+        metrics={**(arguments.get("CustomerMetadataProperties") or {}), **_metrics(ctx)},
+        approval_status=arguments.get("ModelApprovalStatus", "PendingManualApproval"),
+        description=arguments.get("ModelPackageDescription"),
+    )
+    ctx.echo(f"  [{ctx.name}] registered {group} version {package.version} ({package.approval_status})")
     return {
         **arguments,
         "ModelPackageArn": package.arn,

@@ -93,7 +93,8 @@ def read_property_files(execution: Execution, store: ObjectStore) -> dict[str, A
 
 
 def highlights(execution: Execution, store: ObjectStore) -> list[str]:
-    """Best hyperparameters, test accuracy, registered version and endpoint of an execution."""
+    """Best hyperparameters, test accuracy, registered version (or the version a cached re-run's model
+    already is) and endpoint of an execution."""
     lines: list[str] = []
     for state in execution.step_states().values():
         properties = state.get("properties") or {}
@@ -114,8 +115,15 @@ def highlights(execution: Execution, store: ObjectStore) -> list[str]:
                 f"version {properties['ModelPackageVersion']} "
                 f"({properties['ModelApprovalStatus']})"
             )
+    registered = any(line.startswith("registered: ") for line in lines)
     for name, document in read_property_files(execution, store).items():
         accuracy = accuracy_of(document) if isinstance(document, Mapping) else None
         if accuracy is not None:
             lines.append(f"test accuracy: {accuracy:.4f} ({name})")
+        known = document.get("registered") if isinstance(document, Mapping) else None
+        if isinstance(known, Mapping) and known.get("already") and not registered:  # CheckNewModel said no
+            lines.append(
+                f"registered: nothing new, the model is {known.get('message')} "
+                "(--param RegisterDuplicate=true registers it again)"
+            )
     return lines
