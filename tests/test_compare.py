@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from pipeline.registry import LocalRegistry
-from training_code import compare, dogdata, model_comparison, models, production_model
+from training_code import compare, dogdata, model_comparison, models, production_model, registered_model
 from training_code.model_comparison import ScoredModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,6 +149,32 @@ def test_production_is_the_stage_s_package_else_the_newest_approval_else_none(
     )
 
 
+def test_the_candidate_s_artifact_is_the_newest_local_version_holding_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = _registry(tmp_path, monkeypatch)
+    assert registered_model.find_registered(GROUP, "s3://b/m/1.tar.gz")["already"] is False  # no group yet
+    for key in ("1", "2", "1"):
+        registry.register(GROUP, f"s3://b/m/{key}.tar.gz", "image")
+    registry.set_approval(GROUP, 1, "Rejected")
+    again = registered_model.find_registered(GROUP, "s3://b/m/1.tar.gz")
+    assert (again["version"], again["package_arn"], again["approval_status"]) == (
+        3,
+        registry.arn(GROUP, 3),
+        "PendingManualApproval",
+    )
+    assert registered_model.find_registered(GROUP, "s3://b/m/2.tar.gz")["version"] == 2
+    assert registered_model.find_registered(GROUP, "s3://b/m/9.tar.gz") == {
+        "version": None,
+        "package_arn": None,
+        "approval_status": None,
+        "already": False,
+        "message": f"not yet a version of {GROUP}",
+    }
+    unknown = registered_model.find_registered(GROUP, None)  # compare.py run by hand, without the URI
+    assert unknown["already"] is False and "no --candidate-model-uri" in unknown["message"]
+
+
 def constant_model(folder: Path, classes: list[str], stats: Path, predicted: int) -> Path:
     """A squeezenet whose head answers ``predicted`` for every image, packed as a training job packs."""
     model = models.build_model("squeezenet1_1", len(classes))
@@ -170,9 +196,10 @@ def constant_model(folder: Path, classes: list[str], stats: Path, predicted: int
 
 
 def run_job(
-    candidate: Path, test_dir: Path, output: Path, env: dict[str, str]
+    candidate: Path, test_dir: Path, output: Path, env: dict[str, str], *extra: str
 ) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, str(REPO / "training_code" / "compare.py"), "--candidate-dir", str(candidate)]
+    argv += extra
     argv += ["--test-dir", str(test_dir), "--output-dir", str(output), "--group", GROUP]
     argv += ["--production-endpoint", ENDPOINT, "--gate", "true", "--tolerance", "0.01", "--num-workers", "0"]
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
@@ -190,11 +217,14 @@ def test_the_job_scores_candidate_and_production_on_the_same_images(
     }
     env[production_model.LOCAL_S3] = str(tmp_path / "s3")
     candidate = constant_model(tmp_path / "candidate", classes, stats, predicted=0)
+    candidate_uri = ("--candidate-model-uri", "s3://bucket/executions/e1/train/model.tar.gz")
 
-    first = run_job(candidate, test_dir, tmp_path / "first", env)
+    first = run_job(candidate, test_dir, tmp_path / "first", env, *candidate_uri)
     assert first.returncode == 0, first.stderr[-3000:]
     document = json.loads((tmp_path / "first" / compare.COMPARISON_FILE).read_text())
     assert document["status"] == "no_production" and document["gate"]["passed"] is True
+    assert document["registered"]["already"] is False and document["registered"]["version"] is None
+    assert f"registered: not yet a version of {GROUP}" in first.stdout
     assert document["candidate"]["accuracy"] == 0.25 and document["test_images"] == 16
     assert document["candidate"]["model_bytes"] > 100_000 and document["candidate"]["latency_ms"] > 0
     assert "comparison=no_production gate_passed=True" in first.stdout
@@ -205,10 +235,21 @@ def test_the_job_scores_candidate_and_production_on_the_same_images(
     stored.write_bytes((production / "model.tar.gz").read_bytes())
     registry.register(GROUP, "s3://bucket/models/1.tar.gz", "image")
     registry.set_approval(GROUP, 1, "Approved")
-    second = run_job(candidate, test_dir, tmp_path / "second", env)
+    registry.register(GROUP, candidate_uri[1], "image")  # the candidate, registered by the first run
+    second = run_job(candidate, test_dir, tmp_path / "second", env, *candidate_uri)
     assert second.returncode == 0, second.stderr[-3000:]
     document = json.loads((tmp_path / "second" / compare.COMPARISON_FILE).read_text())
     assert document["status"] == "compared" and document["production"]["version"] == 1
+    assert document["registered"] == {
+        "version": 2,
+        "package_arn": registry.arn(GROUP, 2),
+        "approval_status": "PendingManualApproval",
+        "already": True,
+        "message": f"already {GROUP} version 2 (PendingManualApproval)",
+    }
+    assert f"registered: already {GROUP} version 2 (PendingManualApproval); nothing new to register" in (
+        second.stdout
+    )
     assert document["delta"] == {"accuracy": 0.0, "weighted_f1": 0.0}
     assert document["mcnemar"]["candidate_only_right"] == document["mcnemar"]["production_only_right"] == 4
     assert [(row["breed"], row["delta"]) for row in document["per_breed"]] == [

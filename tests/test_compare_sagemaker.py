@@ -1,6 +1,7 @@
 """Issue 22 on a moto server: the Compare job finds and fetches production through the SageMaker and
 S3 APIs (with nothing the execution role's policy lacks), and the Register step's request, as the
 definition builds it, carries the comparison in fields botocore accepts and ``models show`` reads back.
+Issue 25: the job finds the candidate's artifact among the group's versions, page by page.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pipeline.sagemaker.iam_policy import allowed_actions, execution_role_policy
 from tests.moto_server import BUCKET, REGION, ROLE_ARN, aws_env, moto_endpoint  # noqa: F401
 from tests.test_aws_cli import GROUP, config_file  # noqa: F401
 from tests.test_iam_policy import calls  # noqa: F401
-from training_code import production_model
+from training_code import production_model, registered_model
 
 ENDPOINT = "dogs-prod"
 
@@ -91,6 +92,61 @@ def test_the_job_finds_production_on_sagemaker_and_fetches_its_artifact(
     # (the artifact's GetObject runs in s3transfer's threads, outside the recorder's view; the
     # execution role's Data statement grants it on the bucket)
     assert {"sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel"} <= calls
+    assert calls - allowed_actions(policy) == set()
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_the_job_finds_the_candidate_s_artifact_among_the_group_s_versions_page_by_page(
+    calls: set[str],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cached re-run's artifact is the version that holds it (the newest, when it was registered
+    again on purpose), found through every page of ListModelPackages; a new artifact is in none."""
+    monkeypatch.delenv(registered_model.LOCAL_REGISTRY, raising=False)
+    client = boto3.client("sagemaker", region_name=REGION)
+    pages: list[str | None] = []
+    client.meta.events.register(
+        "provide-client-params.sagemaker.ListModelPackages",
+        lambda params, **_: pages.append(params.get("NextToken")),
+    )
+    monkeypatch.setattr(registered_model, "sagemaker_client", lambda: client)
+    client.create_model_package_group(ModelPackageGroupName=GROUP)
+    assert registered_model.find_registered(GROUP, f"s3://{BUCKET}/m/1/model.tar.gz")["already"] is False
+
+    keys = [
+        "m/1/model.tar.gz",
+        "m/2/model.tar.gz",
+        "m/3/model.tar.gz",
+        "m/1/model.tar.gz",
+        "m/5/model.tar.gz",
+    ]
+    arns = [_package(client, key, "PendingManualApproval") for key in keys]
+    client.update_model_package(ModelPackageArn=arns[3], ModelApprovalStatus="Approved")
+    pages.clear()
+    found = registered_model.find_registered(GROUP, f"s3://{BUCKET}/m/1/model.tar.gz", page_size=2)
+    assert found == {
+        "version": 4,
+        "package_arn": arns[3],
+        "approval_status": "Approved",
+        "already": True,
+        "message": f"already {GROUP} version 4 (Approved)",
+    }
+    assert len(pages) == 1  # v5, v4: found on the first page, newest first
+    oldest = registered_model.find_registered(GROUP, f"s3://{BUCKET}/m/2/model.tar.gz", page_size=2)
+    assert (oldest["version"], oldest["package_arn"]) == (2, arns[1])
+
+    pages.clear()
+    new = registered_model.find_registered(GROUP, f"s3://{BUCKET}/m/6/model.tar.gz", page_size=2)
+    assert (
+        new["already"] is False
+        and new["version"] is None
+        and new["message"] == f"not yet a version of {GROUP}"
+    )
+    assert len(pages) == 3 and pages[0] is None and all(pages[1:])  # every page, each by its token
+
+    cfg = load_config(DEFAULT_CONFIG)
+    policy = execution_role_policy(cfg, [build_definition(cfg)], ROLE_ARN)
+    assert {"sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"} <= calls
     assert calls - allowed_actions(policy) == set()
 
 

@@ -91,6 +91,7 @@ def test_all_stages_and_debugger_fields() -> None:
         "CheckRules": "Condition",
         "CheckAccuracy": "Condition",
         "CheckProduction": "Condition",
+        "CheckNewModel": "Condition",
         "AccuracyTooLow": "Fail",
         "DebugRulesFailed": "Fail",
         "WorseThanProduction": "Fail",
@@ -134,7 +135,7 @@ def test_the_production_gate_follows_its_switch_and_the_comparison_reaches_the_p
     assert arguments[arguments.index("--alpha") + 1] == "0.1"
     assert arguments[arguments.index("--production-endpoint") + 1] == raw["deploy"]["production_endpoint"]
     check = gated["CheckProduction"]["Arguments"]
-    assert check["IfSteps"][0]["Name"] == "Register"
+    assert check["IfSteps"][0]["Name"] == "CheckNewModel"
     assert [step["Name"] for step in check["ElseSteps"]] == ["WorseThanProduction"]
     accuracy_branch = gated["CheckAccuracy"]["Arguments"]["IfSteps"]
     assert [step["Name"] for step in accuracy_branch] == ["CheckProduction"]
@@ -203,3 +204,54 @@ def test_an_output_path_that_cannot_be_written_is_one_line_naming_it(
     assert isinstance(result.exception, SystemExit), result.exception
     assert result.output.startswith(f"Error: {target}") and "Not a directory" in result.output
     assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    ("already", "duplicate", "registers"),
+    [(False, "false", True), (True, "false", False), (True, "true", True), (False, "true", True)],
+)
+def test_a_model_the_group_holds_is_registered_again_only_when_register_duplicate_asks(
+    shipped_text: str, already: bool, duplicate: str, registers: bool
+) -> None:
+    """Issue 25: the Compare job looks up the very URI Register would record (Train's artifact, the
+    earlier job's on a cache hit); CheckNewModel, as the local engine evaluates it from the definition,
+    runs Register and the staging deploy for a new model or with ``--param RegisterDuplicate=true``,
+    and nothing (no Fail step) for a model already registered."""
+    from pipeline.definition.parameters import parameter_values
+    from pipeline.local.condition import evaluate_all
+    from pipeline.local.expressions import Scope, resolve
+
+    definition = json.loads(shipped_text)
+    steps = _steps(definition)
+    arguments = steps["Compare"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    register_container = steps["Register"]["Arguments"]["InferenceSpecification"]["Containers"][0]
+    assert arguments[arguments.index("--candidate-model-uri") + 1] == register_container["ModelDataUrl"]
+    check = steps["CheckNewModel"]["Arguments"]
+    assert [step["Name"] for step in check["IfSteps"]] == [
+        "Register",
+        "CreateModel",
+        "EndpointConfig",
+        "Deploy",
+    ]
+    assert check["ElseSteps"] == []
+
+    comparison = {"registered": {"already": already, "version": 1 if already else None}}
+    scope = Scope(
+        parameters=parameter_values(definition, {"RegisterDuplicate": duplicate}),
+        execution={},
+        step_properties=lambda step: {},
+        property_file=lambda step, name: (
+            comparison if (step, name) == ("Compare", "ComparisonReport") else {}
+        ),
+    )
+    assert evaluate_all(resolve(check["Conditions"], scope)) is registers
+
+
+def test_register_duplicate_is_a_boolean_parameter_defaulting_to_false(shipped_text: str) -> None:
+    from pipeline.definition.parameters import ParameterError, parameter_values, pipeline_parameters_request
+
+    assert parameter_values(shipped_text, {})["RegisterDuplicate"] is False
+    request = pipeline_parameters_request(shipped_text, {"RegisterDuplicate": "TRUE"})
+    assert request == [{"Name": "RegisterDuplicate", "Value": "true"}]
+    with pytest.raises(ParameterError, match="'RegisterDuplicate' is Boolean; 'yes' is not a valid Boolean"):
+        parameter_values(shipped_text, {"RegisterDuplicate": "yes"})

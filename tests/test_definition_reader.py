@@ -43,7 +43,9 @@ def test_a_condition_branch_step_depends_on_the_property_file_it_reads(golden: d
     nested = {node.name: (node.parent, node.needed_outcome) for node in steps_of(golden) if node.parent}
     assert nested["AccuracyTooLow"] == ("CheckAccuracy", False)
     assert nested["CheckProduction"] == ("CheckAccuracy", True)
-    assert nested["Register"] == ("CheckProduction", True)
+    assert nested["CheckNewModel"] == ("CheckProduction", True)
+    assert nested["Register"] == ("CheckNewModel", True)
+    assert graph["CheckNewModel"] == {"CheckProduction", "Compare"}
 
 
 def test_the_graph_draws_every_dependency(golden: dict) -> None:
@@ -75,7 +77,8 @@ def test_the_diff_reports_a_nested_step_on_its_own(golden: dict) -> None:
     check_accuracy = check_rules["Arguments"]["IfSteps"][0]
     check_production = check_accuracy["Arguments"]["IfSteps"][0]
     assert check_production["Name"] == "CheckProduction"
-    check_production["Arguments"]["IfSteps"][0]["Arguments"]["ModelApprovalStatus"] = "Approved"
+    check_new_model = check_production["Arguments"]["IfSteps"][0]
+    check_new_model["Arguments"]["IfSteps"][0]["Arguments"]["ModelApprovalStatus"] = "Approved"
     lines = diff_definitions(golden, changed).lines()
     assert lines[0] == "step Register: changed" and len(lines) == 2
 
