@@ -1,7 +1,8 @@
 """The README's main command end to end on the real definition, at test size.
 
 One ``dogpipe run`` (session fixture) is shared by every test here: 4 breeds at 48 px, 2 trials of
-1 epoch, 2 steps per epoch. A second run checks that unchanged job steps come from the cache.
+1 epoch, 2 steps per epoch. A second run checks that unchanged job steps come from the cache and that
+their model, already registered, is not registered again; the last test registers it anyway.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pipeline.registry import LocalRegistry
 
 pytestmark = pytest.mark.slow
 JOB_STEPS = ("Preprocess", "Tune", "Train", "Evaluate", "DebugRules")
+GROUP = "dogpipe-dog-breeds"
 
 
 def tiny_config(root: Path) -> dict[str, Any]:
@@ -69,6 +71,7 @@ def test_run_goes_from_data_to_a_served_prediction(pipeline_run: dict[str, Any])
         "CheckAccuracy": "Succeeded",
         "CheckProduction": "Succeeded",
         "WorseThanProduction": "NotExecuted",
+        "CheckNewModel": "Succeeded",
         "Register": "Succeeded",
         "CreateModel": "Succeeded",
         "EndpointConfig": "Succeeded",
@@ -80,6 +83,7 @@ def test_run_goes_from_data_to_a_served_prediction(pipeline_run: dict[str, Any])
     output = result.output
     assert "best hyperparameters: batch_size=" in output and "test accuracy: " in output
     assert "registered: dogpipe-dog-breeds version 1 (PendingManualApproval)" in output
+    assert states["CheckNewModel"]["properties"]["Outcome"] is True and "nothing new" not in output
     assert "endpoint: dogpipe-test-staging at http://127.0.0.1:" in output
     assert "prediction for " in output
 
@@ -119,11 +123,11 @@ def test_endpoint_answers_ping_and_invocations(pipeline_run: dict[str, Any], sam
     assert top and all(item["breed"] in classes for item in top)
     probabilities = [item["probability"] for item in top]
     assert probabilities == sorted(probabilities, reverse=True) and 0.0 < sum(probabilities) <= 1.0 + 1e-6
-    # The second run redeployed the same name with the same model: still version 1's package.
-    latest = executions(pipeline_run["root"])[1].step_state("Register")["properties"]["ModelPackageArn"]
+    # The second run, whose model was already version 1, left the first run's deploy serving.
+    first = executions(pipeline_run["root"])[0].step_state("Register")["properties"]["ModelPackageArn"]
     assert (
         record["model_package_arn"]
-        == latest
+        == first
         == LocalRegistry(pipeline_run["root"]).get("dogpipe-dog-breeds", 1).arn
     )
 
@@ -144,12 +148,23 @@ def test_second_run_reuses_every_job_step_from_cache(pipeline_run: dict[str, Any
     hits = {name: states[name].get("cache_hit") for name in JOB_STEPS}
     # A miss here also happens when training_code/ is edited between the two runs (new code sha).
     assert hits == dict.fromkeys(JOB_STEPS, first.id), f"cache misses: {hits}"
-    # The same model artifact is registered once (issue 25): the re-run says which version it is.
+    # The same model artifact is registered once (issue 25): Compare finds it is version 1, the
+    # CheckNewModel condition skips Register and the staging deploy, the execution succeeds and says so.
+    assert states["CheckNewModel"]["properties"]["Outcome"] is False
+    skipped = ("Register", "CreateModel", "EndpointConfig", "Deploy")
+    assert {name: states[name]["status"] for name in skipped} == dict.fromkeys(skipped, "NotExecuted")
+    assert second.load().status == "Succeeded"
     assert (
-        "is already dogpipe-dog-breeds version 1 (PendingManualApproval); nothing registered" in result.output
+        "registered: nothing new, the model is already dogpipe-dog-breeds version 1 (PendingManualApproval) "
+        "(--param RegisterDuplicate=true registers it again)" in result.output
     )
-    arns = {run.step_state("Register")["properties"]["ModelPackageArn"] for run in (first, second)}
-    assert len(arns) == 1
+    assert [package.version for package in LocalRegistry(pipeline_run["root"]).list_packages(GROUP)] == [1]
+    logs = CliRunner().invoke(cli, ["logs", second.id, "Compare", "--config", str(pipeline_run["config"])])
+    assert logs.exit_code == 0, logs.output
+    assert (
+        f"registered: already {GROUP} version 1 (PendingManualApproval); nothing new to register"
+        in logs.output
+    )
 
 
 def test_models_show_traces_a_version_to_its_execution_data_code_trial_and_rules(
@@ -190,11 +205,17 @@ def test_every_run_leaves_a_report_with_every_section(pipeline_run: dict[str, An
         sections = dict(re.findall(r'<section id="([a-z-]+)">(.*?)</section>', document, re.S))
         for anchor in ("hyperparameter-tuning", "training", "gradient-norms-per-layer", "evaluation"):
             assert "data:image/png;base64," in sections[anchor], anchor
-        for anchor in ("debugger-rules", "profiler", "model-summary", "sample-prediction"):
+        for anchor in ("debugger-rules", "profiler", "model-summary"):
             assert 'class="note"' not in sections[anchor], anchor
         assert "Best hyperparameters" in sections["hyperparameter-tuning"]
         assert "vanishing_gradient" in sections["debugger-rules"] and "Dataloader" in sections["profiler"]
-        assert "data:image/jpeg;base64," in sections["sample-prediction"]  # the image sent to the endpoint
+        if result == "first":
+            assert 'class="note"' not in sections["sample-prediction"]
+            assert (
+                "data:image/jpeg;base64," in sections["sample-prediction"]
+            )  # the image sent to the endpoint
+        else:  # the model was already version 1: nothing deployed, so nothing invoked
+            assert "no sample prediction (no endpoint was invoked)" in sections["sample-prediction"]
 
 
 def test_executions_list_and_status_show_the_runs(pipeline_run: dict[str, Any]) -> None:
@@ -402,3 +423,33 @@ def test_resuming_a_killed_deploy_does_not_undo_a_later_approval(
         ]
     finally:
         stop_endpoint(root, "dogpipe-prod")
+
+
+def test_register_duplicate_registers_the_cached_model_again_and_deploys_it(
+    pipeline_run: dict[str, Any],
+) -> None:
+    """``--param RegisterDuplicate=true`` (the one --param rule of both engines): the cached model,
+    already a version, becomes a new one with the same artifact, and the staging deploy serves it."""
+    root = pipeline_run["root"]
+    registry = LocalRegistry(root)
+    before = registry.list_packages(GROUP)
+    result = CliRunner().invoke(
+        cli, ["run", "--config", str(pipeline_run["config"]), "--param", "RegisterDuplicate=true"]
+    )
+    assert result.exit_code == 0, result.output
+    execution = ExecutionStore(root).latest()
+    states = execution.step_states()
+    assert execution.load().parameters["RegisterDuplicate"] is True
+    assert states["Train"].get("cache_hit") and states["CheckNewModel"]["properties"]["Outcome"] is True
+    (new,) = [package for package in registry.list_packages(GROUP) if package not in before]
+    assert new.version == max(package.version for package in before) + 1
+    assert new.model_data_url == registry.get(GROUP, 1).model_data_url
+    assert f"registered: {GROUP} version {new.version} (PendingManualApproval)" in result.output
+    assert "nothing new" not in result.output and states["Deploy"]["status"] == "Succeeded"
+    assert read_endpoint(root, "dogpipe-test-staging")["model_package_arn"] == new.arn
+    refused = CliRunner().invoke(
+        cli, ["run", "--config", str(pipeline_run["config"]), "--param", "RegisterDuplicate=maybe"]
+    )
+    assert refused.exit_code == 2 and "'RegisterDuplicate' is Boolean; 'maybe' is not a valid Boolean" in (
+        refused.output
+    )

@@ -42,8 +42,8 @@ def run_processing(
     env: dict[str, str] | None = None,
 ):
     """Run the step ``name`` as SageMaker would; ``inputs`` by ProcessingInput name (``code`` is the
-    source dir); ``replace`` swaps argument values; ``env`` adds to the job's environment. Returns the
-    container and its log."""
+    source dir); ``replace`` swaps argument values (an expression by its JSON text, as SageMaker
+    resolves it); ``env`` adds to the job's environment. Returns the container and its log."""
     arguments = step(name)["Arguments"]
     container = Container(job_dir)
     for item in arguments["ProcessingInputs"]:
@@ -57,7 +57,10 @@ def run_processing(
     for output in arguments["ProcessingOutputConfig"]["Outputs"]:
         container.path(output["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
     app = arguments["AppSpecification"]
-    argv = [replace.get(part, part) if replace else part for part in app.get("ContainerArguments", [])]
+    argv = [
+        (replace or {}).get(part if isinstance(part, str) else json.dumps(part, sort_keys=True), part)
+        for part in app.get("ContainerArguments", [])
+    ]
     result = subprocess.run(
         container.command([*app["ContainerEntrypoint"], *argv]),
         env={**container.environment(arguments.get("Environment") or {}), **(env or {})},
@@ -155,7 +158,8 @@ def test_compare_scores_the_archive_against_the_approved_production_model(
     trained: Path, preprocessed: Container, tmp_path: Path
 ) -> None:
     """The golden definition's Compare entrypoint and arguments; production is an Approved package of
-    the group whose artifact is the same archive, so both score alike: delta 0, McNemar p 1."""
+    the group whose artifact is the same archive, so both score alike: delta 0, McNemar p 1; and the
+    candidate's URI (Train's artifact, resolved) is that version's, so it is already registered."""
     from pipeline.registry import LocalRegistry
 
     arguments = step("Compare")["Arguments"]["AppSpecification"]["ContainerArguments"]
@@ -172,8 +176,13 @@ def test_compare_scores_the_archive_against_the_approved_production_model(
         "DOGPIPE_LOCAL_S3": str(tmp_path / "s3"),
     }
     test_split = preprocessed.path("/opt/ml/processing/output/data") / "test"
+    train_artifact = json.dumps({"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"})
     container, log = run_processing(
-        "Compare", tmp_path / "compare", {"model": trained / "model.tar.gz", "test": test_split}, env=env
+        "Compare",
+        tmp_path / "compare",
+        {"model": trained / "model.tar.gz", "test": test_split},
+        replace={train_artifact: "s3://bucket/models/model.tar.gz"},
+        env=env,
     )
     output = container.path("/opt/ml/processing/output/comparison") / "comparison.json"
     comparison = json.loads(output.read_text())
@@ -184,3 +193,4 @@ def test_compare_scores_the_archive_against_the_approved_production_model(
     assert comparison["delta"] == {"accuracy": 0.0, "weighted_f1": 0.0}
     assert comparison["mcnemar"]["p_value"] == 1.0 and comparison["gate"]["passed"] is True
     assert "comparison=compared gate_passed=True" in log
+    assert comparison["registered"]["already"] is True and comparison["registered"]["version"] == 1
