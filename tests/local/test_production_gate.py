@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 from pipeline.cli.main import cli
 from pipeline.config import LOCAL_CONFIG
-from pipeline.local.endpoint_servers import stop_endpoint
+from pipeline.local.endpoint_records import stop_endpoint
 from pipeline.local.executions import ExecutionStore
 from pipeline.object_store import ObjectStore
 from pipeline.registry import LocalRegistry
