@@ -86,6 +86,7 @@ def run_local(
     from pipeline.local.forked_jobs import SERVER
 
     SERVER.warm()  # torch imported once, while the definition is built (pipeline/local/fork_server.py)
+    _prepare_tracking(cfg, echo)
     echo(f"code {code.sha256[:12]} staged; building the pipeline definition ...")
     from pipeline.definition.document import build_definition
 
@@ -93,6 +94,18 @@ def run_local(
     return engine.start(
         definition, cfg.project.name, _with_data(definition, cfg, dict(params or {}), data_uri)
     )
+
+
+def _prepare_tracking(cfg: PipelineConfig, echo: Callable[[str], None]) -> None:
+    """The tracking store's tables and experiment, made once before jobs may start side by side; a
+    store that fails is one warning line (the jobs then say so once each, and go on)."""
+    from pipeline.config.tracking import experiment_name, local_tracking_uri, store_uri
+
+    uri = store_uri(cfg, local_tracking_uri(cfg.local.root))
+    if uri is not None:
+        from pipeline.tracking import prepare_store
+
+        prepare_store(uri, experiment_name(cfg), lambda line: echo(f"warning: {line}"))
 
 
 def _with_data(

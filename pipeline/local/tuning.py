@@ -160,7 +160,11 @@ class TuningJob:
             number = next(self._counter)
         name = f"{self.name}-{number:03d}-{secrets.token_hex(4)}"
         job = TrainingJob(
-            self._trial_request(tuned), name, self.ctx.work_dir / "trials" / name, self.ctx.store
+            self._trial_request(tuned),
+            name,
+            self.ctx.work_dir / "trials" / name,
+            self.ctx.store,
+            self.ctx.settings.tracking_uri,
         )
         shown = " ".join(f"{key}={value}" for key, value in tuned.items())
         self.console.say(f"  [{self.ctx.name}] trial {number}/{self.max_jobs} {shown}")
