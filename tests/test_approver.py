@@ -159,3 +159,58 @@ def test_no_production_is_said_and_decides_nothing() -> None:
     record = {"version": 1, "status": "PendingManualApproval", "accuracy": 0.5, "rules": []}
     lines = summary_lines(summary(record, found))
     assert "  production: no comparison with production (no_production: first version)" in lines
+
+
+def _report(tmp_path: Path, with_comparison: bool) -> tuple[str, list[str]]:
+    import re
+
+    from pipeline.report import build_report
+    from pipeline.report.inputs import ReportInputs
+
+    evaluation = tmp_path / "evaluation.json"
+    matrix = {"beagle": {"beagle": 5, "pug": 4, "boxer": 1}, "pug": {"pug": 8, "beagle": 2}}
+    evaluation.write_text(json.dumps({"multiclass_classification_metrics": {
+        "accuracy": {"value": 0.65}, "weighted_f1": {"value": 0.64}, "confusion_matrix": matrix},
+        "num_samples": 20}))  # fmt: skip
+    inputs = ReportInputs(
+        title="dogpipe execution e2 (Succeeded)",
+        steps=[{"step": "AccuracyTooLow", "type": "Fail", "status": "NotExecuted"}],
+        evaluation=evaluation,
+        status="Succeeded",
+        model_version=2,
+        package={
+            "version": 2,
+            "status": "PendingManualApproval",
+            "accuracy": 0.65,
+            "weighted_f1": 0.64,
+            "test_images": 20,
+            "rules": [{"rule": "overfit", "status": "NoIssuesFound"}],
+            "source_execution": "arn:aws:sagemaker:local:0:pipeline/p/execution/e2",
+            "mlflow_run_id": "r1",
+        },
+    )
+    if with_comparison:
+        inputs.comparison = tmp_path / "comparison.json"
+        inputs.comparison.write_text(json.dumps(comparison(-0.1)))
+    html = build_report(inputs, tmp_path / "report.html").read_text()
+    return html, re.findall(r'<section id="([a-z-]+)">', html)
+
+
+def test_the_report_opens_with_the_approvers_summary_then_candidate_vs_production(tmp_path: Path) -> None:
+    html, order = _report(tmp_path, with_comparison=True)
+    assert order[:3] == ["approver-summary", "candidate-vs-production", "pipeline-steps"]
+    summary_html = html.split('<section id="candidate-vs-production">')[0]
+    assert "Version <b>2</b> (PendingManualApproval)" in summary_html
+    assert "accuracy <b>0.65</b>, weighted F1 <b>0.64</b> on 20 test images" in summary_html
+    assert 'class="verdict worse"' in summary_html and "WORSE than production v1" in summary_html
+    assert "Breeds that got worse: beagle (-0.4000)" in summary_html
+    assert "AccuracyTooLow" in summary_html and "MLflow run" in summary_html
+    versus = html.split('<section id="candidate-vs-production">')[1].split("</section>")[0]
+    assert '<tr class="worse">' in versus and "pug (4), boxer (1)" in versus  # what beagles were taken for
+    assert versus.count("<tr class=") == 1  # pug did not change: only the breed that changed
+
+
+def test_without_a_comparison_the_report_says_so_and_has_no_versus_section(tmp_path: Path) -> None:
+    html, order = _report(tmp_path, with_comparison=False)
+    assert order[0] == "approver-summary" and "candidate-vs-production" not in order
+    assert "no comparison with production (no Compare step ran for this version)" in html
