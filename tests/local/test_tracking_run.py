@@ -4,6 +4,7 @@ registered; a tracking server that does not answer costs a warning, never the ru
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,10 @@ def test_each_execution_is_a_run_with_nested_trials_epochs_and_its_version(
     assert {"report.html", "evaluation.json"} <= artifacts
     version = LocalRegistry(tmp_path / "engine").get("dogpipe-dog-breeds", 1)
     assert version.metrics["mlflow_run_id"] == first_run.info.run_id
+    shown = CliRunner().invoke(cli, ["models", "show", "1", "-o", "json", "--config", str(config)])
+    assert json.loads(shown.output)["mlflow_run_id"] == first_run.info.run_id
+    report = (tmp_path / "engine" / "executions").glob("*/report.html")
+    assert any("approver-summary" in path.read_text()[:20000] for path in report)
 
 
 def _children(runs: list[Any], parent: Any) -> list[Any]:
