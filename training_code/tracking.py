@@ -125,6 +125,8 @@ def start_job_run(env: Mapping[str, str] | None = None) -> JobRun:
         return JobRun()
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a down server costs one timeout
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    for logger in ("alembic", "mlflow.store"):  # a fresh store's migrations say a lot at INFO
+        logging.getLogger(logger).setLevel(logging.WARNING)
     try:
         from mlflow.tracking import MlflowClient
     except ImportError as error:

@@ -86,14 +86,15 @@ def run_local(
     from pipeline.local.forked_jobs import SERVER
 
     SERVER.warm()  # torch imported once, while the definition is built (pipeline/local/fork_server.py)
-    _prepare_tracking(cfg, echo)
     echo(f"code {code.sha256[:12]} staged; building the pipeline definition ...")
     from pipeline.definition.document import build_definition
+    from pipeline.definition.parameters import parameter_values
 
     definition = json.loads(build_definition(cfg, role_arn=cfg.project.role_arn, code=code))
-    return engine.start(
-        definition, cfg.project.name, _with_data(definition, cfg, dict(params or {}), data_uri)
-    )
+    overrides = _with_data(definition, cfg, dict(params or {}), data_uri)
+    parameter_values(definition, overrides)  # a bad --param is refused before anything is made
+    _prepare_tracking(cfg, echo)
+    return engine.start(definition, cfg.project.name, overrides)
 
 
 def _prepare_tracking(cfg: PipelineConfig, echo: Callable[[str], None]) -> None:
