@@ -77,9 +77,19 @@ def _client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
+def artifact_location(uri: str) -> str | None:
+    """Where a SQLite store's artifacts go: beside its file (MLflow's default, ``./mlruns``, is the
+    working directory of whoever created the experiment); a server decides for itself (None)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+
+
 def _experiment_id(client: Any, name: str) -> str:
     found = client.get_experiment_by_name(name)
-    return str(found.experiment_id) if found else str(client.create_experiment(name))
+    if found:
+        return str(found.experiment_id)
+    return str(client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri)))
 
 
 def prepare_store(uri: str, experiment: str, warn: Callable[[str], None]) -> bool:

@@ -48,6 +48,8 @@ def test_a_run_records_params_and_one_point_per_epoch(tmp_path) -> None:
     assert stored.info.run_name == "train-1" and stored.info.status == "FINISHED"
     assert stored.data.tags[tracking.JOB_TAG] == "train-1"
     assert stored.data.params == {"lr": "0.1", "collections": "losses,weights", "pretrained": "true"}
+    experiment = MlflowClient(uri).get_experiment(stored.info.experiment_id)
+    assert experiment.artifact_location == (tmp_path / "artifacts").as_uri()  # not ./mlruns
     history = MlflowClient(uri).get_metric_history(run.run_id, "valid_loss")
     assert [(point.step, point.value) for point in history] == [(1, 1.0), (2, 0.5)]
 

@@ -137,13 +137,27 @@ def start_job_run(env: Mapping[str, str] | None = None) -> JobRun:
     try:
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        experiment_id = (
+            found.experiment_id
+            if found
+            else client.create_experiment(experiment, artifact_location=_artifact_location(uri))
+        )
         run = client.create_run(experiment_id, run_name=name, tags={JOB_TAG: name, KIND_TAG: kind})
     except Exception as error:  # a tracking store never fails the job
         _warn_unavailable(_where(uri), "start a run", error)
         return JobRun()
     log.info("tracking: run %s (%s) in experiment %s", run.info.run_id, name, experiment)
     return JobRun(client, run.info.run_id, _where(uri))
+
+
+def _artifact_location(uri: str) -> str | None:
+    """A SQLite store's artifacts beside its file, not in the job's working directory (MLflow's
+    default ``./mlruns``); the same rule as ``pipeline/tracking.py``."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    from pathlib import Path
+
+    return (Path(uri[len("sqlite:///") :]).parent / "artifacts").as_uri()
 
 
 def _where(uri: str) -> str:

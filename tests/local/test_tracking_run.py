@@ -72,6 +72,7 @@ def test_each_execution_is_a_run_with_nested_trials_epochs_and_its_version(
     assert first_run.data.params["parameter.AccuracyThreshold"] == "0.0"
     artifacts = {item.path for item in client.list_artifacts(first_run.info.run_id)}
     assert {"report.html", "evaluation.json"} <= artifacts
+    assert (tmp_path / "engine" / "mlflow" / "artifacts").is_dir()  # beside the store, not in ./mlruns
     version = LocalRegistry(tmp_path / "engine").get("dogpipe-dog-breeds", 1)
     assert version.metrics["mlflow_run_id"] == first_run.info.run_id
     shown = CliRunner().invoke(cli, ["models", "show", "1", "-o", "json", "--config", str(config)])
