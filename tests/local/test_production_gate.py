@@ -84,7 +84,7 @@ def comparison_of(root: Path, execution_index: int) -> dict[str, Any]:
     builds = [
         item
         for item in ExecutionStore(root).list()
-        if item.stored_record.get("pipeline_name") == "dogpipe-local"
+        if item.read_stored().get("pipeline_name") == "dogpipe-local"
     ]
     execution = sorted(builds, key=lambda item: item.id)[execution_index]
     output = execution.step_state("Compare")["properties"]["ProcessingOutputConfig"]["Outputs"][0]
