@@ -111,6 +111,12 @@ class Engine(Protocol):
         as ``ObjectStore.get`` lays it out; None when it cannot be read."""
         ...
 
+    @property
+    def tracking_uri(self) -> str | None:
+        """Where executions are recorded in MLflow: ``tracking.uri``, else this engine's own store
+        (locally SQLite under ``local.root``; none on SageMaker); None when tracking is off."""
+        ...
+
     def serving(self, endpoints: list[str]) -> dict[str, str | None]:
         """Endpoint name → the model package ARN it serves now (None: not serving)."""
         ...

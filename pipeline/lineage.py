@@ -117,6 +117,7 @@ def show(
         "data_digest": digest.group(1) if digest else None,
         "code_sha256": metrics.get("code_sha256"),
         "training_job": metrics.get("training_job"),
+        "mlflow_run_id": metrics.get("mlflow_run_id"),  # the execution's run (pipeline/tracking.py)
         "best_trial": metrics.get("best_trial"),
         "hyperparameters": " ".join(f"{key}={value}" for key, value in hyperparameters.items()) or None,
         "model_data": package.model_data_url,

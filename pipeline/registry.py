@@ -155,6 +155,10 @@ class ModelRegistry(Protocol):
 
     def latest_approved(self, group: str) -> ModelPackage | None: ...
 
+    def annotate(self, group: str, version: int, metadata: Mapping[str, str]) -> ModelPackage:
+        """Add ``metadata`` to the version's customer metadata (the MLflow run id), keeping the rest."""
+        ...
+
 
 def approved_package(registry: ModelRegistry, group: str) -> ModelPackage:
     """The latest Approved package, or a refusal that shows what the group holds and how to approve."""
@@ -242,6 +246,12 @@ class LocalRegistry:
     def latest_approved(self, group: str) -> ModelPackage | None:
         return latest_approved_of(self.list_packages(group))
 
+    def annotate(self, group: str, version: int, metadata: Mapping[str, str]) -> ModelPackage:
+        current = self.get(group, version)
+        updated = replace(current, metrics={**current.metrics, **metadata})
+        write_json_atomic(self.group_dir(group) / f"{updated.version}.json", updated.to_json())
+        return updated
+
     @staticmethod
     def _next_version(directory: Path) -> int:
         versions = [int(path.stem) for path in directory.glob("*.json") if path.stem.isdigit()]
@@ -296,6 +306,14 @@ class SageMakerRegistry:
 
     def latest_approved(self, group: str) -> ModelPackage | None:
         return latest_approved_of(self.list_packages(group))
+
+    def annotate(self, group: str, version: int, metadata: Mapping[str, str]) -> ModelPackage:
+        """UpdateModelPackage with the merged CustomerMetadataProperties (the call replaces them all)."""
+        package = self.get(group, version)
+        described = self.sagemaker.describe_model_package(ModelPackageName=package.arn)
+        merged = {**(described.get("CustomerMetadataProperties") or {}), **metadata}
+        self.sagemaker.update_model_package(ModelPackageArn=package.arn, CustomerMetadataProperties=merged)
+        return self._describe(package.arn)
 
     def _describe(self, arn: str) -> ModelPackage:
         response = self.sagemaker.describe_model_package(ModelPackageName=arn)

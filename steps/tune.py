@@ -21,6 +21,7 @@ def build_tune(ctx: BuildContext, preprocess: ProcessingStep) -> TuningStep:
         step="tune",
         hyperparameters=static_hyperparameters(ctx, epochs=epochs, debug_hook=False, profiler=False),
         output_uri=ctx.execution_uri("tune"),
+        tracking_kind="trial",
     )
     ranges = tuning.ranges
     tuner = HyperparameterTuner(

@@ -158,14 +158,38 @@ def _set_status(
 def _weigh_against_production(
     engine: Engine, packages: list[ModelPackage], candidate: ModelPackage, yes: bool
 ) -> None:
-    """One line comparing ``candidate`` with production; a candidate worse on accuracy or weighted F1
-    is approved only with --yes (an approval could otherwise replace a better model)."""
-    from pipeline.engines import production_package
-    from pipeline.lineage import quality
+    """The approver's summary (``pipeline/approver.py``: quality, gates, the comparison with production
+    on the same images, lineage), then the decision: a candidate worse than production on accuracy or
+    weighted F1 is approved only with --yes (an approval could otherwise replace a better model). The
+    Compare step's comparison decides where there is one; else the registered metrics of both."""
+    from pipeline.approver import comparison_of, summary, summary_lines
+    from pipeline.engines import production_package, served_packages
+    from pipeline.lineage import show
+    from pipeline.tracking import RUN_ID_KEY
 
+    record = show(candidate, served_packages(engine).get(candidate.arn, []), engine.read_json)
+    comparison = comparison_of(candidate, engine.read_json)
+    found = summary(record, comparison, run_id=candidate.metrics.get(RUN_ID_KEY))
+    for line in summary_lines(found):
+        click.echo(line)
+    if comparison is not None and comparison.compared:
+        if comparison.worse and not yes:
+            raise click.ClickException(
+                f"version {candidate.version} is worse than production version "
+                f"{comparison.production_version} on the same test images ({found['comparison']}): "
+                "approve with --yes to replace it anyway"
+            )
+        return
     production = production_package(engine, packages)
     if production is None or production.arn == candidate.arn:
         return
+    _weigh_registered_metrics(candidate, production, yes)
+
+
+def _weigh_registered_metrics(candidate: ModelPackage, production: ModelPackage, yes: bool) -> None:
+    """Without a comparison on the same images: the two versions' registered metrics, one line."""
+    from pipeline.lineage import quality
+
     mine, theirs = quality(candidate.metrics), quality(production.metrics)
     parts, worse = [], []
     for name in ("accuracy", "weighted_f1"):

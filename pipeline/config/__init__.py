@@ -22,6 +22,7 @@ from pipeline.config.deploy import (
     ServerlessConfig,
     check_schedule,
 )
+from pipeline.config.tracking import TrackingConfig
 from pipeline.config.training import (
     DebuggerConfig,
     Hyperparameters,
@@ -264,6 +265,7 @@ class PipelineConfig(_Strict):
     deploy: DeployConfig = DeployConfig()
     steps: StepsConfig = StepsConfig()
     local: LocalEngineConfig = LocalEngineConfig()
+    tracking: TrackingConfig = TrackingConfig()
     schedule: str | None = Field(None, description="rate(...) or cron(...): upsert schedules the build.")
 
     @field_validator("schedule")

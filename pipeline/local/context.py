@@ -22,6 +22,14 @@ class EngineSettings:
     max_parallel_trials: int | None = None
 
     @property
+    def tracking_uri(self) -> str:
+        """The MLflow store this engine hands to a job that asks for tracking and names none (its
+        stand-in for a tracking server, as the folder under ``root`` is for S3)."""
+        from pipeline.config.tracking import local_tracking_uri
+
+        return local_tracking_uri(self.root)
+
+    @property
     def trial_slots(self) -> int:
         """Parallel tuning trials this machine can take: the config's cap, never above the cores."""
         cores = os.cpu_count() or 1

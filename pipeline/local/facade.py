@@ -83,6 +83,12 @@ class LocalFacade:
         except (StoreError, OSError):
             return None
 
+    @property
+    def tracking_uri(self) -> str | None:
+        from pipeline.config.tracking import local_tracking_uri, store_uri
+
+        return store_uri(self.cfg, local_tracking_uri(self.root))
+
     def version_choices(self) -> list[tuple[str, str]]:
         packages = self.registry().list_packages(self.cfg.registry.model_package_group)
         return [(str(package.version), package.approval_status) for package in packages]
@@ -134,6 +140,7 @@ class LocalFacade:
         sample: EndpointSample | None = None,
     ) -> Path:
         from pipeline.report.collect import write_local_report
+        from pipeline.report.evidence import Evidence
 
         try:
             return write_local_report(
@@ -143,6 +150,7 @@ class LocalFacade:
                 prediction=sample.reply if sample else None,
                 prediction_image=sample.image if sample else None,
                 pipeline_name=self.cfg.project.name,
+                evidence=Evidence(self.cfg, self.registry(), self.read_json, self.tracking_uri),
             )
         except LookupError as error:
             raise DogpipeError(str(error)) from None

@@ -9,6 +9,12 @@
   pipelines; its trust policy names both services (``upsert`` checks it).
 - **operator**: whoever runs ``upsert``, ``start``, ``status``, the listings, approvals and ``deploy``.
 
+With ``tracking.uri`` naming a SageMaker managed MLflow tracking server, the execution role (the
+training jobs log their runs) and the operator (``dogpipe report`` records the execution's run) also get
+``sagemaker-mlflow:*`` on that server's ARN (the service prefix and its ``mlflow-tracking-server``
+resource type: AWS's Service Authorization Reference, "Amazon SageMaker with MLflow"). Artifacts go to
+the server's own S3 artifact store, which its role, not these, writes through presigned URLs.
+
 ``tests/test_iam_policy.py`` records every AWS call those code paths make on a moto server and checks
 that each is allowed here, so a new call without its permission fails a test, not a first real run.
 """
@@ -136,6 +142,14 @@ def step_types(definitions: list[str]) -> set[str]:
     return {node.type for text in definitions for node in steps_of(parse_definition(text))}
 
 
+def tracking_statements(cfg: PipelineConfig) -> list[dict[str, Any]]:
+    """``sagemaker-mlflow:*`` on the tracking server ``tracking.uri`` names (none without one)."""
+    tracking = cfg.tracking
+    if not (tracking.enabled and tracking.uri and tracking.is_tracking_server):
+        return []
+    return [_statement("ExperimentTracking", ["sagemaker-mlflow:*"], [tracking.uri])]
+
+
 def execution_role_policy(cfg: PipelineConfig, definitions: list[str], role_arn: str) -> dict[str, Any]:
     """What the pipelines' role needs for the step types of ``definitions`` and the jobs' own calls."""
     sagemaker = [
@@ -164,6 +178,7 @@ def execution_role_policy(cfg: PipelineConfig, definitions: list[str], role_arn:
                 ],
             ),
             _statement("RunJobsAsThisRole", ["iam:PassRole"], [role_arn]),
+            *tracking_statements(cfg),
         ],
     }
 
@@ -191,6 +206,7 @@ def operator_policy(cfg: PipelineConfig, role_arns: list[str]) -> dict[str, Any]
         for sid, actions in OPERATOR_ACTIONS.items()
     ]
     statements.append(_statement("PassTheRoles", ["iam:PassRole"], sorted(set(role_arns))))
+    statements += tracking_statements(cfg)
     return {"Version": "2012-10-17", "Statement": statements}
 
 

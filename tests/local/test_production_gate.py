@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 from pipeline.cli.main import cli
 from pipeline.config import LOCAL_CONFIG
-from pipeline.local.endpoint_servers import stop_endpoint
+from pipeline.local.endpoint_records import stop_endpoint
 from pipeline.local.executions import ExecutionStore
 from pipeline.object_store import ObjectStore
 from pipeline.registry import LocalRegistry
@@ -84,7 +84,7 @@ def comparison_of(root: Path, execution_index: int) -> dict[str, Any]:
     builds = [
         item
         for item in ExecutionStore(root).list()
-        if item.stored_record.get("pipeline_name") == "dogpipe-local"
+        if item.read_stored().get("pipeline_name") == "dogpipe-local"
     ]
     execution = sorted(builds, key=lambda item: item.id)[execution_index]
     output = execution.step_state("Compare")["properties"]["ProcessingOutputConfig"]["Outputs"][0]
