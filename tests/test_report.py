@@ -343,3 +343,25 @@ def test_reading_the_trace_prints_no_smdebug_info_lines(tmp_path: Path, artifact
     assert "gradient norms per layer" in _section(
         (tmp_path / "r.html").read_text(), "gradient-norms-per-layer"
     )
+
+
+def test_a_cached_re_run_s_report_names_the_version_its_model_already_is(tmp_path: Path) -> None:
+    """Issue 25: CheckNewModel skipped Register, so no step names the version; the Compare job's
+    ``registered`` does (and a Register that ran, with RegisterDuplicate, names its own)."""
+    from pipeline.report.collect import inputs_from_files, job_facts
+
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/dogs/1"
+    comparison = tmp_path / "comparison" / "comparison.json"
+    comparison.parent.mkdir()
+    registered = {"version": 1, "package_arn": arn, "approval_status": "Approved", "already": True}
+    comparison.write_text(json.dumps({"status": "compared", "registered": registered}))
+    inputs = inputs_from_files("re-run", [comparison.parent], [], [], tmp_path)
+    assert (inputs.model_version, inputs.model_package_arn) == (1, arn)
+    job_facts(inputs, "RegisterModel", {"ModelPackageArn": arn.replace("/1", "/2"), "ModelPackageVersion": 2})
+    assert inputs.model_version == 2
+
+    comparison.write_text(json.dumps({"registered": {**registered, "already": False, "version": None}}))
+    new = inputs_from_files("first run", [comparison.parent], [], [], tmp_path)
+    assert (new.model_version, new.model_package_arn) == (None, None)
+    comparison.write_text("{not json")
+    assert inputs_from_files("torn", [comparison.parent], [], [], tmp_path).model_version is None

@@ -10,6 +10,7 @@ SageMaker execution with the same rules (:mod:`pipeline.report.fetch`).
 
 from __future__ import annotations
 
+import json
 import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -121,7 +122,22 @@ def inputs_from_files(
     inputs.profiler_summary = found.get("profiler_summary.json")
     inputs.model_archive = found.get("model.tar.gz")
     inputs.comparison = found.get("comparison.json")
+    inputs.model_package_arn, inputs.model_version = registered_before(inputs.comparison)
     return inputs
+
+
+def registered_before(comparison: Path | None) -> tuple[str | None, int | None]:
+    """The version the Compare job found already holding the candidate's artifact (a cached re-run,
+    whose Register CheckNewModel skipped), so the report and the tracked run still name the model's
+    version; a Register step that did run (``job_facts``) overrides it."""
+    try:
+        known = json.loads(comparison.read_text()).get("registered") if comparison else None
+    except (OSError, ValueError, AttributeError):
+        return None, None
+    if not isinstance(known, Mapping) or not known.get("already"):
+        return None, None
+    version = known.get("version")
+    return known.get("package_arn"), version if isinstance(version, int) else None
 
 
 def job_facts(inputs: ReportInputs, step_type: str, described: Mapping[str, Any]) -> None:

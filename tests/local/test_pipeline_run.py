@@ -209,6 +209,7 @@ def test_every_run_leaves_a_report_with_every_section(pipeline_run: dict[str, An
             assert 'class="note"' not in sections[anchor], anchor
         assert "Best hyperparameters" in sections["hyperparameter-tuning"]
         assert "vanishing_gradient" in sections["debugger-rules"] and "Dataloader" in sections["profiler"]
+        assert "Version <b>1</b>" in document  # registered by the first, found again by the second
         if result == "first":
             assert 'class="note"' not in sections["sample-prediction"]
             assert (
