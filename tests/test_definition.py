@@ -161,3 +161,52 @@ def test_an_output_path_that_cannot_be_written_is_one_line_naming_it(
     assert isinstance(result.exception, SystemExit), result.exception
     assert result.output.startswith(f"Error: {target}") and "Not a directory" in result.output
     assert blocker.read_text() == "not a folder"
+
+
+def test_preprocess_on_two_instances_shards_its_input_and_merges_its_stats(
+    tmp_path: Path, shipped_text: str
+) -> None:
+    """``processing.instance_count: 2``: the data input is ShardedByS3Key (the code stays whole), a
+    one-instance MergeStats step reduces the parts, and Tune/Train read its stats; `validate` passes."""
+    config = tmp_path / "sharded.yaml"
+    text = DEFAULT_CONFIG.read_text()
+    assert "processing:\n  instance_type: ml.m5.xlarge\n" in text
+    config.write_text(
+        text.replace(
+            "processing:\n  instance_type: ml.m5.xlarge\n",
+            "processing:\n  instance_type: ml.m5.xlarge\n  instance_count: 2\n",
+        ).replace(
+            "s3://my-dogpipe-bucket/datasets/dogImages.zip", "s3://my-dogpipe-bucket/datasets/dogImages/"
+        )
+    )
+    result = CliRunner().invoke(cli, ["validate", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "definition.json"
+    result = CliRunner().invoke(cli, ["definition", "--config", str(config), "--output-file", str(out)])
+    assert result.exit_code == 0, result.output
+    definition = json.loads(out.read_text())
+    assert validate_definition(out.read_text()) == []
+    steps = _steps(definition)
+
+    preprocess = steps["Preprocess"]["Arguments"]
+    assert preprocess["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 2
+    inputs = preprocess["ProcessingInputs"]
+    distribution = {item["InputName"]: item["S3Input"]["S3DataDistributionType"] for item in inputs}
+    assert distribution == {"data": "ShardedByS3Key", "code": "FullyReplicated"}
+
+    merge = steps["MergeStats"]["Arguments"]
+    assert merge["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+    assert merge["AppSpecification"]["ContainerEntrypoint"][-1] == "preprocess_merge.py"
+    parts = next(item for item in merge["ProcessingInputs"] if item["InputName"] == "parts")["S3Input"]
+    stats = "ProcessingOutputConfig.Outputs['stats'].S3Output.S3Uri"
+    assert parts["S3Uri"] == {"Get": f"Steps.Preprocess.{stats}"}
+    merged = {"Get": f"Steps.MergeStats.{stats}"}
+    train_channels = {
+        channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
+        for channel in steps["Train"]["Arguments"]["InputDataConfig"]
+    }
+    assert train_channels["stats"] == merged
+    tune = steps["Tune"]["Arguments"]["TrainingJobDefinition"]["InputDataConfig"]
+    tune_stats = next(channel for channel in tune if channel["ChannelName"] == "stats")
+    assert tune_stats["DataSource"]["S3DataSource"]["S3Uri"] == merged
+    assert "MergeStats" not in _steps(json.loads(shipped_text))  # one instance: nothing to merge
