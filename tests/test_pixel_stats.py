@@ -65,16 +65,18 @@ def test_large_splits_use_processes_small_ones_threads(
 
 
 def test_a_failing_worker_is_raised_with_its_error_after_every_worker_ended(
-    sample_dataset: Path, monkeypatch: pytest.MonkeyPatch
+    sample_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, samples = dogdata.scan_split(sample_dataset / "train")
     paths = [path for path, _ in samples]
     caller = os.getpid()
     original = pixel_stats._channel_histogram
+    worker = tmp_path / "worker"
 
     def failing_elsewhere(path: str, image_size: int) -> torch.Tensor:
         time.sleep(0.005)
         if os.getpid() != caller:
+            worker.write_text(str(os.getpid()))
             raise dogdata.ImageDecodeError(f"cannot decode {Path(path).name}")
         return original(path, image_size)
 
@@ -82,5 +84,5 @@ def test_a_failing_worker_is_raised_with_its_error_after_every_worker_ended(
     failed = pixel_stats.forked_sums.WorkerFailed
     with pytest.raises(failed, match=r"ImageDecodeError: cannot decode .*\.jpg"):
         pixel_stats.compute_stats(paths, 24, num_workers=2, processes=True)
-    with pytest.raises(ChildProcessError):  # the worker was waited for: nothing left running or unreaped
-        os.waitpid(-1, os.WNOHANG)
+    with pytest.raises(ChildProcessError):  # the worker was waited for: not running, not a zombie
+        os.waitpid(int(worker.read_text()), os.WNOHANG)

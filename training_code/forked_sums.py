@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import torch
 
 Item = TypeVar("Item")
+NextChunk = Callable[[], "tuple[int, torch.Tensor] | None"]  # the next chunk's (count, sum), or None
 _HEADER = struct.Struct("<q")  # images in the record; -1: an error message of that many bytes follows
 
 
@@ -107,6 +108,34 @@ class _Reader:
         return records
 
 
+def _fork_workers(count: int, next_chunk: NextChunk, length: int) -> list[_Reader]:
+    readers = []
+    for _ in range(count):
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.close(read_fd)
+            _child(write_fd, next_chunk)
+        os.close(write_fd)
+        readers.append(_Reader(pid, read_fd, length))
+    return readers
+
+
+def _end(readers: list[_Reader], kill: bool) -> None:
+    """Close every pipe and reap every worker (killed first when the caller failed); raise the first
+    worker's error."""
+    failures = []
+    for reader in readers:
+        if kill:
+            os.kill(reader.pid, signal.SIGKILL)
+        os.close(reader.fd)
+        _, status = os.waitpid(reader.pid, 0)
+        if status != 0 and not kill:
+            failures.append(reader.error or f"worker {reader.pid} ended with status {status}")
+    if failures:
+        raise WorkerFailed(failures[0])
+
+
 def sum_in_forks(
     items: Sequence[Item],
     chunk_sum: Callable[[Sequence[Item]], torch.Tensor],
@@ -119,15 +148,7 @@ def sum_in_forks(
     ``chunk``, computed by this process and ``workers - 1`` forked ones. ``on_done(count)`` as chunks end."""
     counter = multiprocessing.get_context("fork").Value("q", 0)
     next_chunk = _work(items, chunk_sum, chunk, counter)
-    readers: list[_Reader] = []
-    for _ in range(workers - 1):
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child
-            os.close(read_fd)
-            _child(write_fd, next_chunk)
-        os.close(write_fd)
-        readers.append(_Reader(pid, read_fd, length))
+    readers = _fork_workers(workers - 1, next_chunk, length)
     total = torch.zeros(length, dtype=torch.int64)
 
     def add(records: list[tuple[int, torch.Tensor]]) -> None:
@@ -137,31 +158,20 @@ def sum_in_forks(
             if on_done is not None:
                 on_done(count)
 
-    failed = False
+    def drain(timeout: float | None) -> None:
+        ready, _, _ = select.select([r.fd for r in readers if r.open], [], [], timeout)
+        for reader in readers:
+            if reader.fd in ready:
+                add(reader.read())
+
     try:
         while (done := next_chunk()) is not None:
             add([done])
-            ready, _, _ = select.select([r.fd for r in readers if r.open], [], [], 0)
-            for reader in readers:
-                if reader.fd in ready:
-                    add(reader.read())
+            drain(0)
         while any(reader.open for reader in readers):
-            ready, _, _ = select.select([r.fd for r in readers if r.open], [], [])
-            for reader in readers:
-                if reader.fd in ready:
-                    add(reader.read())
-    except BaseException:
-        failed = True  # this process failed (or was interrupted): the children's work is moot
+            drain(None)
+    except BaseException:  # this process failed (or was interrupted): the workers' sums are moot
+        _end(readers, kill=True)
         raise
-    finally:
-        failures = []
-        for reader in readers:
-            if failed:
-                os.kill(reader.pid, signal.SIGKILL)
-            os.close(reader.fd)
-            _, status = os.waitpid(reader.pid, 0)
-            if status != 0:
-                failures.append(reader.error or f"worker {reader.pid} ended with status {status}")
-    if failures:
-        raise WorkerFailed(failures[0])
+    _end(readers, kill=False)
     return total
