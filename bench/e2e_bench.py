@@ -16,7 +16,7 @@ import yaml
 
 from bench.harness import Report
 from pipeline.config import LOCAL_CONFIG, parse_config
-from pipeline.local.endpoint_servers import stop_endpoint
+from pipeline.local.endpoint_records import stop_endpoint
 from pipeline.local.forked_jobs import ENABLE_ENV
 from pipeline.local.run import run_local
 from pipeline.sample_data import write_sample_data

@@ -100,7 +100,7 @@ def scale_config(root: Path, quick: bool) -> PipelineConfig:
 
 def run_pipeline(cfg: PipelineConfig, data: Path) -> tuple[Any, dict[str, int], float]:
     """The execution result, the peak memory per step and the total seconds."""
-    from pipeline.local.endpoint_servers import stop_endpoint
+    from pipeline.local.endpoint_records import stop_endpoint
     from pipeline.local.run import run_local
 
     watch = MemoryWatch()

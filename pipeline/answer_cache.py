@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pipeline.files import write_atomic
+
 CACHE_ENV = "DOGPIPE_CACHE_DIR"
 KEEP_PER_KIND = 32  # entries of one kind kept; older ones are removed when a new one is written
 
@@ -57,10 +59,7 @@ def cached_text(kind: str, key: str, compute: Callable[[], str]) -> str:
         pass
     text = compute()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)  # readers see the whole answer or none
+        write_atomic(path, text)  # readers see the whole answer or none
         _prune(path.parent)
     except OSError:
         pass

@@ -106,6 +106,17 @@ class Engine(Protocol):
         """A JSON document a package's metadata points to (None when it cannot be read)."""
         ...
 
+    def fetch(self, uri: str, destination: Path) -> Path | None:
+        """Copy the object or prefix ``uri`` (a model artifact, a test split) into ``destination``
+        as ``ObjectStore.get`` lays it out; None when it cannot be read."""
+        ...
+
+    @property
+    def tracking_uri(self) -> str | None:
+        """Where executions are recorded in MLflow: ``tracking.uri``, else this engine's own store
+        (locally SQLite under ``local.root``; none on SageMaker); None when tracking is off."""
+        ...
+
     def serving(self, endpoints: list[str]) -> dict[str, str | None]:
         """Endpoint name → the model package ARN it serves now (None: not serving)."""
         ...

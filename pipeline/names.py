@@ -14,6 +14,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The region and account of every ARN the local engine makes (there is no AWS account behind them).
+LOCAL_REGION = "local"
+LOCAL_ACCOUNT = "000000000000"
+
+
+def local_arn(resource: str) -> str:
+    """A local ARN shaped like SageMaker's (``resource``: ``model-package/group/1``...), so ARN-parsing
+    code behaves the same on both engines."""
+    return f"arn:aws:sagemaker:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{resource}"
+
 
 class InvalidName(ValueError):
     """A name that is not of its kind's format, or a path that would leave its folder."""

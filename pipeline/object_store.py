@@ -13,14 +13,13 @@ writer killed midway leaves only a hidden ``.*.part`` behind.
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
 from pipeline.file_digests import FileDigests
+from pipeline.files import aside, atomic_path, is_aside, write_atomic
 
 
 class StoreError(ValueError):
@@ -48,18 +47,11 @@ class ObjectStore:
         return self.path_for(uri).exists()
 
     def put_bytes(self, uri: str, data: bytes) -> None:
-        target = self.path_for(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = _aside(target)
-        temp.write_bytes(data)
-        temp.replace(target)
+        write_atomic(self.path_for(uri), data)
 
     def put_file(self, source: Path, uri: str) -> None:
-        target = self.path_for(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = _aside(target)
-        shutil.copy2(source, temp)
-        temp.replace(target)
+        with atomic_path(self.path_for(uri)) as temp:
+            shutil.copy2(source, temp)
 
     def put_tree(self, source: Path, prefix_uri: str) -> int:
         """Upload every file under ``source`` to ``prefix_uri/<relative path>``; returns the count.
@@ -68,7 +60,7 @@ class ObjectStore:
         """
         target = self.path_for(prefix_uri.rstrip("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = _aside(target)
+        temp = aside(target)
         shutil.copytree(source, temp)
         publish_folder(temp, target)
         return sum(1 for path in target.rglob("*") if path.is_file())
@@ -77,7 +69,7 @@ class ObjectStore:
         """Upload ``{key: local file}`` as ``prefix_uri/<key>``, published whole like :meth:`put_tree`."""
         target = self.path_for(prefix_uri.rstrip("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = _aside(target)
+        temp = aside(target)
         temp.mkdir()
         for key, source in files.items():
             (temp / key).parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +82,7 @@ class ObjectStore:
         the same key would leave S3 with whichever upload came last; here that is a ``StoreError``."""
         target = self.path_for(prefix_uri.rstrip("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = _aside(target)
+        temp = aside(target)
         temp.mkdir()
         owner: dict[str, Path] = {}
         for source in sources:
@@ -168,20 +160,15 @@ class ObjectStore:
         return digest.hexdigest()
 
 
-def _aside(target: Path) -> Path:
-    """A name beside ``target`` that no other writer (process or thread) uses."""
-    return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.part")
-
-
 def _hidden(item: Path, root: Path) -> bool:
-    return any(part.startswith(".") and part.endswith(".part") for part in item.relative_to(root).parts)
+    return any(is_aside(part) for part in item.relative_to(root).parts)
 
 
 def publish_folder(staged: Path, target: Path) -> None:
     """Put the folder ``staged`` at ``target`` by renames only, replacing what was there."""
     for _ in range(10):  # another writer may publish the same prefix between the two renames
         if target.exists() or target.is_symlink():
-            old = _aside(target)
+            old = aside(target)
             try:
                 target.replace(old)
             except FileNotFoundError:

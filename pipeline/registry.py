@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -24,11 +23,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from pipeline.config import ApprovalStatus
 from pipeline.errors import DogpipeError
-from pipeline.names import PACKAGE_GROUP, InvalidName, check_version, path_under
+from pipeline.files import create_exclusively, json_text, write_json_atomic
+from pipeline.names import PACKAGE_GROUP, InvalidName, check_version, local_arn, path_under
 from training_code.resolve_model_package import newest_approval
 
 APPROVAL_STATUSES: tuple[str, ...] = ("PendingManualApproval", "Approved", "Rejected")
-LOCAL_ACCOUNT = "000000000000"
 
 
 #: The customer-metadata key holding who set a SageMaker package's current approval status.
@@ -156,6 +155,10 @@ class ModelRegistry(Protocol):
 
     def latest_approved(self, group: str) -> ModelPackage | None: ...
 
+    def annotate(self, group: str, version: int, metadata: Mapping[str, str]) -> ModelPackage:
+        """Add ``metadata`` to the version's customer metadata (the MLflow run id), keeping the rest."""
+        ...
+
 
 def approved_package(registry: ModelRegistry, group: str) -> ModelPackage:
     """The latest Approved package, or a refusal that shows what the group holds and how to approve."""
@@ -181,7 +184,7 @@ class LocalRegistry:
         return path_under(self.root / "registry", PACKAGE_GROUP.check(group))
 
     def arn(self, group: str, version: int) -> str:
-        return f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:model-package/{group}/{version}"
+        return local_arn(f"model-package/{group}/{version}")
 
     def register(
         self,
@@ -211,7 +214,7 @@ class LocalRegistry:
                 metrics=dict(metrics or {}),
                 description=description,
             )
-            if self._create_exclusively(directory / f"{version}.json", package):
+            if create_exclusively(directory / f"{version}.json", json_text(package.to_json())):
                 return package
             version += 1
 
@@ -237,11 +240,17 @@ class LocalRegistry:
             approval_time=datetime.now(timezone.utc),
             approved_by=local_user(),
         )
-        self._replace(self.group_dir(group) / f"{updated.version}.json", updated)
+        write_json_atomic(self.group_dir(group) / f"{updated.version}.json", updated.to_json())
         return updated
 
     def latest_approved(self, group: str) -> ModelPackage | None:
         return latest_approved_of(self.list_packages(group))
+
+    def annotate(self, group: str, version: int, metadata: Mapping[str, str]) -> ModelPackage:
+        current = self.get(group, version)
+        updated = replace(current, metrics={**current.metrics, **metadata})
+        write_json_atomic(self.group_dir(group) / f"{updated.version}.json", updated.to_json())
+        return updated
 
     def registered_artifact(self, group: str, model_data_url: str) -> ModelPackage | None:
         """The version already holding ``model_data_url`` (a cached Train hands over the same artifact)."""
@@ -251,28 +260,6 @@ class LocalRegistry:
     def _next_version(directory: Path) -> int:
         versions = [int(path.stem) for path in directory.glob("*.json") if path.stem.isdigit()]
         return max(versions, default=0) + 1
-
-    @staticmethod
-    def _write_temp(directory: Path, package: ModelPackage) -> Path:
-        handle, name = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
-        with os.fdopen(handle, "w") as stream:
-            json.dump(package.to_json(), stream, indent=2, sort_keys=True)
-            stream.write("\n")
-        return Path(name)
-
-    def _create_exclusively(self, target: Path, package: ModelPackage) -> bool:
-        """Publish a fully written file under ``target`` unless that name is taken (atomic link)."""
-        temp = self._write_temp(target.parent, package)
-        try:
-            os.link(temp, target)
-        except FileExistsError:
-            return False
-        finally:
-            temp.unlink()
-        return True
-
-    def _replace(self, target: Path, package: ModelPackage) -> None:
-        os.replace(self._write_temp(target.parent, package), target)
 
     @staticmethod
     def _read(path: Path) -> ModelPackage:
@@ -324,6 +311,14 @@ class SageMakerRegistry:
     def latest_approved(self, group: str) -> ModelPackage | None:
         return latest_approved_of(self.list_packages(group))
 
+    def annotate(self, group: str, version: int, metadata: Mapping[str, str]) -> ModelPackage:
+        """UpdateModelPackage with the merged CustomerMetadataProperties (the call replaces them all)."""
+        package = self.get(group, version)
+        described = self.sagemaker.describe_model_package(ModelPackageName=package.arn)
+        merged = {**(described.get("CustomerMetadataProperties") or {}), **metadata}
+        self.sagemaker.update_model_package(ModelPackageArn=package.arn, CustomerMetadataProperties=merged)
+        return self._describe(package.arn)
+
     def _describe(self, arn: str) -> ModelPackage:
         response = self.sagemaker.describe_model_package(ModelPackageName=arn)
         containers = response.get("InferenceSpecification", {}).get("Containers") or [{}]
@@ -359,13 +354,23 @@ class SageMakerRegistry:
 
 
 def read_s3_json(s3: Any, uri: str) -> Any:
-    """A JSON file in S3 a package points to (metrics, rules report), or None: a missing or unreadable
-    file must not hide the package."""
+    """A JSON file in S3 a package points to (metrics, rules report), or None when there is none (or
+    it holds no JSON): a missing file must not hide the package. Any other failure (access denied,
+    throttling, no network) raises :class:`RegistryError`: it is not the same as "no accuracy"."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from pipeline.sagemaker.aws import is_not_found, translate
+
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (ClientError, BotoCoreError) as error:
+        if is_not_found(error):
+            return None
+        raise RegistryError(f"cannot read {uri}: {translate(error)}") from None
+    try:
         return json.loads(body)
-    except Exception:  # any failure only means "nothing to show"
+    except ValueError:
         return None
 
 

@@ -24,6 +24,7 @@ from sagemaker.mlops.workflow.retry import (
 from sagemaker.mlops.workflow.steps import CacheConfig
 
 from pipeline.config import JobResources, PipelineConfig
+from pipeline.config.tracking import experiment_name
 from pipeline.definition.code import CodeArchive
 
 if TYPE_CHECKING:
@@ -154,3 +155,22 @@ def as_hyperparameter(
     if isinstance(value, (int, float, str)):
         return str(value)
     return value
+
+
+def tracking_environment(cfg: PipelineConfig, kind: str) -> dict[str, str]:
+    """What a training job needs to record its MLflow run (``training_code/tracking.py``): the
+    experiment, what kind of job it is and, where the config names one, the tracking URI (without one,
+    the local engine supplies its SQLite store and a SageMaker job records nothing). Empty when
+    tracking is off. Only values fixed at build time: an execution id here would defeat step caching."""
+    tracking = cfg.tracking
+    if not tracking.enabled:
+        return {}
+    env = {
+        "DOGPIPE_TRACKING_EXPERIMENT": experiment_name(cfg),
+        "DOGPIPE_TRACKING_KIND": kind,
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(tracking.request_timeout_s),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+    if tracking.uri:
+        env["MLFLOW_TRACKING_URI"] = tracking.uri
+    return env

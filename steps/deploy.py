@@ -11,6 +11,7 @@ from sagemaker.core.workflow.functions import Join
 from sagemaker.mlops.workflow.endpoint_step import EndpointConfigStep, EndpointStep
 from sagemaker.mlops.workflow.model_step import ModelStep
 
+from pipeline.config.deploy_names import VARIANT
 from steps.common import BuildContext, api_retry_policies
 from steps.register import model_step_arguments
 
@@ -31,7 +32,7 @@ def build_deploy(ctx: BuildContext, register: ModelStep) -> list:
         name=Join(on="-", values=[deploy.staging_endpoint, ExecutionVariables.PIPELINE_EXECUTION_ID]),
         production_variants=[
             {
-                "VariantName": "AllTraffic",
+                "VariantName": VARIANT,
                 "ModelName": model.properties.ModelName,
                 "InitialInstanceCount": deploy.initial_instance_count,
                 "InstanceType": deploy.instance_type,

@@ -35,6 +35,7 @@ from pipeline.config import JobResources, PipelineConfig
 from pipeline.config.deploy_names import (
     LATEST_PACKAGE,
     PACKAGE_PARAMETER,
+    VARIANT,
     deploy_stage,
     deployment_config,
     stage_endpoint,
@@ -44,7 +45,6 @@ from steps.processing import s3_input, s3_output
 from steps.register import model_step_arguments
 from training_code.deploy_endpoint import SCRIPT as DEPLOY_SCRIPT
 
-VARIANT = "AllTraffic"
 PACKAGE_OUTPUT = "package"
 PACKAGE_FILE = "package.json"
 PACKAGE_OUTPUT_DIR = "/opt/ml/processing/output/package"

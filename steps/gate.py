@@ -1,7 +1,10 @@
-"""The quality gates: ``CheckRules`` (no blocking Debugger issue), then ``CheckAccuracy``.
+"""The quality gates: ``CheckRules`` (no blocking Debugger issue), then ``CheckAccuracy``, then
+(``evaluation.must_not_be_worse_than_production``) ``CheckProduction``.
 
-Two condition steps rather than one, so each failure has its own ``FailStep`` whose message carries the
-offending value: ``DebugRulesFailed`` with the count, ``AccuracyTooLow`` with accuracy and threshold.
+One condition step per gate, so each failure has its own ``FailStep`` whose message carries the
+offending values: ``DebugRulesFailed`` with the count, ``AccuracyTooLow`` with accuracy and threshold,
+``WorseThanProduction`` with both accuracies, the delta and McNemar's p (the Compare job words it, as
+only it knows whether a comparison was made).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from sagemaker.mlops.workflow.fail_step import FailStep
 from sagemaker.mlops.workflow.steps import ProcessingStep, Step
 
 from steps.common import BuildContext
+from steps.compare import GATE_MESSAGE_PATH, GATE_PASSED_PATH
 from steps.debug_rules import BLOCKING_ISSUES_PATH
 from steps.evaluate import ACCURACY_PATH
 
@@ -50,4 +54,23 @@ def build_check_rules(rules: ProcessingStep, report: PropertyFile, on_pass: list
         conditions=[ConditionEquals(left=blocking, right=0)],
         if_steps=on_pass,
         else_steps=[failed],
+    )
+
+
+def build_check_production(
+    compare: ProcessingStep, report: PropertyFile, on_pass: list[Step]
+) -> ConditionStep:
+    """A candidate the Compare job found clearly worse than production stops here; one it could not
+    compare (no production model, other classes) passes, as its verdict says."""
+    passed = JsonGet(step_name=compare.name, property_file=report, json_path=GATE_PASSED_PATH)
+    message = JsonGet(step_name=compare.name, property_file=report, json_path=GATE_MESSAGE_PATH)
+    worse = FailStep(
+        name="WorseThanProduction",
+        error_message=Join(on=" ", values=[message, "(see comparison.json)"]),
+    )
+    return ConditionStep(
+        name="CheckProduction",
+        conditions=[ConditionEquals(left=passed, right=True)],
+        if_steps=on_pass,
+        else_steps=[worse],
     )

@@ -53,9 +53,11 @@ def processing_job_arguments(
     inputs: list[ProcessingInput],
     outputs: list[ProcessingOutput],
     arguments: list[str | PipelineVariable] | None = None,
+    env: dict[str, str] | None = None,
 ) -> _JobStepArguments:
     """The step arguments (nothing runs) of a processing job that runs ``training_code/<script>``
-    through ``launch.py`` in the PyTorch image."""
+    through ``launch.py`` in the PyTorch image (``env``: the job's environment, e.g. the region for a
+    script that calls AWS itself)."""
     processor = Processor(
         role=ctx.role_arn,
         image_uri=framework_image(ctx.cfg, resources, "training"),
@@ -65,6 +67,7 @@ def processing_job_arguments(
         max_runtime_in_seconds=resources.max_runtime_seconds,
         entrypoint=["python3", f"{PROCESSING_CODE_DIR}/launch.py", script],
         base_job_name=ctx.base_job_name(step),
+        env=env,
         sagemaker_session=ctx.session,
     )
     code = s3_input("code", ctx.code.source_prefix_uri(ctx.cfg), PROCESSING_CODE_DIR)

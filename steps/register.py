@@ -13,17 +13,20 @@ from typing import Any
 from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
 from sagemaker.core.model_registry import create_model_package_from_containers
 from sagemaker.core.workflow.execution_variables import ExecutionVariables
-from sagemaker.core.workflow.functions import Join
+from sagemaker.core.workflow.functions import Join, JsonGet
 from sagemaker.core.workflow.pipeline_context import PipelineSession
+from sagemaker.core.workflow.properties import PropertyFile
 from sagemaker.mlops.workflow.model_step import ModelStep
 from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep, TuningStep
 
 from pipeline.config import JobResources
 from steps.common import BuildContext, api_retry_policies, framework_image
+from steps.compare import METADATA_PATH, comparison_uri
 from steps.debug_rules import RULES_FILE, RULES_OUTPUT
 from steps.evaluate import EVALUATION_FILE, EVALUATION_OUTPUT
 from steps.processing import output_uri
 from steps.train import tuned_hyperparameters
+from training_code.compare import REGISTRY_METADATA_KEYS
 
 #: The inference toolkit loads ``code/inference.py`` from the unpacked model.tar.gz.
 SERVING_ENVIRONMENT = {
@@ -64,6 +67,18 @@ def inference_image(ctx: BuildContext) -> str:
     return framework_image(ctx.cfg, serving, "inference")
 
 
+def comparison_metadata(compare: ProcessingStep, report: PropertyFile) -> dict[str, Any]:
+    """The comparison with production as CustomerMetadataProperties: where ``comparison.json`` is
+    (``comparison_report``), plus its verdict in strings (``comparison_status``, ``delta_accuracy``...,
+    ``registry_metadata`` of the file, read with JsonGet), so a listing needs no file."""
+    metadata: dict[str, Any] = {"comparison_report": comparison_uri(compare)}
+    for key in REGISTRY_METADATA_KEYS:
+        metadata[key] = JsonGet(
+            step_name=compare.name, property_file=report, json_path=f"{METADATA_PATH}.{key}"
+        )
+    return metadata
+
+
 def lineage_metadata(
     ctx: BuildContext, train: TrainingStep, debug_rules: ProcessingStep | None, tune: TuningStep | None
 ) -> dict[str, Any]:
@@ -91,11 +106,24 @@ def build_register(
     evaluate: ProcessingStep,
     debug_rules: ProcessingStep | None = None,
     tune: TuningStep | None = None,
+    comparison: tuple[ProcessingStep, PropertyFile] | None = None,
 ) -> ModelStep:
+    """The package: evaluation.json as the model-quality statistics and, with ``comparison`` (the
+    Compare step and its property file), comparison.json as the model-quality constraints: the check
+    against production this version passed (botocore's ModelMetrics has no freer slot that Studio shows
+    beside the statistics), with its verdict in the customer metadata."""
     evaluation_uri = Join(on="/", values=[output_uri(evaluate, EVALUATION_OUTPUT), EVALUATION_FILE])
     metrics = ModelMetrics(
-        model_statistics=MetricsSource(s3_uri=evaluation_uri, content_type="application/json")
+        model_statistics=MetricsSource(s3_uri=evaluation_uri, content_type="application/json"),
+        model_constraints=(
+            MetricsSource(s3_uri=comparison_uri(comparison[0]), content_type="application/json")
+            if comparison
+            else None
+        ),
     )
+    metadata = lineage_metadata(ctx, train, debug_rules, tune)
+    if comparison:
+        metadata.update(comparison_metadata(*comparison))
     container = {
         "Image": inference_image(ctx),
         "ModelDataUrl": train.properties.ModelArtifacts.S3ModelArtifacts,
@@ -114,7 +142,7 @@ def build_register(
             model_package_group_name=registry.model_package_group,
             model_metrics=metrics._to_request_dict(),
             approval_status=ctx.params.model_approval_status,
-            customer_metadata_properties=lineage_metadata(ctx, train, debug_rules, tune),
+            customer_metadata_properties=metadata,
         ),
     )
     return ModelStep(name="Register", step_args=step_args, retry_policies=api_retry_policies(ctx.cfg))

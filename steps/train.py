@@ -31,7 +31,11 @@ def build_train(ctx: BuildContext, prepared: PreparedData, tune: TuningStep | No
     )
     hyperparameters.update(tuned_hyperparameters(ctx, tune))
     trainer = make_trainer(
-        ctx, step="train", hyperparameters=hyperparameters, output_uri=ctx.execution_uri("train")
+        ctx,
+        step="train",
+        hyperparameters=hyperparameters,
+        output_uri=ctx.execution_uri("train"),
+        tracking_kind="train",
     ).with_request_fields(debugger_request_fields(ctx.cfg))
     step_args = trainer.train(input_data_config=channels(ctx, prepared.data_uri, prepared.stats_uri))
     return TrainingStep(

@@ -16,7 +16,7 @@ from sagemaker.train.configs import Compute, InputData, OutputDataConfig, Stoppi
 from sagemaker.train.model_trainer import ModelTrainer
 
 from pipeline.config import PipelineConfig
-from steps.common import BuildContext, as_hyperparameter, framework_image
+from steps.common import BuildContext, as_hyperparameter, framework_image, tracking_environment
 from training_code.hyperparameters import HYPERPARAMETERS
 
 #: The hyperparameters Tune searches; Train reads the best trial's values of exactly these.
@@ -84,9 +84,10 @@ def channels(ctx: BuildContext, data_uri: Any, stats_uri: Any) -> list[InputData
 
 
 def make_trainer(
-    ctx: BuildContext, *, step: str, hyperparameters: dict[str, Any], output_uri: Any
+    ctx: BuildContext, *, step: str, hyperparameters: dict[str, Any], output_uri: Any, tracking_kind: str
 ) -> DebuggerModelTrainer:
-    """A trainer on the PyTorch training image with dogpipe's compute, limits, metrics and output."""
+    """A trainer on the PyTorch training image with dogpipe's compute, limits, metrics and output, and
+    the environment its MLflow run needs (``tracking_kind``: ``trial`` or ``train``)."""
     cfg: PipelineConfig = ctx.cfg
     resources = cfg.training.resources
     trainer = DebuggerModelTrainer(
@@ -102,6 +103,7 @@ def make_trainer(
         stopping_condition=StoppingCondition(max_runtime_in_seconds=resources.max_runtime_seconds),
         output_data_config=OutputDataConfig(s3_output_path=output_uri),
         hyperparameters=hyperparameters,
+        environment=tracking_environment(cfg, tracking_kind),
     )
     return trainer.with_metric_definitions(
         [MetricDefinition(name=name, regex=regex) for name, regex in METRIC_REGEXES.items()]

@@ -20,6 +20,7 @@ def build_tune(ctx: BuildContext, prepared: PreparedData) -> TuningStep:
         step="tune",
         hyperparameters=static_hyperparameters(ctx, epochs=epochs, debug_hook=False, profiler=False),
         output_uri=ctx.execution_uri("tune"),
+        tracking_kind="trial",
     )
     ranges = tuning.ranges
     tuner = HyperparameterTuner(

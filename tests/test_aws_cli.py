@@ -99,6 +99,7 @@ def register_package(accuracy: float, metadata: dict[str, str] | None = None, **
 
 
 @pytest.mark.usefixtures("aws_env")
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_round_trip_upsert_start_status_approve_deploy(config_file: Path, tmp_path: Path) -> None:
     definition = write_definition(tmp_path / "definition.json", make_definition(config_file))
     common = ("--config", str(config_file), "--definition", str(definition))
@@ -469,6 +470,7 @@ def test_an_events_role_that_eventbridge_cannot_assume_stops_upsert_before_anyth
 
 
 @pytest.mark.usefixtures("aws_env")
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_production_is_reached_only_through_the_deploy_pipeline_and_approvals_say_who(
     config_file: Path, tmp_path: Path
 ) -> None:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from pipeline.cli.main import cli
 from pipeline.config import LOCAL_CONFIG
-from pipeline.local.endpoint_servers import write_endpoint
+from pipeline.local.endpoint_records import write_endpoint
 from pipeline.local.executions import ExecutionStore
 from pipeline.registry import LocalRegistry
 

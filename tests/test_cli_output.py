@@ -128,7 +128,7 @@ def test_validate(tmp_path: Path) -> None:
 
 
 def test_endpoints_list(config: Path, tmp_path: Path) -> None:
-    from pipeline.local.endpoint_servers import write_endpoint
+    from pipeline.local.endpoint_records import write_endpoint
 
     write_endpoint(tmp_path / "engine", {"name": "dogpipe-staging", "url": "http://127.0.0.1:9", "pid": 0})
     table, rows = both("endpoints", "list", "--config", str(config))

@@ -86,11 +86,14 @@ def test_all_stages_and_debugger_fields() -> None:
         "Tune": "Tuning",
         "Train": "Training",
         "Evaluate": "Processing",
+        "Compare": "Processing",
         "DebugRules": "Processing",
         "CheckRules": "Condition",
         "CheckAccuracy": "Condition",
+        "CheckProduction": "Condition",
         "AccuracyTooLow": "Fail",
         "DebugRulesFailed": "Fail",
+        "WorseThanProduction": "Fail",
         "Register": "RegisterModel",
         "CreateModel": "Model",
         "EndpointConfig": "EndpointConfig",
@@ -114,6 +117,45 @@ def test_all_stages_and_debugger_fields() -> None:
     for name in ("Preprocess", "Train", "Evaluate"):
         assert steps[name]["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
         assert steps[name]["RetryPolicies"]
+
+
+def test_the_production_gate_follows_its_switch_and_the_comparison_reaches_the_package() -> None:
+    """Compare always runs (never from the cache: production changes under the same inputs) and its
+    comparison.json is the package's model-quality constraints with the verdict in its metadata; only
+    ``must_not_be_worse_than_production`` puts CheckProduction between CheckAccuracy and Register."""
+    raw = load_config(DEFAULT_CONFIG).model_dump(mode="json")
+    raw["evaluation"].update(production_tolerance=0.02, significance_alpha=0.1)
+    gated = _steps(json.loads(build_definition(parse_config(raw))))
+    compare = gated["Compare"]
+    assert "CacheConfig" not in compare and compare["DependsOn"] == ["Evaluate"]
+    arguments = compare["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--gate") + 1] == "true"
+    assert arguments[arguments.index("--tolerance") + 1] == "0.02"
+    assert arguments[arguments.index("--alpha") + 1] == "0.1"
+    assert arguments[arguments.index("--production-endpoint") + 1] == raw["deploy"]["production_endpoint"]
+    check = gated["CheckProduction"]["Arguments"]
+    assert check["IfSteps"][0]["Name"] == "Register"
+    assert [step["Name"] for step in check["ElseSteps"]] == ["WorseThanProduction"]
+    accuracy_branch = gated["CheckAccuracy"]["Arguments"]["IfSteps"]
+    assert [step["Name"] for step in accuracy_branch] == ["CheckProduction"]
+
+    raw["evaluation"]["must_not_be_worse_than_production"] = False
+    ungated = _steps(json.loads(build_definition(parse_config(raw))))
+    assert "CheckProduction" not in ungated and "WorseThanProduction" not in ungated
+    arguments = ungated["Compare"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--gate") + 1] == "false"
+    register = ungated["Register"]["Arguments"]
+    constraints = register["ModelMetrics"]["ModelQuality"]["Constraints"]
+    assert constraints["ContentType"] == "application/json"
+    assert "Steps.Compare.ProcessingOutputConfig" in json.dumps(constraints["S3Uri"])
+    metadata = register["CustomerMetadataProperties"]
+    assert metadata["delta_accuracy"] == {
+        "Std:JsonGet": {
+            "Path": "registry_metadata.delta_accuracy",
+            "PropertyFile": {"Get": "Steps.Compare.PropertyFiles.ComparisonReport"},
+        }
+    }
+    assert {"comparison_report", "comparison_status", "gate_passed", "mcnemar_p"} <= set(metadata)
 
 
 def test_code_is_referenced_by_content_hash(shipped_text: str) -> None:

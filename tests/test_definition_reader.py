@@ -39,11 +39,11 @@ def test_a_condition_branch_step_depends_on_the_property_file_it_reads(golden: d
     assert graph["CheckAccuracy"] == {"CheckRules", "Evaluate"}
     assert graph["AccuracyTooLow"] == {"CheckAccuracy", "Evaluate"}
     assert graph["DebugRulesFailed"] == {"CheckRules", "DebugRules"}
+    assert graph["WorseThanProduction"] == {"CheckProduction", "Compare"}
     nested = {node.name: (node.parent, node.needed_outcome) for node in steps_of(golden) if node.parent}
-    assert nested["AccuracyTooLow"] == ("CheckAccuracy", False) and nested["Register"] == (
-        "CheckAccuracy",
-        True,
-    )
+    assert nested["AccuracyTooLow"] == ("CheckAccuracy", False)
+    assert nested["CheckProduction"] == ("CheckAccuracy", True)
+    assert nested["Register"] == ("CheckProduction", True)
 
 
 def test_the_graph_draws_every_dependency(golden: dict) -> None:
@@ -73,7 +73,9 @@ def test_the_diff_reports_a_nested_step_on_its_own(golden: dict) -> None:
     changed = json.loads(json.dumps(golden))
     check_rules = next(step for step in changed["Steps"] if step["Name"] == "CheckRules")
     check_accuracy = check_rules["Arguments"]["IfSteps"][0]
-    check_accuracy["Arguments"]["IfSteps"][0]["Arguments"]["ModelApprovalStatus"] = "Approved"
+    check_production = check_accuracy["Arguments"]["IfSteps"][0]
+    assert check_production["Name"] == "CheckProduction"
+    check_production["Arguments"]["IfSteps"][0]["Arguments"]["ModelApprovalStatus"] = "Approved"
     lines = diff_definitions(golden, changed).lines()
     assert lines[0] == "step Register: changed" and len(lines) == 2
 

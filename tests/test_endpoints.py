@@ -6,6 +6,7 @@ the deploys that race or get interrupted are separate Python processes, as two `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,16 +23,15 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.cli.main import cli
-from pipeline.local.endpoint_servers import (
+from pipeline.local.endpoint_records import (
     EndpointError,
     list_endpoints,
     read_endpoint,
     server_alive,
-    smoke_prediction,
-    start_endpoint,
     stop_endpoint,
 )
-from tests.serving_helpers import write_model_dir
+from pipeline.local.endpoint_servers import smoke_prediction, start_endpoint
+from tests.serving_helpers import image_bytes, write_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,6 +84,7 @@ def _config(root: Path, tmp_path: Path) -> Path:
     return config
 
 
+@pytest.mark.slow  # starts real servers (torch loads a model in each)
 def test_a_failing_new_server_leaves_the_old_one_serving_and_the_cli_shows_and_stops_it(
     root: Path, model_dir: Path, tmp_path: Path
 ) -> None:
@@ -157,6 +158,7 @@ def _deploy_process(root: Path, model: Path) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow  # starts real servers (torch loads a model in each)
 def test_two_concurrent_deploys_of_one_name_leave_exactly_one_tracked_server(
     root: Path, model_dir: Path
 ) -> None:
@@ -192,42 +194,84 @@ def test_a_reused_pid_is_not_taken_for_the_server(root: Path) -> None:
     assert server_alive({**record, "create_time": psutil.Process().create_time()})
 
 
-def test_a_sigkilled_deployer_leaves_no_untracked_server(root: Path, model_dir: Path) -> None:
-    """SIGKILL cannot be caught, so the server it was starting lives on; the pending file names it, and
-    the next `endpoints stop` (or deploy of that name) stops it."""
+def _wait_for(predicate, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+def test_a_server_whose_deployer_is_sigkilled_while_it_starts_ends_itself(
+    root: Path, model_dir: Path
+) -> None:
+    """SIGKILL cannot be caught, so the deployer cleans nothing up: the server's lifeline reads end of
+    file and the server exits by itself, unlisted or not; the next listing removes the pending file."""
     deployer = _deploy_process(root, _model_link(root, model_dir, "kill"))
-    deadline = time.monotonic() + 60
-    while not _servers_of(root) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert _wait_for(lambda: bool(_servers_of(root))), "the server never started"
+    (server,) = _servers_of(root)
     os.kill(deployer.pid, signal.SIGKILL)
     deployer.communicate(timeout=30)
-    orphans = _servers_of(root)
-    assert len(orphans) == 1, "the half-started server should have outlived its SIGKILLed deployer"
-    config = _config(root, root.parent)
-    stopped = CliRunner().invoke(cli, ["endpoints", "stop", "race", "--config", str(config)])
-    assert stopped.exit_code == 0 and "race: stopped" in stopped.output, stopped.output
-    assert _servers_of(root) == [] and not (root / "endpoints" / "race.starting").exists()
-
-
-def test_the_server_of_a_sigkilled_deploy_is_reaped_by_the_next_listing(root: Path, model_dir: Path) -> None:
-    """Issue 23 item 3: no server may run unlisted after its deployer was killed; `endpoints list` (or
-    any listing) stops it, since no live deployer holds the name's lock."""
-    deployer = _deploy_process(root, _model_link(root, model_dir, "reap"))
-    deadline = time.monotonic() + 60
-    while not _servers_of(root) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(deployer.pid, signal.SIGKILL)
-    deployer.communicate(timeout=30)
-    assert len(_servers_of(root)) == 1
+    assert _wait_for(lambda: not server.is_running() or server.status() == "zombie", timeout=15)
+    log = next((root / "endpoints").glob("race.*.log")).read_text()
+    assert "ended before promoting it" in log
+    assert (root / "endpoints" / "race.starting").exists()  # nothing ran under the lock since
     listed = CliRunner().invoke(cli, ["endpoints", "list", "--config", str(_config(root, root.parent))])
-    assert listed.exit_code == 0, listed.output
+    assert listed.exit_code == 0 and "no local endpoints" in listed.output, listed.output
     assert _servers_of(root) == [] and not list((root / "endpoints").glob("*.starting"))
+
+
+DIE_AT_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from pipeline.local import endpoint_servers
+    root, model, point = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    # after-promotion: the server was promoted (it outlives us) but no record names it yet;
+    # after-record: the record names the new server, the old one was never stopped.
+    dies_in = {"after-promotion": "write_endpoint", "after-record": "stop_server"}[point]
+    setattr(endpoint_servers, dies_in, die)
+    endpoint_servers.start_endpoint(root, "race", model, model_data=str(model))
+    """
+)
+
+
+@pytest.mark.slow  # starts real servers (torch loads a model in each)
+@pytest.mark.parametrize("point", ["after-promotion", "after-record"])
+def test_a_deployer_killed_after_the_promotion_leaves_only_servers_that_the_listing_shows(
+    root: Path, model_dir: Path, point: str
+) -> None:
+    """The two moments when both servers outlive a SIGKILLed deployer: the pending file names both, and
+    the next listing stops the one the record does not name; the other keeps serving."""
+    old = _serve(root, "race", _model_link(root, model_dir, "old"))
+    new_model = _model_link(root, model_dir, "new")
+    killed = subprocess.run(
+        [sys.executable, "-c", DIE_AT_SCRIPT, str(root), str(new_model), point],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(_servers_of(root)) == 2, "both servers should have outlived the deployer"
+    rows = list_endpoints(root)
+    (row,) = rows
+    assert [process.pid for process in _servers_of(root)] == [row.pid] and row.alive
+    record = read_endpoint(root, "race")
+    if point == "after-promotion":
+        assert record == old
+    else:
+        assert record["pid"] != old["pid"] and str(new_model) in " ".join(psutil.Process(row.pid).cmdline())
+    assert not list((root / "endpoints").glob("*.starting"))
 
 
 def test_a_server_whose_pid_was_never_recorded_is_found_by_its_launch_token(root: Path) -> None:
     """The deployer may die between starting the server and writing its pid: the token set in the
     server's environment (written to the pending file before the launch) still finds it."""
-    from pipeline.local.endpoint_servers import TOKEN_VARIABLE, reap_orphans
+    from pipeline.local.endpoint_records import TOKEN_VARIABLE, reap_orphans
 
     folder = root / "endpoints"
     folder.mkdir(parents=True)
@@ -243,3 +287,92 @@ def test_a_server_whose_pid_was_never_recorded_is_found_by_its_launch_token(root
         assert orphan.wait(timeout=15) is not None and not (folder / "lost.starting").exists()
     finally:
         orphan.kill()
+
+
+def _registered_model(root: Path, model_dir: Path, versions: int) -> None:
+    """``versions`` packages of the tiny model in the engine's local registry and store."""
+    from pipeline.registry import LocalRegistry
+
+    stored = root / "s3" / "bucket" / "models" / "model"
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.symlink_to(model_dir)
+    for _ in range(versions):
+        LocalRegistry(root).register("dogpipe-dog-breeds", "s3://bucket/models/model", "image")
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_engine_while_the_deploy_pipeline_starts_the_new_server_leaves_no_unlisted_server(
+    root: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 19: `models approve 2` runs the deploy pipeline through the engine; SIGKILL it once its
+    Deploy step has launched the new server (the pending file names its pid). Afterwards every running
+    server of this engine is one `endpoints list` shows, and prod still serves version 1."""
+    _registered_model(root, model_dir, versions=2)
+    config, runner = str(_config(root, tmp_path)), CliRunner()
+    first = runner.invoke(cli, ["models", "approve", "1", "--config", config])
+    assert first.exit_code == 0 and "dogpipe-prod serves dogpipe-dog-breeds/1" in first.output, first.output
+    serving = read_endpoint(root, "dogpipe-prod")
+    pending = root / "endpoints" / "dogpipe-prod.starting"
+
+    def new_server_pid() -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            return (json.loads(pending.read_text()).get("server") or {}).get("pid")
+        return None
+
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "models", "approve", "2", "--config", config],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert _wait_for(lambda: new_server_pid() is not None, timeout=180), "the new server never started"
+        new_pid = new_server_pid()
+    finally:
+        os.kill(engine.pid, signal.SIGKILL)
+        engine.wait(timeout=30)
+    assert new_pid != serving["pid"]
+    assert _wait_for(
+        lambda: not psutil.pid_exists(new_pid) or psutil.Process(new_pid).status() == "zombie", 15
+    )
+
+    listed = runner.invoke(cli, ["endpoints", "list", "--config", config, "-o", "json"])
+    shown = {row["pid"] for row in json.loads(listed.output) if row["alive"]}
+    assert {process.pid for process in _servers_of(root)} == shown == {serving["pid"]}
+    assert read_endpoint(root, "dogpipe-prod") == serving
+    image = tmp_path / "dog.jpg"
+    image.write_bytes(image_bytes((120, 90, 60)))
+    predicted = runner.invoke(cli, ["predict", str(image), "--endpoint", "dogpipe-prod", "--config", config])
+    assert predicted.exit_code == 0 and "model dogpipe-dog-breeds/1" in predicted.output, predicted.output
+
+
+HOLDER_SCRIPT = (
+    "import time; from pipeline.serving.lifeline import hold_lifeline; hold_lifeline(); time.sleep(60)"
+)
+
+
+@pytest.mark.parametrize("promoted", [False, True], ids=["abandoned", "promoted"])
+def test_a_lifeline_ends_its_holder_at_end_of_file_unless_it_was_promoted(promoted: bool) -> None:
+    from pipeline.local.endpoint_servers import Lifeline
+    from pipeline.serving.lifeline import ABANDONED_EXIT_CODE, LIFELINE_VARIABLE
+
+    lifeline = Lifeline()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER_SCRIPT],
+        cwd=REPO,
+        env={**os.environ, LIFELINE_VARIABLE: str(lifeline.server_end)},
+        pass_fds=(lifeline.server_end,),
+    )
+    try:
+        lifeline.launched()
+        time.sleep(0.5)  # the holder is watching by now (or would have exited on a bad descriptor)
+        assert holder.poll() is None
+        lifeline.promote() if promoted else lifeline.close()
+        if promoted:
+            with pytest.raises(subprocess.TimeoutExpired):
+                holder.wait(timeout=1.5)
+        else:
+            assert holder.wait(timeout=10) == ABANDONED_EXIT_CODE
+    finally:
+        holder.kill()
+        holder.wait()

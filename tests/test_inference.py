@@ -285,6 +285,7 @@ def test_a_broken_model_dir_is_one_line_naming_the_problem(
     assert words in str(raised.value) and "\n" not in str(raised.value)
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_inference_runs_from_model_tar_code_dir_like_the_container(tmp_path: Path, model_dir: Path) -> None:
     """In the container ``code/`` is on sys.path and inference.py is a top-level module."""
     code = tmp_path / "code"

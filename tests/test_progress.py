@@ -66,6 +66,7 @@ def _preprocess_argv(data: Path, out: Path) -> list[str]:
             "--stats-dir", str(out / "stats"), "--image-size", "8", "--num-workers", "1"]  # fmt: skip
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_preprocess_in_a_terminal_draws_bars_not_lines(many_small_images: Path, tmp_path: Path) -> None:
     output = run_in_pty(_preprocess_argv(many_small_images, tmp_path))
     assert "verified 500/" not in output  # no line per 500 files
@@ -74,6 +75,7 @@ def test_preprocess_in_a_terminal_draws_bars_not_lines(many_small_images: Path, 
     assert "preprocess INFO done: 2 classes" in output  # log lines still shown, above the bars
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_preprocess_in_a_pipe_prints_plain_lines(many_small_images: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         _preprocess_argv(many_small_images, tmp_path), capture_output=True, text=True, cwd=ROOT, timeout=240

@@ -237,9 +237,10 @@ def test_models_show_and_compare_read_what_register_recorded(local_config: Path,
 
     compared = runner.invoke(cli, ["models", "compare", "1", "2", "-o", "json", *config])
     assert compared.exit_code == 0, compared.output
-    rows = {row["metric"]: row for row in json.loads(compared.output)}
+    rows = {row["metric"]: row for row in json.loads(compared.stdout)}
     assert (rows["accuracy"]["v1"], rows["accuracy"]["v2"], rows["accuracy"]["delta"]) == (0.8, 0.85, 0.05)
-    metrics = [row["metric"] for row in json.loads(compared.output)]
+    metrics = [row["metric"] for row in json.loads(compared.stdout)]
+    assert "not scored on the same images: neither version recorded the test split" in compared.stderr
     assert metrics[-2:] == ["f1 a", "f1 b"] and rows["f1 a"]["delta"] == -0.3  # worse breeds first
     missing = runner.invoke(cli, ["models", "compare", "1", "7", *config])
     assert missing.exit_code == 1 and "version 7 not found" in missing.output

@@ -320,6 +320,7 @@ def test_rewriting_a_local_report_keeps_the_sample_prediction(tmp_path: Path) ->
     assert "0.88" in section and "data:image/jpeg;base64," in section and str(image) in section
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_reading_the_trace_prints_no_smdebug_info_lines(tmp_path: Path, artifacts: ReportInputs) -> None:
     """In a fresh interpreter, as `dogpipe run` and `dogpipe report` read it: smdebug logs INFO lines at
     import and while reading a trial; none reaches the console, and the environment is left alone."""

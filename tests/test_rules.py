@@ -116,6 +116,7 @@ def verdicts(trials: dict[str, object]) -> dict[str, dict[str, dict]]:
         ("memorize", "overtraining", "IssuesFound"),
     ],
 )
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_rule_fire_quiet_matrix(verdicts: dict, kind: str, rule: str, expected: str) -> None:
     result = verdicts[kind][rule]
     assert result["status"] == expected, json.dumps(result, indent=1)[:2000]
@@ -124,6 +125,7 @@ def test_rule_fire_quiet_matrix(verdicts: dict, kind: str, rule: str, expected: 
     json.dumps(result)  # rules.json must be able to hold it
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_activation_check_reads_relu_inputs_named_as_aws_expects(trials: dict[str, object]) -> None:
     """The hook saves ReLU inputs as ``<module>_relu_input`` (AWS's default regex), before the ReLU."""
     names = trials["healthy"].tensor_names(regex=[".*relu_input"])
@@ -183,6 +185,7 @@ def _activation_findings(result: dict) -> list[dict]:
     return [f for f in result["evidence"]["findings"] if f["check"] == "activation_variance_vs_median"]
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_healthy_torchvision_cnn_has_commensurate_activation_variances(cnn_verdicts: dict) -> None:
     """torchvision's own squeezenet1_1 initialisation: every layer within 10x of the median layer."""
     healthy = cnn_verdicts["healthy"]
@@ -191,6 +194,7 @@ def test_healthy_torchvision_cnn_has_commensurate_activation_variances(cnn_verdi
     assert len(findings) == 3 and not any(f["fires"] for f in findings), json.dumps(findings, indent=1)
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_torchvision_cnn_with_tiny_weights_fires_poor_weight_initialization(cnn_verdicts: dict) -> None:
     result = cnn_verdicts["weights_x1e-3"]
     assert result["status"] == "IssuesFound" and result["first_step"] == 0
@@ -210,6 +214,7 @@ def test_pretrained_backbone_activations_are_not_judged_as_an_initialisation(tmp
     assert create_trial(str(tmp_path / "trace")).tensor_names(regex=[".*relu_input"]) == []
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_evidence_carries_the_figures(verdicts: dict) -> None:
     vanishing = verdicts["tiny_init"]["vanishing_gradient"]
     assert vanishing["first_step"] == 0
@@ -221,6 +226,7 @@ def test_evidence_carries_the_figures(verdicts: dict) -> None:
     assert verdicts["healthy"]["vanishing_gradient"]["evidence"]["smallest"]["mean_abs"] > 1e-7
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_parameters_override_defaults_and_change_the_verdict(trials: dict[str, object]) -> None:
     trial = trials["healthy"]
     strict = evaluate_rule(trial, "vanishing_gradient", {"threshold": 1e3})
@@ -260,6 +266,7 @@ def _training_output(tmp_path: Path, trace: Path | None) -> Path:
     return folder
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_script_reads_the_trace_inside_the_job_output_and_counts_blocking_issues(
     traces: dict[str, Path], tmp_path: Path
 ) -> None:

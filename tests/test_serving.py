@@ -30,7 +30,7 @@ from click.testing import CliRunner
 
 from pipeline.cli.main import cli
 from pipeline.config import LOCAL_CONFIG
-from pipeline.local.endpoint_servers import write_endpoint
+from pipeline.local.endpoint_records import write_endpoint
 from pipeline.object_store import ObjectStore
 from pipeline.registry import LocalRegistry
 from pipeline.serving import app as serving_app
@@ -360,6 +360,7 @@ def live_server(model_dir: Path, served_root: tuple[Path, Path], tmp_path_factor
         process.wait(timeout=30)
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_mixed_load_gets_no_5xx_and_right_answers(live_server, model: inference.ServedModel) -> None:
     url, process = live_server
     good = {f"image {i}": image_bytes(color) for i, color in enumerate(COLORS)}
@@ -413,6 +414,7 @@ def test_mixed_load_gets_no_5xx_and_right_answers(live_server, model: inference.
     assert process.poll() is None
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_predict_prints_the_top_k_of_a_local_endpoint(
     live_server, served_root, model, tmp_path: Path
 ) -> None:

@@ -128,6 +128,7 @@ def timed_post(url: str, body: bytes, content_type: str) -> tuple[int, dict, flo
     return reply.status_code, reply.json(), time.perf_counter() - started
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_hostile_clients_get_4xx_json_in_time_and_a_normal_client_keeps_its_p99(server) -> None:
     url, log = server
     normal = NormalClient(url)

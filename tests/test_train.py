@@ -79,6 +79,7 @@ def read_trial(path: Path):
     return create_trial(str(path))
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_run_writes_model_history_profile_and_a_readable_trace(
     sample_dataset: Path, stats_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -132,6 +133,7 @@ def test_run_writes_model_history_profile_and_a_readable_trace(
     assert len(trial.tensor_names(collection="relu_output")) == 26
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_frozen_backbone_with_hook_trains_only_the_head(
     sample_dataset: Path, stats_dir: Path, tmp_path: Path
 ) -> None:
@@ -156,6 +158,7 @@ def test_frozen_backbone_with_hook_trains_only_the_head(
     assert trial.tensor_names(collection="relu_output")  # ReLU6, found by type
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_platform_hook_config_file_wins_over_hyperparameters(
     sample_dataset: Path, stats_dir: Path, tmp_path: Path
 ) -> None:
@@ -203,6 +206,7 @@ def test_no_improvement_stops_early_and_keeps_the_best_epoch(
     assert saved["stopped_early"] is True and saved["best_epoch"] == 1
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_same_seed_same_weights(sample_dataset: Path, stats_dir: Path, tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b"):

@@ -146,6 +146,7 @@ def test_every_trigger_request_fits_botocore_shapes(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("aws_env")
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_upsert_creates_both_pipelines_the_rule_the_schedule_and_the_alarms(tmp_path: Path) -> None:
     config = _config(tmp_path)
     runner = CliRunner()

@@ -27,24 +27,25 @@ import torch
 from torch import nn
 
 if __package__:  # imported as training_code.train (tests, the local engine's in-process runs)
-    from . import contract, dogdata
+    from . import contract, dogdata, tracking
     from .debugger_hook import Debugger, HookSettings, create_debugger
     from .distributed import World, device_for, init_distributed, launch, leave_distributed
     from .models import MODEL_INFO_FILE, MODEL_WEIGHTS_FILE, build_model
     from .package_serving_code import CODE_DIR, write_serving_code
     from .profiler import TrainingProfiler
     from .train_arguments import hyperparameters_of, parse_args
-    from .training_loop import History, Trainer, seed_everything
+    from .training_loop import EpochResult, History, Trainer, seed_everything
 else:  # inside the training container: the source dir is the working directory
     import contract  # type: ignore[no-redef]
     import dogdata  # type: ignore[no-redef]
+    import tracking  # type: ignore[no-redef]
     from debugger_hook import Debugger, HookSettings, create_debugger  # type: ignore[no-redef]
     from distributed import World, device_for, init_distributed, launch, leave_distributed  # type: ignore[no-redef]
     from models import MODEL_INFO_FILE, MODEL_WEIGHTS_FILE, build_model  # type: ignore[no-redef]
     from package_serving_code import CODE_DIR, write_serving_code  # type: ignore[no-redef]
     from profiler import TrainingProfiler  # type: ignore[no-redef]
     from train_arguments import hyperparameters_of, parse_args  # type: ignore[no-redef]
-    from training_loop import History, Trainer, seed_everything  # type: ignore[no-redef]
+    from training_loop import EpochResult, History, Trainer, seed_everything  # type: ignore[no-redef]
 
 log = logging.getLogger("dogpipe.train")
 
@@ -162,17 +163,45 @@ def _run(args: argparse.Namespace, world: World, device: torch.device) -> Histor
     train_loader, valid_loader = _loaders(args, world, classes, mean, std)
     criterion = nn.CrossEntropyLoss()
     debugger, profiler = _instruments(args, world, device, model, criterion)
-    trainer = Trainer(args, world, device, model, criterion, train_loader, valid_loader, debugger, profiler)
+    run = _tracked_run(args, world, classes)
+    trainer = Trainer(
+        args, world, device, model, criterion, train_loader, valid_loader, debugger, profiler,
+        on_epoch=lambda result: run.log_metrics(epoch_metrics(result), step=result.epoch),
+    )  # fmt: skip
     try:
         with profiler:
             profiler.update_meta(init_seconds=round(time.perf_counter() - init_started, 3))
             history, best_state = trainer.fit()
+    except BaseException:
+        run.finish("FAILED")
+        raise
     finally:
         debugger.close()
     if world.is_main:
         save_outputs(args, best_state, history, classes, mean, std)
         log.info("best epoch %d, valid accuracy %.4f", history.best_epoch, history.best_valid_accuracy)
+    run.log_metrics(
+        {"best_epoch": history.best_epoch, "best_valid_accuracy": history.best_valid_accuracy},
+        step=history.best_epoch,
+    )
+    run.set_tags({"stopped_early": history.stopped_early})
+    run.finish()
     return history
+
+
+def epoch_metrics(result: EpochResult) -> dict[str, float]:
+    """What one epoch records in MLflow: the metric line's values and the train accuracy."""
+    names = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "seconds")
+    return {name: float(getattr(result, name)) for name in names}
+
+
+def _tracked_run(args: argparse.Namespace, world: World, classes: list[str]) -> tracking.JobRun:
+    """Rank 0's MLflow run of this job (inactive elsewhere, or when tracking is off or unavailable)."""
+    if not world.is_main:
+        return tracking.JobRun()
+    run = tracking.start_job_run()
+    run.log_params({**hyperparameters_of(args), "num_classes": len(classes), "world_size": world.world_size})
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> History | None:

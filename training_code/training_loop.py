@@ -13,6 +13,7 @@ import argparse
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -118,8 +119,10 @@ class Trainer:
         valid_loader: dogdata.ImageFolderLoader,
         debugger: Debugger,
         profiler: TrainingProfiler,
+        on_epoch: Callable[[EpochResult], None] | None = None,
     ) -> None:
         self.args, self.world, self.device = args, world, device
+        self.on_epoch = on_epoch  # rank 0's per-epoch record (MLflow, ``tracking.py``)
         self.model = model  # the bare model: evaluation and saving use it, and the hook is on it
         self.train_model: nn.Module = model
         if world.distributed:
@@ -235,6 +238,8 @@ class Trainer:
         for epoch in range(1, self.args.epochs + 1):
             result = self.run_epoch(epoch)
             self._epochs.update(valid_accuracy=f"{result.valid_accuracy:.4f}")
+            if self.on_epoch is not None and self.world.is_main:
+                self.on_epoch(result)
             history.epochs.append(result)
             if result.valid_loss < history.best_valid_loss:
                 history.best_epoch = epoch

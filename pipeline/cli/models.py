@@ -67,8 +67,9 @@ def models_show(
     version: str, config_path: Path | None, region: str | None, bucket: str | None, output: Output
 ) -> None:
     """One version as an approver weighs it: status and who decided, accuracy and weighted F1 on how many
-    test images, the weakest breeds, its lineage (execution, data, code, training job, best trial and
-    hyperparameters) and the Debugger rules' verdicts."""
+    test images, the weakest breeds, the comparison with production on the same images (-o json: the
+    whole comparison.json under "comparison"), its lineage (execution, data, code, training job, best
+    trial and hyperparameters) and the Debugger rules' verdicts."""
     from pipeline.engines import served_packages
     from pipeline.lineage import RULE_COLUMNS, show
     from pipeline.registry import parse_version
@@ -76,7 +77,7 @@ def models_show(
     engine = open_engine(config_path, region, bucket)
     package = engine.registry().get(engine.cfg.registry.model_package_group, parse_version(version))
     record = show(package, served_packages(engine).get(package.arn, []), engine.read_json)
-    click.echo(output.record(record, "rules", RULE_COLUMNS))
+    click.echo(output.record(record, "rules", RULE_COLUMNS, json_only=("comparison",)))
 
 
 @models.command(
@@ -88,20 +89,40 @@ def models_show(
 @aws_options
 @local_option
 @output_option
+@click.option("--no-score", is_flag=True, help="Only the registered metrics: do not score both models again.")
 def models_compare(
-    first: str, second: str, config_path: Path | None, region: str | None, bucket: str | None, output: Output
+    first: str,
+    second: str,
+    config_path: Path | None,
+    region: str | None,
+    bucket: str | None,
+    output: Output,
+    no_score: bool,
 ) -> None:
     """OTHER against VERSION: accuracy and weighted precision/recall/F1 with their difference, then each
-    breed's F1, the ones that got worse first (from each version's registered evaluation)."""
-    from pipeline.lineage import COMPARE_COLUMNS, compare
+    breed's F1, the ones that got worse first (from each version's registered evaluation). Where both
+    models and the test split the newer one was compared on can be read (the local store, or S3), both
+    are scored again on those same images: accuracy, weighted F1, size, single-image latency, the
+    images only one got right with McNemar's p, each breed's accuracy (rows "same images: ...")."""
+    import tempfile
+
+    from pipeline.lineage import COMPARE_COLUMNS, compare, score_on_same_images, scored_rows
     from pipeline.registry import parse_version
 
     engine = open_engine(config_path, region, bucket)
     group = engine.cfg.registry.model_package_group
     registry = engine.registry()
     a, b = (registry.get(group, parse_version(item)) for item in (first, second))
+    found = compare(a, b)
+    if not no_score:
+        with tempfile.TemporaryDirectory(prefix="dogpipe-compare-") as scratch:
+            scored, why_not = score_on_same_images(a, b, engine.fetch, Path(scratch))
+        if scored is None:
+            click.echo(f"not scored on the same images: {why_not}", err=True)
+        else:
+            found += scored_rows(scored)
     columns = ("metric", f"v{a.version}", f"v{b.version}", "delta")
-    rows = [dict(zip(columns, (row[key] for key in COMPARE_COLUMNS), strict=True)) for row in compare(a, b)]
+    rows = [dict(zip(columns, (row[key] for key in COMPARE_COLUMNS), strict=True)) for row in found]
     click.echo(output.rows(rows, columns, "nothing to compare"))
 
 
@@ -137,14 +158,38 @@ def _set_status(
 def _weigh_against_production(
     engine: Engine, packages: list[ModelPackage], candidate: ModelPackage, yes: bool
 ) -> None:
-    """One line comparing ``candidate`` with production; a candidate worse on accuracy or weighted F1
-    is approved only with --yes (an approval could otherwise replace a better model)."""
-    from pipeline.engines import production_package
-    from pipeline.lineage import quality
+    """The approver's summary (``pipeline/approver.py``: quality, gates, the comparison with production
+    on the same images, lineage), then the decision: a candidate worse than production on accuracy or
+    weighted F1 is approved only with --yes (an approval could otherwise replace a better model). The
+    Compare step's comparison decides where there is one; else the registered metrics of both."""
+    from pipeline.approver import comparison_of, summary, summary_lines
+    from pipeline.engines import production_package, served_packages
+    from pipeline.lineage import show
+    from pipeline.tracking import RUN_ID_KEY
 
+    record = show(candidate, served_packages(engine).get(candidate.arn, []), engine.read_json)
+    comparison = comparison_of(candidate, engine.read_json)
+    found = summary(record, comparison, run_id=candidate.metrics.get(RUN_ID_KEY))
+    for line in summary_lines(found):
+        click.echo(line)
+    if comparison is not None and comparison.compared:
+        if comparison.worse and not yes:
+            raise click.ClickException(
+                f"version {candidate.version} is worse than production version "
+                f"{comparison.production_version} on the same test images ({found['comparison']}): "
+                "approve with --yes to replace it anyway"
+            )
+        return
     production = production_package(engine, packages)
     if production is None or production.arn == candidate.arn:
         return
+    _weigh_registered_metrics(candidate, production, yes)
+
+
+def _weigh_registered_metrics(candidate: ModelPackage, production: ModelPackage, yes: bool) -> None:
+    """Without a comparison on the same images: the two versions' registered metrics, one line."""
+    from pipeline.lineage import quality
+
     mine, theirs = quality(candidate.metrics), quality(production.metrics)
     parts, worse = [], []
     for name in ("accuracy", "weighted_f1"):

@@ -46,13 +46,20 @@ class Output:
             return "\n".join("\t".join(cell(row.get(column), column) for column in columns) for row in rows)
         return render_table(rows, columns) if rows else empty
 
-    def record(self, record: Mapping[str, Any], rows_key: str, columns: Sequence[str]) -> str:
-        """One object (``status``): ``key: value`` lines, then its ``rows_key`` list as a table."""
+    def record(
+        self,
+        record: Mapping[str, Any],
+        rows_key: str,
+        columns: Sequence[str],
+        json_only: Sequence[str] = (),
+    ) -> str:
+        """One object (``status``): ``key: value`` lines, then its ``rows_key`` list as a table;
+        ``json_only`` names nested documents that only ``-o json`` (and ``--query``) show."""
         if self.query is not None:
             return self._queried(dict(record))
         if self.format == "json":
             return to_json(record)
-        scalars = {key: value for key, value in record.items() if key != rows_key}
+        scalars = {key: value for key, value in record.items() if key != rows_key and key not in json_only}
         nested = record.get(rows_key) or []
         if self.format == "text":
             lines = [f"{key}\t{cell(value, key)}" for key, value in scalars.items()]

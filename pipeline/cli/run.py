@@ -107,6 +107,11 @@ def _write_report(engine: LocalVerbs, execution_id: str, sample: EndpointSample 
         click.echo(f"report not written: {type(error).__name__}: {error}", err=True)
         return
     click.echo(f"report: {path}")
+    uri = engine.tracking_uri
+    if uri is not None:
+        from pipeline.tracking import ui_command
+
+        click.echo(f"tracking: {ui_command(uri)}")
 
 
 def _show_endpoints(

@@ -22,6 +22,7 @@ from pipeline.config.deploy import (
     ServerlessConfig,
     check_schedule,
 )
+from pipeline.config.tracking import TrackingConfig
 from pipeline.config.training import (
     DebuggerConfig,
     Hyperparameters,
@@ -127,8 +128,22 @@ class TrainingConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
+    """The test-set gates. ``accuracy_threshold`` is absolute; the production gate compares the candidate
+    with the model production serves on the same test images (the ``Compare`` step) and stops a clearly
+    worse one: accuracy lower by more than ``production_tolerance`` *and* McNemar's exact test
+    significant at ``significance_alpha``. No production model, or other classes, never blocks."""
+
     accuracy_threshold: float = Field(0.7, ge=0, le=1)
     resources: JobResources = JobResources(instance_type="ml.m5.xlarge")
+    must_not_be_worse_than_production: bool = Field(
+        False, description="Add the CheckProduction gate after CheckAccuracy (Compare runs either way)."
+    )
+    production_tolerance: float = Field(
+        0.01, ge=0, le=1, description="Accuracy the candidate may lose against production and still pass."
+    )
+    significance_alpha: float = Field(
+        0.05, gt=0, lt=1, description="McNemar's exact test: a drop counts only when p < alpha."
+    )
 
 
 class RegistryConfig(_Strict):
@@ -250,6 +265,7 @@ class PipelineConfig(_Strict):
     deploy: DeployConfig = DeployConfig()
     steps: StepsConfig = StepsConfig()
     local: LocalEngineConfig = LocalEngineConfig()
+    tracking: TrackingConfig = TrackingConfig()
     schedule: str | None = Field(None, description="rate(...) or cron(...): upsert schedules the build.")
 
     @field_validator("schedule")

@@ -13,6 +13,8 @@ STAGES: tuple[str, ...] = ("prod", "staging")
 
 #: The parameter the deploy pipeline takes: a model package ARN, or ``latest`` (highest Approved).
 PACKAGE_PARAMETER = "ModelPackageArn"
+#: The one production variant of every endpoint dogpipe makes (both deploy roads, the alarms, scaling).
+VARIANT = "AllTraffic"
 #: ``latest``: the group's highest Approved version (what an approval event starts the pipeline with).
 LATEST_PACKAGE = "latest"
 

@@ -1,8 +1,8 @@
 """``get_pipeline(cfg)``: the dogpipe DAG in one function, read top to bottom.
 
-    Preprocess → Tune → Train → Evaluate ─┐
-                          └──→ DebugRules ─┴→ CheckRules → CheckAccuracy → Register → CreateModel
-                                                                            → EndpointConfig → Deploy
+    Preprocess → Tune → Train → Evaluate → Compare ─┐
+                          └──→ DebugRules ───────────┴→ CheckRules → CheckAccuracy → [CheckProduction]
+                                                   → Register → CreateModel → EndpointConfig → Deploy
 Each step's details live in ``steps/<name>.py``; this module only wires outputs to inputs.
 """
 
@@ -16,6 +16,7 @@ from pipeline.definition.sdk import pipeline_session
 
 if TYPE_CHECKING:
     from sagemaker.mlops.workflow.pipeline import Pipeline
+    from sagemaker.mlops.workflow.steps import Step
 
     from steps.common import BuildContext
 
@@ -51,10 +52,11 @@ def get_pipeline(
     ctx = build_context(cfg, role_arn, code)
     from sagemaker.mlops.workflow.pipeline import Pipeline
 
+    from steps.compare import build_compare
     from steps.debug_rules import build_debug_rules
     from steps.deploy import build_deploy
     from steps.evaluate import build_evaluate
-    from steps.gate import build_check_accuracy, build_check_rules
+    from steps.gate import build_check_accuracy, build_check_production, build_check_rules
     from steps.preprocess import build_preprocess
     from steps.register import build_register
     from steps.train import build_train
@@ -64,14 +66,18 @@ def get_pipeline(
     tune = build_tune(ctx, prepared) if cfg.tuning.enabled else None
     train = build_train(ctx, prepared, tune)
     evaluate, evaluation_report = build_evaluate(ctx, prepared, train)
+    compare, comparison_report = build_compare(ctx, prepared, train, evaluate)
     debug_rules, rules_report = build_debug_rules(ctx, train)
 
-    register = build_register(ctx, train, evaluate, debug_rules, tune)
+    register = build_register(ctx, train, evaluate, debug_rules, tune, (compare, comparison_report))
     deploy = build_deploy(ctx, register) if cfg.deploy.enabled else []
-    check_accuracy = build_check_accuracy(ctx, evaluate, evaluation_report, on_pass=[register, *deploy])
+    accepted: list[Step] = [register, *deploy]
+    if cfg.evaluation.must_not_be_worse_than_production:
+        accepted = [build_check_production(compare, comparison_report, on_pass=accepted)]
+    check_accuracy = build_check_accuracy(ctx, evaluate, evaluation_report, on_pass=accepted)
     check_rules = build_check_rules(debug_rules, rules_report, on_pass=[check_accuracy])
 
-    steps = [*prepared.steps, *([tune] if tune else []), train, evaluate, debug_rules, check_rules]
+    steps = [*prepared.steps, *([tune] if tune else []), train, evaluate, compare, debug_rules, check_rules]
     return Pipeline(
         name=cfg.project.name,
         parameters=ctx.params.as_list(),

@@ -8,10 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.names import local_arn
 from pipeline.object_store import ObjectStore
-
-LOCAL_REGION = "local"
-LOCAL_ACCOUNT = "000000000000"
 
 
 @dataclass(frozen=True)
@@ -22,6 +20,14 @@ class EngineSettings:
     endpoint_host: str = "127.0.0.1"
     endpoint_port: int = 0
     max_parallel_trials: int | None = None
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow store this engine hands to a job that asks for tracking and names none (its
+        stand-in for a tracking server, as the folder under ``root`` is for S3)."""
+        from pipeline.config.tracking import local_tracking_uri
+
+        return local_tracking_uri(self.root)
 
     @property
     def trial_slots(self) -> int:
@@ -51,4 +57,4 @@ class StepContext:
 
 def arn(resource: str, name: str) -> str:
     """A local ARN shaped like SageMaker's, so ARN-parsing code behaves the same."""
-    return f"arn:aws:sagemaker:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{resource}/{name.lower()}"
+    return local_arn(f"{resource}/{name.lower()}")

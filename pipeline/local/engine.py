@@ -21,10 +21,11 @@ from pipeline.definition.reader import dag_problems, execution_order, own_argume
 from pipeline.local.attempts import Attempt
 from pipeline.local.cache import StepCache, cache_enabled, cache_key
 from pipeline.local.condition import PipelineFailed, evaluate_all, fail
-from pipeline.local.context import LOCAL_ACCOUNT, LOCAL_REGION, EngineSettings, StepContext
+from pipeline.local.context import EngineSettings, StepContext, arn
 from pipeline.local.errors import DefinitionError, NothingToResume
 from pipeline.local.executions import (
     Execution,
+    ExecutionRecord,
     ExecutionRunning,
     ExecutionStore,
     mark_abandoned,
@@ -132,7 +133,7 @@ class LocalEngine:
         except ExecutionRunning as running:
             raise DefinitionError(str(running)) from None
         with lock:
-            if execution.stored_record.get("status") == "Succeeded":
+            if execution.read_stored().get("status") == "Succeeded":
                 raise NothingToResume(f"execution {execution_id} already succeeded; nothing to resume")
             execution.update(status="Executing", failure_reason=None, ended_at=None, **this_process())
             self.echo(f"resuming execution {execution.id}")
@@ -140,12 +141,12 @@ class LocalEngine:
 
     def _run(self, execution: Execution) -> ExecutionResult:
         definition = execution.definition
-        record = execution.record
+        record = execution.load()
         steps = plan(definition)
         by_name = {step.name: step for step in steps}
         states: dict[str, dict[str, Any]] = {
             name: state
-            for name, state in execution.step_states().items()
+            for name, state in execution.step_states(record).items()
             if state.get("status") == "Succeeded"
         }
 
@@ -159,7 +160,7 @@ class LocalEngine:
             return self._read_property_file(by_name[step].definition, name, step_properties(step))
 
         scope = Scope(
-            parameters=record["parameters"],
+            parameters=record.parameters,
             execution=_execution_variables(record),
             step_properties=step_properties,
             property_file=property_file,
@@ -320,14 +321,14 @@ class StepFailed(RuntimeError):
     """A step failed; the execution stops with this message (which names the step)."""
 
 
-def _execution_variables(record: Mapping[str, Any]) -> dict[str, Any]:
-    name, execution_id = record["pipeline_name"], record["id"]
-    pipeline_arn = f"arn:aws:sagemaker:{LOCAL_REGION}:{LOCAL_ACCOUNT}:pipeline/{name.lower()}"
+def _execution_variables(record: ExecutionRecord) -> dict[str, Any]:
+    name, execution_id = record.pipeline_name, record.id
+    pipeline_arn = arn("pipeline", name)
     return {
         "PipelineExecutionId": execution_id,
         "PipelineExecutionArn": f"{pipeline_arn}/execution/{execution_id}",
         "PipelineName": name,
         "PipelineArn": pipeline_arn,
-        "StartDateTime": record["started_at"],
+        "StartDateTime": record.started_at,
         "CurrentDateTime": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -15,22 +15,22 @@ and its step that was running as ``Failed`` too: nothing is left claiming to run
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import psutil
 from filelock import FileLock, Timeout
 
 from pipeline.config.deploy_names import PACKAGE_PARAMETER
 from pipeline.errors import DogpipeError
+from pipeline.files import write_json_atomic
 from pipeline.names import EXECUTION_ID, STEP, path_under
+from pipeline.processes import ProcessIdentity, running_process
 
 TERMINAL_STEP_STATUSES = ("Succeeded", "Failed", "NotExecuted")
 
@@ -43,21 +43,13 @@ class ExecutionRunning(RuntimeError):
     """Another live engine process runs this execution."""
 
 
-# What new_execution_id() writes, and nothing that could leave the executions folder.
-# A pid's start time as psutil reads it is exact to the clock tick; this absorbs float rounding only.
-_SAME_START_S = 0.05
-
-
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename): readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(4)}.part")
-    temp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    temp.replace(path)
+    """Publish an engine record whole (:mod:`pipeline.files`); what JSON cannot hold is written as text."""
+    write_json_atomic(path, data, default=str)
 
 
 def read_json(path: Path) -> Any:
@@ -66,22 +58,14 @@ def read_json(path: Path) -> Any:
 
 def this_process() -> dict[str, Any]:
     """What identifies the running engine in a record: pid and the process's start time."""
-    return {"pid": os.getpid(), "pid_started": psutil.Process().create_time()}
+    me = ProcessIdentity.current()
+    return {"pid": me.pid, "pid_started": me.started}
 
 
 def engine_alive(record: Mapping[str, Any]) -> bool:
-    """Whether the process that the record names still runs (same pid *and* same start time)."""
-    pid = record.get("pid")
-    if not pid:
-        return False
-    try:
-        process = psutil.Process(int(pid))
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        started = record.get("pid_started")
-        return started is None or abs(process.create_time() - float(started)) < _SAME_START_S
-    except psutil.Error:
-        return False
+    """Whether the process that the record names still runs (:func:`pipeline.processes.running_process`:
+    same pid *and* same start time; a record without a start time names none)."""
+    return running_process(record.get("pid"), record.get("pid_started")) is not None
 
 
 def engine_gone_reason(record: Mapping[str, Any]) -> str:
@@ -108,9 +92,51 @@ def new_execution_id() -> str:
     )
 
 
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """``execution.json`` as it stood when :meth:`Execution.load` read it (once, with the one liveness
+    check of its engine): an ``Executing`` record whose engine is gone reads ``Failed`` with the reason."""
+
+    id: str
+    pipeline_name: str
+    status: str
+    parameters: dict[str, Any]
+    started_at: str
+    ended_at: str | None
+    failure_reason: str | None
+    pid: int | None
+    pid_started: float | None
+    #: Recorded ``Executing`` by an engine that no longer runs (its running step reads Failed too).
+    engine_gone: bool = False
+
+    @classmethod
+    def of(cls, stored: Mapping[str, Any]) -> ExecutionRecord:
+        gone = stored.get("status") == "Executing" and not engine_alive(stored)
+        return cls(
+            id=str(stored.get("id", "")),
+            pipeline_name=str(stored.get("pipeline_name", "")),
+            status="Failed" if gone else str(stored.get("status", "")),
+            parameters=dict(stored.get("parameters") or {}),
+            started_at=str(stored.get("started_at", "")),
+            ended_at=stored.get("ended_at"),
+            failure_reason=engine_gone_reason(stored) if gone else stored.get("failure_reason"),
+            pid=stored.get("pid"),
+            pid_started=stored.get("pid_started"),
+            engine_gone=gone,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        fields = dict(self.__dict__)
+        del fields["engine_gone"]
+        return fields
+
+
 @dataclass
 class Execution:
-    """One execution's folder and its top-level record."""
+    """One execution's folder. Reading its record is explicit (:meth:`load`, :meth:`read_stored`): each
+    call reads ``execution.json`` (and the engine's liveness) once, so a listing reads it once per row
+    and a caller that polls sees every change. ``definition.json`` never changes once written, so it is
+    read once per object."""
 
     folder: Path
 
@@ -118,21 +144,16 @@ class Execution:
     def id(self) -> str:
         return self.folder.name
 
-    @property
-    def stored_record(self) -> dict[str, Any]:
+    def read_stored(self) -> dict[str, Any]:
         """execution.json as written, even when its engine is gone."""
         return read_json(self.folder / "execution.json")
 
-    @property
-    def record(self) -> dict[str, Any]:
-        """execution.json as it stands: ``Executing`` with a dead engine reads ``Failed`` with the reason."""
-        record = self.stored_record
-        if record.get("status") == "Executing" and not engine_alive(record):
-            record = {**record, "status": "Failed", "failure_reason": engine_gone_reason(record)}
-        return record
+    def load(self) -> ExecutionRecord:
+        """execution.json as it stands now (typed): ``Executing`` with a dead engine reads ``Failed``."""
+        return ExecutionRecord.of(self.read_stored())
 
     def update(self, **fields: Any) -> dict[str, Any]:
-        record = {**self.stored_record, **fields}
+        record = {**self.read_stored(), **fields}
         write_json(self.folder / "execution.json", record)
         return record
 
@@ -146,12 +167,13 @@ class Execution:
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            pid = self.stored_record.get("pid")
+            pid = self.read_stored().get("pid")
             raise ExecutionRunning(f"execution {self.id} is still running (engine pid {pid})") from None
         return lock
 
-    @property
+    @cached_property
     def definition(self) -> dict[str, Any]:
+        """definition.json: exactly what ran (written once, before the first step)."""
         return read_json(self.folder / "definition.json")
 
     def step_dir(self, step: str) -> Path:
@@ -165,18 +187,19 @@ class Execution:
     def write_step_state(self, step: str, state: Mapping[str, Any]) -> None:
         write_json(self.step_dir(step) / "state.json", dict(state))
 
-    def step_states(self) -> dict[str, dict[str, Any]]:
-        """Every step's state; a step still ``Executing`` under a dead engine reads ``Failed``."""
+    def step_states(self, record: ExecutionRecord | None = None) -> dict[str, dict[str, Any]]:
+        """Every step's state; a step still ``Executing`` under a dead engine reads ``Failed``.
+        ``record``: the execution's record when the caller has loaded it already (else read here)."""
         steps = self.folder / "steps"
         if not steps.is_dir():
             return {}
-        record = self.stored_record
-        dead = record.get("status") == "Executing" and not engine_alive(record)
+        record = record or self.load()
+        reason = record.failure_reason or ""
         states = {}
         for folder in sorted(steps.iterdir()):
             state = self.step_state(folder.name)
             if state is not None:
-                states[folder.name] = mark_abandoned(state, engine_gone_reason(record)) if dead else state
+                states[folder.name] = mark_abandoned(state, reason) if record.engine_gone else state
         return states
 
 
@@ -247,7 +270,7 @@ class ExecutionStore:
         """The newest execution, of ``pipeline_name`` only when given (the store holds the build
         pipeline's and ``<project>-deploy``'s): newest first, reading records only until one matches."""
         for execution in reversed(self.list()):
-            if pipeline_name is None or execution.stored_record.get("pipeline_name") == pipeline_name:
+            if pipeline_name is None or execution.read_stored().get("pipeline_name") == pipeline_name:
                 return execution
         return None
 

@@ -75,6 +75,20 @@ class LocalFacade:
         except (StoreError, OSError, ValueError):
             return None
 
+    def fetch(self, uri: str, destination: Path) -> Path | None:
+        from pipeline.object_store import ObjectStore, StoreError
+
+        try:
+            return ObjectStore(self.root).get(uri, destination)
+        except (StoreError, OSError):
+            return None
+
+    @property
+    def tracking_uri(self) -> str | None:
+        from pipeline.config.tracking import local_tracking_uri, store_uri
+
+        return store_uri(self.cfg, local_tracking_uri(self.root))
+
     def version_choices(self) -> list[tuple[str, str]]:
         packages = self.registry().list_packages(self.cfg.registry.model_package_group)
         return [(str(package.version), package.approval_status) for package in packages]
@@ -100,8 +114,8 @@ class LocalFacade:
     def execution_choices(self) -> list[tuple[str, str]]:
         choices = []
         for execution in reversed(self._store().list()):
-            record = execution.record
-            choices.append((execution.id, f"{record['status']} {record['started_at']}"))
+            record = execution.load()
+            choices.append((execution.id, f"{record.status} {record.started_at}"))
         return choices
 
     def logs(self, execution: str, step: str | None) -> LogFeed:
@@ -116,7 +130,7 @@ class LocalFacade:
         def lines(final: bool) -> Iterator[str]:
             return tail.new_lines(log_sources(found, step), final)
 
-        return LogFeed(lines, lambda: found.record.get("status") in RUNNING_STATUSES, 0.5)
+        return LogFeed(lines, lambda: found.load().status in RUNNING_STATUSES, 0.5)
 
     def write_report(
         self,
@@ -126,6 +140,7 @@ class LocalFacade:
         sample: EndpointSample | None = None,
     ) -> Path:
         from pipeline.report.collect import write_local_report
+        from pipeline.report.evidence import Evidence
 
         try:
             return write_local_report(
@@ -135,6 +150,7 @@ class LocalFacade:
                 prediction=sample.reply if sample else None,
                 prediction_image=sample.image if sample else None,
                 pipeline_name=self.cfg.project.name,
+                evidence=Evidence(self.cfg, self.registry(), self.read_json, self.tracking_uri),
             )
         except LookupError as error:
             raise DogpipeError(str(error)) from None
@@ -188,7 +204,7 @@ class LocalFacade:
         return find_test_image(self.cfg, data_dir)
 
     def endpoint_url(self, endpoint: str) -> str:
-        from pipeline.local.endpoint_servers import EndpointError, read_endpoint
+        from pipeline.local.endpoint_records import EndpointError, read_endpoint
 
         try:
             return str(read_endpoint(self.root, endpoint)["url"])
@@ -198,18 +214,18 @@ class LocalFacade:
     # -- endpoints ----------------------------------------------------------------------------------
 
     def endpoints(self) -> Listing:
-        from pipeline.local.endpoint_servers import list_endpoints
+        from pipeline.local.endpoint_records import list_endpoints
 
         rows = [row.to_json() for row in list_endpoints(self.root)]
         return Listing(rows, ENDPOINT_COLUMNS, f"no local endpoints under {self.root / 'endpoints'}")
 
     def endpoint_choices(self) -> list[tuple[str, str]]:
-        from pipeline.local.endpoint_servers import known_endpoints
+        from pipeline.local.endpoint_records import known_endpoints
 
         return [(name, "local") for name in known_endpoints(self.root)]
 
     def serving(self, endpoints: list[str]) -> dict[str, str | None]:
-        from pipeline.local.endpoint_servers import list_endpoints
+        from pipeline.local.endpoint_records import list_endpoints
 
         alive = {row.name: row.model_package_arn for row in list_endpoints(self.root) if row.alive}
         return {name: alive.get(name) for name in endpoints}
@@ -221,7 +237,7 @@ class LocalFacade:
 
     def stop_endpoints(self, endpoint: str | None) -> list[tuple[str, bool]]:
         """Stop one endpoint's server (or every one when ``endpoint`` is None): (name, was running)."""
-        from pipeline.local.endpoint_servers import known_endpoints, stop_endpoint
+        from pipeline.local.endpoint_records import known_endpoints, stop_endpoint
 
         names = known_endpoints(self.root)
         if endpoint is not None:
@@ -264,7 +280,7 @@ class LocalFacade:
             raise DogpipeError(
                 f"deploy execution {result.execution.id} {result.status}: {result.failure_reason}"
             )
-        from pipeline.local.endpoint_servers import read_endpoint
+        from pipeline.local.endpoint_records import read_endpoint
 
         name = stage_endpoint(self.cfg)
         record = read_endpoint(self.root, name)
@@ -279,27 +295,27 @@ class LocalFacade:
 
 
 def _execution_row(execution: Execution) -> dict[str, Any]:
-    record = execution.record  # read once: each access reads execution.json (and the engine's pid)
+    record = execution.load()  # one read of execution.json (and of the engine's liveness) per row
     return {
         "execution": execution.id,
-        "status": record["status"],
-        "started": record["started_at"],
-        "failure": first_line(record.get("failure_reason")),
-        "pipeline": record.get("pipeline_name"),
+        "status": record.status,
+        "started": record.started_at,
+        "failure": first_line(record.failure_reason),
+        "pipeline": record.pipeline_name,
     }
 
 
 def _status_record(execution: Execution) -> dict[str, Any]:
     from pipeline.local.summary import local_step_rows
 
-    record = execution.record
+    record = execution.load()
     return {
         "execution": execution.id,
-        "pipeline": record.get("pipeline_name"),
-        "status": record["status"],
-        "started": record["started_at"],
-        "ended": record.get("ended_at"),
+        "pipeline": record.pipeline_name,
+        "status": record.status,
+        "started": record.started_at,
+        "ended": record.ended_at,
         "folder": str(execution.folder),
-        "failure": record.get("failure_reason"),
-        "steps": local_step_rows(execution.step_states(), execution.definition),
+        "failure": record.failure_reason,
+        "steps": local_step_rows(execution.step_states(record), execution.definition),
     }

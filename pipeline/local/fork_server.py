@@ -36,6 +36,9 @@ import traceback
 #: What every job imports and a fresh interpreter spends its start on; nothing that reads the job's
 #: environment at import time beyond what the engine compares (see forked_jobs.START_TIME_PREFIXES).
 PRELOAD = ("numpy", "PIL.Image", "torch", "torchvision", "torchvision.models", "torchvision.transforms")
+#: Optional extras the engine asks for (``mlflow.tracking`` when the jobs track), comma-separated; one
+#: that is not installed is skipped (the job then says so itself).
+EXTRA_PRELOAD_ENV = "DOGPIPE_FORK_PRELOAD"
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
@@ -150,6 +153,9 @@ def main(path: str, engine: int) -> None:
     base_path = [entry for entry in sys.path[1:]]  # the interpreter's own path, without this folder
     for name in PRELOAD:
         importlib.import_module(name)
+    for name in filter(None, os.environ.get(EXTRA_PRELOAD_ENV, "").split(",")):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # waiters are reaped by the kernel
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)

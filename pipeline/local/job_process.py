@@ -8,7 +8,6 @@ signal handler stops every job it runs (:func:`stop_running_jobs`), in any threa
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -18,6 +17,8 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from pipeline.processes import signal_group
 
 _LOG_TAIL_LINES = 30
 
@@ -67,12 +68,12 @@ def stop_running_jobs(grace_s: float = 10.0) -> None:
     with _RUNNING_LOCK:  # returncode, not poll(): a handler must not wait on a lock a job's reader holds
         running = [process for process in _RUNNING if process.returncode is None]
     for process in running:
-        _signal_group(process.pid, signal.SIGTERM)
+        signal_group(process.pid, signal.SIGTERM)
 
     def kill_stragglers() -> None:
         for process in running:
             if process.poll() is None:
-                _signal_group(process.pid, signal.SIGKILL)
+                signal_group(process.pid, signal.SIGKILL)
 
     if running:
         timer = threading.Timer(grace_s, kill_stragglers)
@@ -182,17 +183,8 @@ def _track(process: subprocess.Popen[str]) -> subprocess.Popen[str]:
     with _RUNNING_LOCK:
         _RUNNING.add(process)
     if ENGINE_STOPPING.is_set():  # started by a worker thread just after the engine began to stop
-        _signal_group(process.pid, signal.SIGTERM)
+        signal_group(process.pid, signal.SIGTERM)
     return process
-
-
-def _signal_group(pid: int, number: signal.Signals) -> None:
-    """Signal the job's process group; the process alone if it has none (yet); nothing if it is gone."""
-    try:
-        os.killpg(pid, number)
-    except ProcessLookupError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, number)
 
 
 def _raise_for_outcome(
@@ -253,11 +245,11 @@ def _terminate(process: subprocess.Popen[str], grace_s: float = 10.0) -> None:
     """SIGTERM to the job's process group, SIGKILL if it has not exited ``grace_s`` seconds later."""
     if process.poll() is not None:
         return
-    _signal_group(process.pid, signal.SIGTERM)
+    signal_group(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
-        _signal_group(process.pid, signal.SIGKILL)
+        signal_group(process.pid, signal.SIGKILL)
         process.wait()
 
 

@@ -21,6 +21,7 @@ from pipeline.console_progress import JobLines
 from pipeline.local.container import Container, job_name, max_runtime_seconds
 from pipeline.local.context import StepContext, arn
 from pipeline.local.deploy_job import is_deploy_job, run_deploy_job
+from pipeline.local.endpoint_records import endpoints_folder
 from pipeline.local.job_process import run_logged
 
 
@@ -154,8 +155,7 @@ def _run_instances(
 
     def run_host(index: int) -> None:
         container = containers[index]
-        env = container.environment(arguments.get("Environment") or {})
-        env["DOGPIPE_LOCAL_REGISTRY"] = str(ctx.settings.root / "registry")  # stands in for the registry API
+        env = _job_environment(ctx, container, arguments)
         tag = f"  [{ctx.name}] " if len(hosts) == 1 else f"  [{ctx.name} {hosts[index]}] "
         shown = JobLines(ctx.echo, tag)
         try:
@@ -182,6 +182,17 @@ def _run_instances(
         thread.join()
     if errors:
         raise errors[0]
+
+
+def _job_environment(ctx: StepContext, container: Container, arguments: dict[str, Any]) -> dict[str, str]:
+    """The job's ``Environment`` in the container, plus the folders that stand in for the registry API,
+    the endpoints and S3, for the jobs that ask AWS themselves (ResolvePackage, Compare:
+    ``training_code/production_model.py``)."""
+    env = container.environment(arguments.get("Environment") or {})
+    env["DOGPIPE_LOCAL_REGISTRY"] = str(ctx.settings.root / "registry")
+    env["DOGPIPE_LOCAL_ENDPOINTS"] = str(endpoints_folder(ctx.settings.root))
+    env["DOGPIPE_LOCAL_S3"] = str(ctx.store.root)
+    return env
 
 
 def _echo_prefixed(shown: JobLines) -> Callable[[str], None]:

@@ -1,7 +1,10 @@
 """RegisterModel steps: CreateModelPackage into the local model registry (``pipeline.registry``).
 
-The metrics attached to the package are read from the ``ModelMetrics`` reports' S3 URIs, so
-``dogpipe models list`` shows the accuracy without opening another file.
+The metrics attached to the package are read from the ``ModelMetrics`` statistics' S3 URIs (the
+evaluation), so ``dogpipe models list`` shows the accuracy without opening another file, as the
+SageMaker registry reads ``ModelQuality.Statistics``. The other reports (the comparison with production
+as ``ModelQuality.Constraints``) must be readable but stay files, reached through the customer metadata
+that names them.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ def _metrics(ctx: StepContext) -> dict[str, Any]:
             if not uri:
                 continue
             try:
-                reports.update(json.loads(ctx.store.read_text(uri)))
+                report = json.loads(ctx.store.read_text(uri))
             except (StoreError, json.JSONDecodeError) as error:
                 raise RegisterArgumentError(
                     f"ModelMetrics.{section}.{kind}: cannot read {uri}: {error}"
                 ) from None
+            if kind == "Statistics":
+                reports.update(report)
     return reports
 
 

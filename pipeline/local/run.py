@@ -11,6 +11,7 @@ cached steps stay cached.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -85,14 +86,34 @@ def run_local(
     code = stage_code_in_store(cfg, engine.store)
     from pipeline.local.forked_jobs import SERVER
 
-    SERVER.warm()  # torch imported once, while the definition is built (pipeline/local/fork_server.py)
+    # What each tracked job imports (the SQLite store alone is seconds of imports on 2 cores).
+    tracked = ("mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store") if cfg.tracking.enabled else ()
+    SERVER.warm(tracked)  # torch imported once, while the definition is built (local/fork_server.py)
     echo(f"code {code.sha256[:12]} staged; building the pipeline definition ...")
     from pipeline.definition.document import build_definition
 
-    definition = json.loads(build_definition(cfg, role_arn=cfg.project.role_arn, code=code))
-    return engine.start(
-        definition, cfg.project.name, _with_data(definition, cfg, dict(params or {}), data_uri)
-    )
+    # The tracking store (mlflow's import, a fresh store's tables: seconds) is made while the
+    # definition is built, and is ready before the first job starts.
+    tracking = threading.Thread(target=_prepare_tracking, args=(cfg, echo), daemon=True)
+    tracking.start()
+    try:
+        definition = json.loads(build_definition(cfg, role_arn=cfg.project.role_arn, code=code))
+        overrides = _with_data(definition, cfg, dict(params or {}), data_uri)
+    finally:
+        tracking.join()
+    return engine.start(definition, cfg.project.name, overrides)
+
+
+def _prepare_tracking(cfg: PipelineConfig, echo: Callable[[str], None]) -> None:
+    """The tracking store's tables and experiment, made once before jobs may start side by side; a
+    store that fails is one warning line (the jobs then say so once each, and go on)."""
+    from pipeline.config.tracking import experiment_name, local_tracking_uri, store_uri
+
+    uri = store_uri(cfg, local_tracking_uri(cfg.local.root))
+    if uri is not None:
+        from pipeline.tracking import prepare_store
+
+        prepare_store(uri, experiment_name(cfg), lambda line: echo(f"warning: {line}"))
 
 
 def _with_data(

@@ -57,6 +57,15 @@ def command_line_arguments(hyperparameters: Mapping[str, Any]) -> list[str]:
     return argv
 
 
+def with_tracking_store(environment: Mapping[str, str], tracking_uri: str | None) -> dict[str, str]:
+    """The job's environment, with the engine's MLflow store where the job asks for tracking
+    (``DOGPIPE_TRACKING_EXPERIMENT``) and the definition names no ``MLFLOW_TRACKING_URI``."""
+    env = dict(environment)
+    if tracking_uri and env.get("DOGPIPE_TRACKING_EXPERIMENT") and not env.get("MLFLOW_TRACKING_URI"):
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    return env
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -66,8 +75,16 @@ def _free_port() -> int:
 class TrainingJob:
     """One training job (a pipeline step or a tuning trial) from its CreateTrainingJob request."""
 
-    def __init__(self, request: Mapping[str, Any], name: str, work_dir: Path, store: ObjectStore) -> None:
+    def __init__(
+        self,
+        request: Mapping[str, Any],
+        name: str,
+        work_dir: Path,
+        store: ObjectStore,
+        tracking_uri: str | None = None,
+    ) -> None:
         self.request = dict(request)
+        self.tracking_uri = tracking_uri  # the engine's MLflow store, for a job that names none
         self.name = name
         self.work_dir = work_dir
         self.store = store
@@ -124,7 +141,7 @@ class TrainingJob:
             container.path(folder).mkdir(parents=True, exist_ok=True)
         self._write_config(container, host, channels)
         env = {
-            **(self.request.get("Environment") or {}),
+            **with_tracking_store(self.request.get("Environment") or {}, self.tracking_uri),
             **self._sm_environment(host, channels),
             # torch.distributed's env:// rendezvous; one process per host on this machine.
             "MASTER_ADDR": "127.0.0.1",
@@ -189,6 +206,7 @@ class TrainingJob:
     def _sm_environment(self, host: str, channels: list[tuple[str, str]]) -> dict[str, str]:
         names = [name for name, _ in channels]
         env = {
+            "TRAINING_JOB_NAME": self.name,  # SageMaker sets it in every training container
             "SM_MODEL_DIR": "/opt/ml/model",
             "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
             "SM_OUTPUT_DIR": "/opt/ml/output",
@@ -305,7 +323,9 @@ def _tar_gz(folder: Path) -> bytes:
 
 def run_training(ctx: StepContext) -> dict[str, Any]:
     """A pipeline Training step: one job, metric lines streamed to the console."""
-    job = TrainingJob(ctx.arguments, job_name(ctx.name), ctx.work_dir / "job", ctx.store)
+    job = TrainingJob(
+        ctx.arguments, job_name(ctx.name), ctx.work_dir / "job", ctx.store, ctx.settings.tracking_uri
+    )
     ctx.echo(f"  [{ctx.name}] job {job.name} on {job.instance_count} instance(s)")
     epochs = job.user_hyperparameters.get("epochs")
     console = StepProgress(

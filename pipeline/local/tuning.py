@@ -154,14 +154,18 @@ class TuningJob:
         request["HyperParameters"] = {**(self.definition.get("StaticHyperParameters") or {}), **tuned}
         return request
 
+    def _trial_job(self, tuned: Mapping[str, str], name: str) -> TrainingJob:
+        folder = self.ctx.work_dir / "trials" / name
+        return TrainingJob(
+            self._trial_request(tuned), name, folder, self.ctx.store, self.ctx.settings.tracking_uri
+        )
+
     def objective(self, trial: optuna.Trial) -> float:
         tuned = self.space.suggest(trial)
         with self._lock:
             number = next(self._counter)
         name = f"{self.name}-{number:03d}-{secrets.token_hex(4)}"
-        job = TrainingJob(
-            self._trial_request(tuned), name, self.ctx.work_dir / "trials" / name, self.ctx.store
-        )
+        job = self._trial_job(tuned, name)
         shown = " ".join(f"{key}={value}" for key, value in tuned.items())
         self.console.say(f"  [{self.ctx.name}] trial {number}/{self.max_jobs} {shown}")
         reports = itertools.count(1)

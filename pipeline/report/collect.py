@@ -14,15 +14,19 @@ import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.report.inputs import ReportInputs
+
+if TYPE_CHECKING:
+    from pipeline.report.evidence import Evidence
 
 WANTED = (
     "history.json",
     "evaluation.json",
     "rules.json",
     "profiler_summary.json",
+    "comparison.json",
     "model.tar.gz",
     "output.tar.gz",
 )
@@ -116,7 +120,23 @@ def inputs_from_files(
     inputs.rules = found.get("rules.json")
     inputs.profiler_summary = found.get("profiler_summary.json")
     inputs.model_archive = found.get("model.tar.gz")
+    inputs.comparison = found.get("comparison.json")
     return inputs
+
+
+def job_facts(inputs: ReportInputs, step_type: str, described: Mapping[str, Any]) -> None:
+    """Note in ``inputs`` the training jobs (Train, trials) and the registered version a step's job
+    description names; the same on both engines (Describe* shapes)."""
+    if step_type == "Training" and described.get("TrainingJobName"):
+        inputs.job_names.append(str(described["TrainingJobName"]))
+    for trial in described.get("TrainingJobSummaries") or []:
+        if trial.get("TrainingJobName"):
+            inputs.job_names.append(str(trial["TrainingJobName"]))
+    if step_type == "RegisterModel" and described.get("ModelPackageArn"):
+        arn = str(described["ModelPackageArn"])
+        inputs.model_package_arn = arn
+        version = described.get("ModelPackageVersion") or arn.rsplit("/", 1)[-1]
+        inputs.model_version = int(version) if str(version).isdigit() else None
 
 
 def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: Path) -> ReportInputs:
@@ -129,7 +149,9 @@ def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: P
     paths: list[Path] = []
     traces: list[Path] = []
     trials: list[dict[str, Any]] = []
-    for name, state in execution.step_states().items():
+    record = execution.load()
+    states = execution.step_states(record)
+    for name, state in states.items():
         properties = state.get("properties") or {}
         trials += trials_from_summaries(properties.get("TrainingJobSummaries") or [])
         artifacts = step_artifacts(name, state.get("type", ""), properties)
@@ -138,9 +160,15 @@ def inputs_from_local_execution(root: Path, execution_id: str | None, scratch: P
         paths += [store.path_for(uri) for uri in artifacts.uris]
         if artifacts.trace_uri:
             traces.append(store.path_for(artifacts.trace_uri))
-    status = execution.record.get("status", "")
-    inputs = inputs_from_files(f"dogpipe execution {execution.id} ({status})", paths, traces, trials, scratch)
-    inputs.steps = local_step_rows(execution.step_states(), execution.definition)
+    title = f"dogpipe execution {execution.id} ({record.status})"
+    inputs = inputs_from_files(title, paths, traces, trials, scratch)
+    inputs.steps = local_step_rows(states, execution.definition)
+    inputs.execution_id, inputs.status = execution.id, record.status
+    inputs.pipeline_name = record.pipeline_name
+    inputs.parameters = dict(record.parameters)
+    for state in states.values():
+        if not state.get("cache_hit"):  # a cached step's jobs belong to the execution that ran them
+            job_facts(inputs, state.get("type", ""), state.get("properties") or {})
     return inputs
 
 
@@ -181,6 +209,7 @@ def write_local_report(
     prediction: dict[str, Any] | None = None,
     prediction_image: Path | None = None,
     pipeline_name: str | None = None,
+    evidence: Evidence | None = None,
 ) -> Path:
     """Write the report of a local execution (default: ``<root>/executions/<id>/report.html``), with the
     sample prediction given here or kept from an earlier call. Without ``execution_id``, the latest one
@@ -196,4 +225,9 @@ def write_local_report(
         inputs.prediction, inputs.prediction_image, inputs.prediction_source = keep_sample_prediction(
             execution.folder, prediction, prediction_image
         )
-        return build_report(inputs, out_path or execution.folder / REPORT_NAME)
+        if evidence is not None:
+            evidence.enrich(inputs)
+        path = build_report(inputs, out_path or execution.folder / REPORT_NAME)
+        if evidence is not None:
+            evidence.record(inputs, path)
+        return path

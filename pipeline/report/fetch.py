@@ -21,11 +21,12 @@ from pipeline.report.collect import (
     WANTED,
     StepArtifacts,
     inputs_from_files,
+    job_facts,
     step_artifacts,
     trials_from_summaries,
 )
 from pipeline.report.inputs import ReportInputs
-from pipeline.sagemaker.aws import AwsClients, aws_errors
+from pipeline.sagemaker.aws import AwsClients, aws_errors, is_not_found
 from pipeline.sagemaker.pipelines import PipelineError, StepState, execution_report
 from pipeline.text import first_line
 
@@ -36,6 +37,7 @@ class ArtifactPlan:
 
     steps: list[StepArtifacts] = field(default_factory=list)
     trials: list[dict[str, Any]] = field(default_factory=list)
+    job_names: list[str] = field(default_factory=list)  # the training jobs' names (their MLflow runs)
 
 
 @dataclass
@@ -60,6 +62,7 @@ def plan_artifacts(sagemaker: Any, steps: list[StepState]) -> ArtifactPlan:
                 TrainingJobName=_job_name(metadata["TrainingJob"]["Arn"])
             )
             plan.steps.append(step_artifacts(step.name, "Training", described))  # type: ignore[arg-type]
+            plan.job_names.append(str(described.get("TrainingJobName", "")))
         elif "ProcessingJob" in metadata:
             described = sagemaker.describe_processing_job(
                 ProcessingJobName=_job_name(metadata["ProcessingJob"]["Arn"])
@@ -87,7 +90,7 @@ def _keys(s3: Any, uri: str) -> list[str]:
             s3.head_object(Bucket=bucket, Key=key)
             return [key]
         except ClientError as error:
-            if str(error.response.get("Error", {}).get("Code")) not in {"404", "NoSuchKey", "NotFound"}:
+            if not is_not_found(error):
                 raise
     prefix = key.rstrip("/") + "/" if key else ""
     paginator = s3.get_paginator("list_objects_v2")
@@ -144,6 +147,13 @@ def inputs_from_sagemaker_execution(
     title = f"dogpipe execution {described.arn.rsplit('/', 1)[-1]} ({described.status})"
     inputs = inputs_from_files(title, downloaded.paths, downloaded.traces, plan.trials, scratch)
     inputs.steps = step_rows(described.steps)
+    inputs.execution_id, inputs.execution_arn = described.arn.rsplit("/", 1)[-1], described.arn
+    inputs.pipeline_name, inputs.status = cfg.project.name, described.status
+    inputs.job_names = plan.job_names + [str(trial["name"]) for trial in plan.trials if trial.get("name")]
+    for step in described.steps:
+        registered = step.metadata.get("RegisterModel") or {}
+        if registered.get("Arn"):
+            job_facts(inputs, "RegisterModel", {"ModelPackageArn": registered["Arn"]})
     return inputs
 
 

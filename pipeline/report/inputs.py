@@ -30,3 +30,14 @@ class ReportInputs:
     )
     prediction_image: Path | None = None  # the image that was sent
     prediction_source: str | None = None  # where that image came from (its label, in an ImageFolder)
+    # What the execution was and what it registered (the approver's summary, the MLflow run):
+    execution_id: str | None = None
+    execution_arn: str | None = None
+    pipeline_name: str | None = None
+    status: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    job_names: list[str] = field(default_factory=list)  # Train's job and every tuning trial
+    comparison: Path | None = None  # the Compare step's comparison.json (candidate vs production)
+    model_version: int | None = None  # the version Register created or found (a cached Train)
+    model_package_arn: str | None = None
+    package: dict[str, Any] | None = None  # that version as `dogpipe models show` prints it

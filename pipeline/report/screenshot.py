@@ -10,7 +10,6 @@ report and the blank space below the last section is cut off.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.errors import DogpipeError
+from pipeline.files import atomic_path
 
 #: Where to look for a Chromium, first match wins; ``DOGPIPE_CHROMIUM`` names one explicitly.
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -88,12 +88,8 @@ def _save_cropped(raw: Path, png: Path) -> None:
     background = Image.new("RGB", page.size, page.getpixel((page.width - 1, page.height - 1)))
     content = ImageChops.difference(page, background).getbbox()
     bottom = min(page.height, (content[3] if content else 1) + 32)
-    partial = png.with_name(png.name + ".part")
     try:
-        png.parent.mkdir(parents=True, exist_ok=True)
-        page.crop((0, 0, page.width, bottom)).save(partial, format="PNG")
-        partial.replace(png)
+        with atomic_path(png) as partial:
+            page.crop((0, 0, page.width, bottom)).save(partial, format="PNG")
     except OSError as error:
-        with contextlib.suppress(OSError):  # nothing to remove when the folder could not be made
-            partial.unlink(missing_ok=True)
         raise ScreenshotError(f"cannot write the screenshot {png}: {error.strerror or error}") from None

@@ -249,3 +249,99 @@ def _thumbnail(path: Path, size: int = 224) -> str:
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _gates(inputs: ReportInputs) -> dict[str, str]:
+    """Each Fail step (a gate) as the execution left it: blocked (with the reason), passed, not reached."""
+    gates = {}
+    for row in inputs.steps:
+        if row.get("type") != "Fail":
+            continue
+        if row.get("status") == "Failed":
+            gates[row["step"]] = f"blocked: {row.get('note') or 'stopped the run'}"
+        elif inputs.status == "Succeeded" or inputs.model_version is not None:
+            gates[row["step"]] = "passed"
+        else:
+            gates[row["step"]] = "not reached"
+    return gates
+
+
+def _candidate_record(inputs: ReportInputs) -> dict[str, Any]:
+    """The registered version as ``models show`` reads it; without one (a gate stopped the run), the
+    same fields from this execution's own evaluation and rules files."""
+    if inputs.package:
+        return dict(inputs.package)
+    from pipeline.lineage import quality
+
+    evaluation = _load(inputs.evaluation) or {}
+    rules = _load(inputs.rules) or {}
+    return {
+        "version": None,
+        "status": "not registered",
+        **quality(evaluation),
+        "test_images": evaluation.get("num_samples"),
+        "rules": rules.get("rules") or [],
+        "rules_blocking": rules.get("blocking_issues"),
+    }
+
+
+def approver_summary(inputs: ReportInputs) -> Context | Note:
+    """What an approver decides on, first (``pipeline/approver.py``, the lines ``models approve``
+    prints): version, quality on how many images, gates and Debugger, production, lineage."""
+    from pipeline.approver import comparison_from_document, summary
+
+    comparison = comparison_from_document(_load(inputs.comparison))
+    record = _candidate_record(inputs)
+    found = summary(record, comparison, _gates(inputs), run_id=(inputs.package or {}).get("mlflow_run_id"))
+    if comparison is None:
+        tone = "none"
+    else:
+        tone = "worse" if comparison.worse else "better" if comparison.compared else "none"
+    return {"summary": found, "tone": tone, "registered": inputs.package is not None}
+
+
+def candidate_vs_production(inputs: ReportInputs) -> Context | Note:
+    """Both models on the same test images: the headline figures side by side, then each breed whose
+    accuracy changed, production's and the candidate's right answers beside what the candidate
+    confused it with (this execution's confusion matrix), worst first."""
+    from pipeline.approver import comparison_from_document
+
+    comparison = comparison_from_document(_load(inputs.comparison))
+    if comparison is None or comparison.document is None:
+        return Note("no comparison with production")
+    document = comparison.document
+    candidate, baseline = document.get("candidate") or {}, document.get("baseline") or {}
+    figures = [
+        {"metric": name, "production": baseline.get(name), "candidate": candidate.get(name),
+         "delta": (candidate[name] - baseline[name]) if isinstance(candidate.get(name), (int, float))
+         and isinstance(baseline.get(name), (int, float)) else None}
+        for name in ("accuracy", "weighted_f1", "model_bytes", "latency_ms")
+    ]  # fmt: skip
+    evaluation = _load(inputs.evaluation) or {}
+    metrics = evaluation.get("multiclass_classification_metrics", evaluation)
+    matrix = metrics.get("confusion_matrix") or {}
+    rows = []
+    for row in comparison.changed_breeds():
+        breed, n = str(row.get("breed")), int(row.get("n") or 0)
+        wrong = {k: v for k, v in (matrix.get(breed) or {}).items() if k != breed and v}
+        top = sorted(wrong.items(), key=lambda item: (-item[1], item[0]))[:2]
+        rows.append(
+            {
+                "breed": breed,
+                "images": n,
+                "production right": round(float(row.get("production_accuracy") or 0) * n),
+                "candidate right": round(float(row.get("candidate_accuracy") or 0) * n),
+                "delta": row.get("delta"),
+                "candidate took it for": ", ".join(f"{name} ({count})" for name, count in top) or None,
+                "tone": "worse" if float(row.get("delta") or 0) < 0 else "better",
+            }
+        )
+    return {
+        "compared": comparison.compared,
+        "reason": comparison.reason,
+        "status": comparison.status,
+        "figures": figures if comparison.compared else [],
+        "mcnemar": document.get("mcnemar"),
+        "gate": document.get("gate"),
+        "rows": rows,
+    }

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -30,6 +31,7 @@ from botocore.exceptions import (
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import DogpipeError
+from pipeline.names import path_under
 
 REGION_ENV = "DOGPIPE_REGION"
 BUCKET_ENV = "DOGPIPE_BUCKET"
@@ -118,8 +120,8 @@ class AwsClients:
         try:
             self.s3.head_bucket(Bucket=bucket)
         except ClientError as error:
-            code = _error_code(error)
-            if code in {"404", "NoSuchBucket", "NotFound"}:
+            code = error_code(error)
+            if is_not_found(error):
                 raise AwsError(
                     f"S3 bucket {bucket!r} does not exist: create it, or pass --bucket / set {BUCKET_ENV}"
                 ) from None
@@ -137,7 +139,7 @@ class AwsClients:
         try:
             role = self.client("iam").get_role(RoleName=name)["Role"]
         except ClientError as error:
-            code = _error_code(error)
+            code = error_code(error)
             if code == "NoSuchEntity":
                 raise AwsError(f"IAM role {role_arn!r} does not exist: pass an existing --role-arn") from None
             if code not in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
@@ -171,8 +173,30 @@ def trusted_services(role: dict[str, Any]) -> set[str]:
     return services
 
 
-def _error_code(error: ClientError) -> str:
+def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+#: The codes that mean "no such thing" across the services dogpipe calls: S3 objects and buckets (a
+#: HEAD's bare 404 included), SageMaker Pipelines, EventBridge, Scheduler.
+NOT_FOUND_CODES = frozenset(
+    {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFound", "ResourceNotFoundException"}
+)
+#: SageMaker's describe calls say "no such model/endpoint/package" as a ValidationException whose
+#: message says so; any other ValidationException is a bad request and must not read as "missing".
+_MISSING_MESSAGE = re.compile(r"could not find|does not exist|not found", re.IGNORECASE)
+
+
+def is_not_found(error: BaseException) -> bool:
+    """Whether an AWS error says that the thing asked for does not exist (and nothing else: a denied
+    or throttled call is not a missing value)."""
+    if not isinstance(error, ClientError):
+        return False
+    code = error_code(error)
+    if code in NOT_FOUND_CODES:
+        return True
+    message = str(error.response.get("Error", {}).get("Message", ""))
+    return code == "ValidationException" and bool(_MISSING_MESSAGE.search(message))
 
 
 def translate(error: Exception) -> AwsError:
@@ -186,7 +210,7 @@ def translate(error: Exception) -> AwsError:
     if isinstance(error, EndpointConnectionError):
         return AwsError(f"cannot reach AWS ({error}): check the network, region and AWS_ENDPOINT_URL")
     if isinstance(error, ClientError):
-        code = _error_code(error)
+        code = error_code(error)
         message = error.response.get("Error", {}).get("Message", str(error))
         if code in {"InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"}:
             return AwsError(f"AWS rejected the credentials ({code}): {CREDENTIALS_HINT}")
@@ -205,3 +229,28 @@ def aws_errors() -> Iterator[None]:
         yield
     except (BotoCoreError, ClientError) as error:
         raise translate(error) from None
+
+
+def download_s3(s3: Any, uri: str, destination: Path) -> Path | None:
+    """The object or prefix ``uri`` copied into ``destination`` (an object as ``<name>``, a prefix's
+    objects by their path under it, as the local store lays them out), or None when nothing there can
+    be read: the models ``dogpipe models compare`` scores may be gone."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    key = key.rstrip("/")
+    try:
+        keys = [
+            item["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+            for item in page.get("Contents", [])
+            if item["Key"] == key or item["Key"].startswith(f"{key}/")
+        ]
+        if not keys:
+            return None
+        for found in keys:
+            relative = Path(found).name if found == key else found[len(key) + 1 :]
+            target = path_under(destination, relative)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, found, str(target))
+    except Exception:  # any failure only means "not available to score"
+        return None
+    return destination

@@ -20,13 +20,12 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from pipeline.config import PipelineConfig
-from pipeline.config.deploy_names import deployment_config, endpoint_name_for
+from pipeline.config.deploy_names import VARIANT, deployment_config, endpoint_name_for
 from pipeline.errors import DogpipeError
 from pipeline.registry import ModelPackage
-from pipeline.sagemaker.aws import aws_errors
+from pipeline.sagemaker.aws import aws_errors, is_not_found
 
 Stage = Literal["prod", "staging"]
-VARIANT = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 _NAME_LIMIT = 63
 
@@ -119,11 +118,11 @@ class SageMakerDeployer:
         )
 
     def _exists(self, describe: Callable[..., Any], **name: str) -> bool:
-        """Whether a named resource exists; SageMaker says "not found" with a ValidationException."""
+        """Whether a named resource exists (:func:`pipeline.sagemaker.aws.is_not_found`)."""
         try:
             describe(**name)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+            if is_not_found(error):
                 return False
             raise
         return True
@@ -146,7 +145,7 @@ class SageMakerDeployer:
         try:
             current = self.sagemaker.describe_endpoint(EndpointName=endpoint)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ValidationException":
+            if not is_not_found(error):
                 raise
             self.sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
             return "created"

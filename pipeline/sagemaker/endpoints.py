@@ -11,8 +11,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pipeline.local.endpoint_servers import model_version_of
-from pipeline.sagemaker.aws import AwsError, aws_errors
+from pipeline.local.endpoint_records import model_version_of
+from pipeline.sagemaker.aws import AwsError, aws_errors, is_not_found
 
 
 def _config_of(sagemaker: Any, config_name: str | None) -> tuple[dict[str, Any], str | None]:
@@ -24,7 +24,9 @@ def _config_of(sagemaker: Any, config_name: str | None) -> tuple[dict[str, Any],
         config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
         variants = config.get("ProductionVariants") or [{}]
         model = sagemaker.describe_model(ModelName=variants[0].get("ModelName", ""))
-    except ClientError:
+    except ClientError as error:
+        if not is_not_found(error):
+            raise
         return {}, None  # the endpoint still lists, without a version
     containers = model.get("Containers") or [model.get("PrimaryContainer") or {}]
     return config, containers[0].get("ModelPackageName")
@@ -52,8 +54,10 @@ def served_package_of(sagemaker: Any, endpoint: str) -> str | None:
     """The model package an endpoint serves, or None where there is no such endpoint (yet)."""
     try:
         described = sagemaker.describe_endpoint(EndpointName=endpoint)
-    except ClientError:
-        return None
+    except ClientError as error:
+        if is_not_found(error):
+            return None
+        raise
     if described.get("EndpointStatus") not in {"InService", "Updating", "SystemUpdating"}:
         return None
     return _config_of(sagemaker, described.get("EndpointConfigName"))[1]
@@ -97,7 +101,7 @@ def delete_sagemaker_endpoint(sagemaker: Any, name: str) -> None:
         try:
             sagemaker.describe_endpoint(EndpointName=name)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+            if is_not_found(error):
                 raise AwsError(f"no SageMaker endpoint named {name!r}") from None
             raise
         sagemaker.delete_endpoint(EndpointName=name)

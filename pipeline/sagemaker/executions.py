@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from pipeline.config import PipelineConfig
 from pipeline.config.deploy_names import deploy_pipeline_name
-from pipeline.sagemaker.aws import aws_errors
+from pipeline.sagemaker.aws import aws_errors, is_not_found
 from pipeline.sagemaker.pipelines import PipelineError
 from pipeline.text import first_line
 
@@ -47,7 +47,7 @@ def _rows_of(sagemaker: Any, pipeline: str) -> list[dict[str, Any]]:
                     }
                 )
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+        if is_not_found(error):
             return []  # a pipeline not upserted yet has no executions
         raise
     return rows

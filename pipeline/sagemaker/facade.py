@@ -81,6 +81,17 @@ class SageMakerFacade:
 
         return read_s3_json(self.clients.s3, uri)
 
+    def fetch(self, uri: str, destination: Path) -> Path | None:
+        from pipeline.sagemaker.aws import download_s3
+
+        return download_s3(self.clients.s3, uri, destination)
+
+    @property
+    def tracking_uri(self) -> str | None:
+        from pipeline.config.tracking import store_uri
+
+        return store_uri(self.cfg, None)  # SageMaker has no store of its own: tracking.uri names it
+
     def version_choices(self) -> list[tuple[str, str]]:
         from pipeline.registry import SageMakerRegistry
 
@@ -159,11 +170,16 @@ class SageMakerFacade:
         import tempfile
 
         from pipeline.report import build_report
+        from pipeline.report.evidence import Evidence
         from pipeline.report.fetch import inputs_from_sagemaker_execution
 
+        evidence = Evidence(self.cfg, self.registry(), self.read_json, self.tracking_uri)
         with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch:
             inputs = inputs_from_sagemaker_execution(self.clients, self.cfg, execution, Path(scratch))
-            return build_report(inputs, output or Path("report.html"))
+            evidence.enrich(inputs)
+            path = build_report(inputs, output or Path("report.html"))
+            evidence.record(inputs, path)  # the execution's MLflow run, when tracking.uri names one
+            return path
 
     # -- pipelines (SageMaker only) -----------------------------------------------------------------
 

@@ -2,12 +2,18 @@
 
 - **execution**: the role the pipelines run as (``--role-arn``). What it needs follows from the two
   definitions: each step type's create/describe/stop calls, plus the calls the jobs' scripts make
-  themselves (ResolvePackage and Deploy call the registry and the endpoint API), the S3 prefix, ECR pulls,
-  CloudWatch Logs and metrics, ``cloudwatch:DescribeAlarms`` (the deployment guardrails read the
-  rollback alarms) and ``iam:PassRole`` on itself (jobs run as it).
+  themselves (ResolvePackage, Deploy and Compare call the registry and the endpoint API), the S3
+  prefix, ECR pulls, CloudWatch Logs and metrics, ``cloudwatch:DescribeAlarms`` (the deployment
+  guardrails read the rollback alarms) and ``iam:PassRole`` on itself (jobs run as it).
 - **events**: what EventBridge (approval rule) and EventBridge Scheduler (schedule) assume to start the
   pipelines; its trust policy names both services (``upsert`` checks it).
 - **operator**: whoever runs ``upsert``, ``start``, ``status``, the listings, approvals and ``deploy``.
+
+With ``tracking.uri`` naming a SageMaker managed MLflow tracking server, the execution role (the
+training jobs log their runs) and the operator (``dogpipe report`` records the execution's run) also get
+``sagemaker-mlflow:*`` on that server's ARN (the service prefix and its ``mlflow-tracking-server``
+resource type: AWS's Service Authorization Reference, "Amazon SageMaker with MLflow"). Artifacts go to
+the server's own S3 artifact store, which its role, not these, writes through presigned URLs.
 
 ``tests/test_iam_policy.py`` records every AWS call those code paths make on a moto server and checks
 that each is allowed here, so a new call without its permission fails a test, not a first real run.
@@ -36,11 +42,14 @@ STEP_ACTIONS: dict[str, tuple[str, ...]] = {
     "EndpointConfig": ("CreateEndpointConfig", "DescribeEndpointConfig"),
     "Endpoint": ("CreateEndpoint", "DescribeEndpoint", "UpdateEndpoint"),
 }
-#: What the job scripts call with the execution role (resolve_model_package.py, deploy_endpoint.py).
+#: What the job scripts call with the execution role (resolve_model_package.py, deploy_endpoint.py,
+#: production_model.py: the Compare job follows the prod endpoint to the package it serves).
 SCRIPT_ACTIONS = (
     "sagemaker:ListModelPackages",
     "sagemaker:DescribeModelPackage",
     "sagemaker:DescribeEndpoint",
+    "sagemaker:DescribeEndpointConfig",
+    "sagemaker:DescribeModel",
     "sagemaker:CreateEndpoint",
     "sagemaker:UpdateEndpoint",
 )
@@ -133,6 +142,14 @@ def step_types(definitions: list[str]) -> set[str]:
     return {node.type for text in definitions for node in steps_of(parse_definition(text))}
 
 
+def tracking_statements(cfg: PipelineConfig) -> list[dict[str, Any]]:
+    """``sagemaker-mlflow:*`` on the tracking server ``tracking.uri`` names (none without one)."""
+    tracking = cfg.tracking
+    if not (tracking.enabled and tracking.uri and tracking.is_tracking_server):
+        return []
+    return [_statement("ExperimentTracking", ["sagemaker-mlflow:*"], [tracking.uri])]
+
+
 def execution_role_policy(cfg: PipelineConfig, definitions: list[str], role_arn: str) -> dict[str, Any]:
     """What the pipelines' role needs for the step types of ``definitions`` and the jobs' own calls."""
     sagemaker = [
@@ -161,6 +178,7 @@ def execution_role_policy(cfg: PipelineConfig, definitions: list[str], role_arn:
                 ],
             ),
             _statement("RunJobsAsThisRole", ["iam:PassRole"], [role_arn]),
+            *tracking_statements(cfg),
         ],
     }
 
@@ -188,6 +206,7 @@ def operator_policy(cfg: PipelineConfig, role_arns: list[str]) -> dict[str, Any]
         for sid, actions in OPERATOR_ACTIONS.items()
     ]
     statements.append(_statement("PassTheRoles", ["iam:PassRole"], sorted(set(role_arns))))
+    statements += tracking_statements(cfg)
     return {"Version": "2012-10-17", "Statement": statements}
 
 

@@ -22,7 +22,7 @@ from pipeline.config import PipelineConfig
 from pipeline.definition.code import CodeArchive
 from pipeline.definition.parameters import pipeline_parameters_request
 from pipeline.errors import DogpipeError
-from pipeline.sagemaker.aws import AwsClients, aws_errors, require_role
+from pipeline.sagemaker.aws import AwsClients, aws_errors, error_code, is_not_found, require_role
 
 RUNNING_STATUSES = frozenset({"Executing", "Stopping"})
 _CODE_KEY = re.compile(r"/code/([0-9a-f]{64})/")
@@ -30,10 +30,6 @@ _CODE_KEY = re.compile(r"/code/([0-9a-f]{64})/")
 
 class PipelineError(DogpipeError):
     """A pipeline request that cannot be served as asked: missing pipeline, stale code, timeout."""
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def _split_uri(uri: str) -> tuple[str, str]:
@@ -57,7 +53,7 @@ def _s3_has(s3: Any, uri: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except ClientError as error:
-        if _code(error) not in {"404", "NoSuchKey", "NotFound"}:
+        if not is_not_found(error):
             raise
         return False
     return True
@@ -214,7 +210,7 @@ def describe_pipeline(sagemaker: Any, name: str) -> dict[str, Any] | None:
     try:
         return sagemaker.describe_pipeline(PipelineName=name)
     except ClientError as error:
-        if _code(error) in {"ValidationException", "ResourceNotFound"}:
+        if is_not_found(error):
             return None
         raise
 
@@ -297,7 +293,10 @@ def _steps(sagemaker: Any, arn: str) -> tuple[list[StepState], str | None]:
                 for item in page.get("PipelineExecutionSteps", [])
             )
     except ClientError as error:
-        return [], f"ListPipelineExecutionSteps failed ({_code(error) or 'error'}); step states unavailable"
+        return (
+            [],
+            f"ListPipelineExecutionSteps failed ({error_code(error) or 'error'}); step states unavailable",
+        )
     return steps, None
 
 
@@ -332,7 +331,7 @@ def execution_report(clients: AwsClients, cfg: PipelineConfig, arn: str | None =
         try:
             described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
         except ClientError as error:
-            if _code(error) in {"ValidationException", "ResourceNotFound"}:
+            if is_not_found(error):
                 raise PipelineError(f"no pipeline execution {arn!r}") from None
             raise
         steps, unavailable = _steps(sagemaker, arn)

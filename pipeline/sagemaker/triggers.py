@@ -27,11 +27,13 @@ from botocore.exceptions import ClientError
 from pipeline.config import PipelineConfig
 from pipeline.config.deploy_names import (
     LATEST_PACKAGE,
+    VARIANT,
     alarm_names,
     approval_rule_name,
     schedule_name,
     stage_endpoint,
 )
+from pipeline.sagemaker.aws import is_not_found
 
 PACKAGE_EVENT = "SageMaker Model Package State Change"
 TARGET_ID = "deploy-pipeline"
@@ -101,7 +103,7 @@ def alarm_requests(cfg: PipelineConfig) -> list[dict[str, Any]]:
     errors_name, latency_name = alarm_names(cfg)
     dimensions = [
         {"Name": "EndpointName", "Value": stage_endpoint(cfg)},
-        {"Name": "VariantName", "Value": "AllTraffic"},
+        {"Name": "VariantName", "Value": VARIANT},
     ]
     common = {
         "Namespace": "AWS/SageMaker",
@@ -154,15 +156,11 @@ class TriggerChanges:
     lines: list[str] = field(default_factory=list)
 
 
-def _missing(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in {"ResourceNotFoundException", "ResourceNotFound"}
-
-
 def describe_rule(events: Any, name: str) -> dict[str, Any] | None:
     try:
         return events.describe_rule(Name=name)
     except ClientError as error:
-        if _missing(error):
+        if is_not_found(error):
             return None
         raise
 
@@ -171,7 +169,7 @@ def get_schedule(scheduler: Any, name: str) -> dict[str, Any] | None:
     try:
         return scheduler.get_schedule(Name=name)
     except ClientError as error:
-        if _missing(error):
+        if is_not_found(error):
             return None
         raise
 

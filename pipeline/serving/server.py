@@ -15,6 +15,8 @@ from pathlib import Path
 
 import uvicorn
 
+from pipeline.files import write_atomic
+
 log = logging.getLogger(__name__)
 
 # Connections beyond this many get uvicorn's 503. It counts connections, not work (a client that never
@@ -70,10 +72,7 @@ class _AnnouncingServer(uvicorn.Server):
         url = f"http://{self.config.host}:{port}"
         print(f"dogpipe: serving model {self.version} at {url} (POST /invocations, GET /ping)", flush=True)
         if self.url_file is not None:
-            self.url_file.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.url_file.with_name(self.url_file.name + ".part")
-            partial.write_text(url + "\n")
-            partial.replace(self.url_file)
+            write_atomic(self.url_file, url + "\n")
 
 
 def serve_model(model: str, registry_root: Path, options: ServeOptions) -> None:

@@ -277,6 +277,7 @@ def local_config(tmp_path: Path, root: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_sigkill_of_the_engine_shows_failed_kills_its_job_and_resume_finishes_in_a_fresh_folder(
     engine: LocalEngine, tmp_path: Path
 ) -> None:
@@ -334,6 +335,7 @@ def _processes_with_env(name: str, value: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_sigterm_stops_the_execution_and_its_job_and_resume_finishes_it(
     engine: LocalEngine, tmp_path: Path
 ) -> None:
@@ -376,7 +378,7 @@ def test_sigterm_stops_the_execution_and_its_job_and_resume_finishes_it(
             process.kill()
     stopped = engine.executions.latest()
     assert process.returncode == 130 and f"STOPPED {stopped.id} interrupted (SIGTERM)" in output, output
-    assert stopped.record["status"] == "Stopped"
+    assert stopped.load().status == "Stopped"
     assert stopped.step_state("First")["status"] == "Succeeded"
     assert stopped.step_state("Second")["failure_reason"] == "interrupted (SIGTERM)"
     assert _processes_with_env("BLOCK", str(block)) == []  # the job did not outlive the engine

@@ -126,18 +126,24 @@ ENGINE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # fast lane: among the heaviest of `pytest -m 'not slow' --durations`
 def test_a_forked_job_dies_with_the_engine_on_sigkill(tmp_path: Path) -> None:
     (tmp_path / "sleeper.py").write_text(
         "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
     )
     engine = subprocess.Popen([sys.executable, "-c", ENGINE, str(tmp_path)], cwd=Path(__file__).parents[2])
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "pid").is_file() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    job = psutil.Process(int((tmp_path / "pid").read_text()))
-    assert "fork_server.py" in " ".join(job.parent().cmdline())  # really forked
-    server = job.parent().parent()
-    os.kill(engine.pid, signal.SIGKILL)
-    engine.wait(timeout=30)
-    _, alive = psutil.wait_procs([job, server], timeout=30)
-    assert not alive, f"still running after the engine's SIGKILL: {alive}"
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "pid").is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        job = psutil.Process(int((tmp_path / "pid").read_text()))
+        assert "fork_server.py" in " ".join(job.parent().cmdline())  # really forked
+        server = job.parent().parent()
+        os.kill(engine.pid, signal.SIGKILL)
+        engine.wait(timeout=30)
+        _, alive = psutil.wait_procs([job, server], timeout=30)
+        assert not alive, f"still running after the engine's SIGKILL: {alive}"
+    finally:  # a failed check must not leave the engine and its sleeping job behind
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()

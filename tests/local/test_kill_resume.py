@@ -115,7 +115,7 @@ def test_two_runs_started_together_with_different_data_each_train_on_their_own(
     root = side_by_side["root"]
     executions = ExecutionStore(root).list()
     assert len(executions) == 2
-    data = {execution.record["parameters"]["InputDataUrl"] for execution in executions}
+    data = {execution.load().parameters["InputDataUrl"] for execution in executions}
     assert len(data) == 2  # each its own content-addressed data
     assert sorted(len(class_names(root, execution)) for execution in executions) == [3, 4]
     versions = sorted(
@@ -140,8 +140,7 @@ def test_killed_during_preprocess_and_train_then_resumed_ends_as_an_uninterrupte
     kill_when(engine, lambda: bool(attempt_files(root, "Preprocess", "*.jpg")), "Preprocess writing images")
     execution = ExecutionStore(root).latest()
     assert (
-        execution.record["status"] == "Failed"
-        and "ended without finishing" in execution.record["failure_reason"]
+        execution.load().status == "Failed" and "ended without finishing" in execution.load().failure_reason
     )
 
     engine = dogpipe("run", "--config", config, "--resume", execution.id)

@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from pipeline.cli.main import cli
 from pipeline.cli.output import parse_table
 from pipeline.config import LOCAL_CONFIG
-from pipeline.local.endpoint_servers import read_endpoint, stop_endpoint
+from pipeline.local.endpoint_records import read_endpoint, stop_endpoint
 from pipeline.local.executions import ExecutionStore
 from pipeline.registry import LocalRegistry
 
@@ -64,8 +64,11 @@ def test_run_goes_from_data_to_a_served_prediction(pipeline_run: dict[str, Any])
     states = executions(pipeline_run["root"])[0].step_states()
     expected = {
         **dict.fromkeys(JOB_STEPS, "Succeeded"),
+        "Compare": "Succeeded",  # a job too, never cached: it asks the registry each time
         "CheckRules": "Succeeded",
         "CheckAccuracy": "Succeeded",
+        "CheckProduction": "Succeeded",
+        "WorseThanProduction": "NotExecuted",
         "Register": "Succeeded",
         "CreateModel": "Succeeded",
         "EndpointConfig": "Succeeded",
@@ -167,7 +170,7 @@ def test_models_show_traces_a_version_to_its_execution_data_code_trial_and_rules
     assert record["hyperparameters"] == " ".join(
         f"{name}={best['TunedHyperParameters'][name]}" for name in sorted(best["TunedHyperParameters"])
     )
-    assert record["data_uri"] == first.record["parameters"]["InputDataUrl"]
+    assert record["data_uri"] == first.load().parameters["InputDataUrl"]
     assert record["data_digest"] and f"/by-content/{record['data_digest']}/" in record["data_uri"]
     assert len(record["code_sha256"]) == 64 and record["test_images"] > 0
     assert 0 <= record["accuracy"] <= 1 and record["weighted_f1"] is not None
@@ -251,7 +254,7 @@ def test_a_newcomer_types_commands_without_config_and_they_act_on_the_local_engi
             "with dogpipe-local-deploy" in deployed and "dogpipe-prod serves dogpipe-dog-breeds/1" in deployed
         )
         runs = ExecutionStore(pipeline_run["root"]).list()
-        assert len(runs) == before + 1 and runs[-1].record["pipeline_name"] == "dogpipe-local-deploy"
+        assert len(runs) == before + 1 and runs[-1].load().pipeline_name == "dogpipe-local-deploy"
         assert any(name in ok("predict", str(image), "--endpoint", "dogpipe-prod") for name in classes)
         (row,) = [row for row in json.loads(ok("models", "list", "-o", "json")) if row["version"] == 1]
         first_run = executions(pipeline_run["root"])[0]
@@ -314,11 +317,10 @@ def test_approval_runs_the_deploy_pipeline_and_a_failing_version_leaves_the_old_
         failed = runner.invoke(cli, ["models", "approve", str(broken.version), "--config", config])
         assert failed.exit_code == 1, failed.output
         assert "smoke prediction failed" in failed.output
-        deploy_run = ExecutionStore(root).latest().record
-        assert deploy_run["pipeline_name"].endswith("-deploy") and deploy_run["status"] == "Failed"
+        deploy_run = ExecutionStore(root).latest().load()
+        assert deploy_run.pipeline_name.endswith("-deploy") and deploy_run.status == "Failed"
         assert (
-            "Deploy" in deploy_run["failure_reason"]
-            and "smoke prediction failed" in deploy_run["failure_reason"]
+            "Deploy" in deploy_run.failure_reason and "smoke prediction failed" in deploy_run.failure_reason
         )
         assert read_endpoint(root, "dogpipe-prod") == serving
         again = runner.invoke(cli, ["predict", str(image), "--endpoint", "dogpipe-prod", "--config", config])
@@ -382,8 +384,8 @@ def test_resuming_a_killed_deploy_does_not_undo_a_later_approval(
         assert execution is not None, "the deploy never reached its Deploy step"
         os.kill(killed.pid, signal.SIGKILL)
         killed.wait(timeout=30)
-        reason = execution.record["failure_reason"]
-        assert execution.record["status"] == "Failed" and "still the newest approval" in reason, reason
+        reason = execution.load().failure_reason
+        assert execution.load().status == "Failed" and "still the newest approval" in reason, reason
 
         approve(two)
         approve(1)

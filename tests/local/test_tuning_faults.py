@@ -97,7 +97,7 @@ def test_sigterm_during_parallel_trials_stops_them_at_once_without_tracebacks(tm
     psutil.wait_procs(running, timeout=10)
     assert trials(block) == []
     execution = engine.executions.latest()
-    assert execution.record["status"] == "Stopped"
+    assert execution.load().status == "Stopped"
 
 
 def trials(block: Path) -> list[psutil.Process]:

@@ -4,7 +4,8 @@ Processing containers have no toolkit: SageMaker runs ``ContainerEntrypoint`` + 
 with each ``ProcessingInput`` at its ``LocalPath``. Here every ``/opt/ml`` is mapped to a job folder as
 the local engine maps it (``pipeline.local.container.Container``), and the steps run in pipeline order
 on tiny data: Preprocess, then the Train step under the training toolkit (Debugger on), then Evaluate on its
-``model.tar.gz`` and DebugRules on its ``output.tar.gz``. The entrypoints, arguments and paths are the
+``model.tar.gz``, Compare on it against itself as production (a local registry folder standing in for the
+registry API) and DebugRules on its ``output.tar.gz``. The entrypoints, arguments and paths are the
 golden definition's (only Preprocess's image size is made tiny), so a renamed script, flag or channel
 path fails here.
 """
@@ -33,9 +34,16 @@ from tests.toolkit.jobs import (
 CODE = REPO / "training_code"
 
 
-def run_processing(name: str, job_dir: Path, inputs: dict[str, Path], replace: dict[str, str] | None = None):
+def run_processing(
+    name: str,
+    job_dir: Path,
+    inputs: dict[str, Path],
+    replace: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+):
     """Run the step ``name`` as SageMaker would; ``inputs`` by ProcessingInput name (``code`` is the
-    source dir); ``replace`` swaps argument values. Returns the container and its log."""
+    source dir); ``replace`` swaps argument values; ``env`` adds to the job's environment. Returns the
+    container and its log."""
     arguments = step(name)["Arguments"]
     container = Container(job_dir)
     for item in arguments["ProcessingInputs"]:
@@ -52,7 +60,7 @@ def run_processing(name: str, job_dir: Path, inputs: dict[str, Path], replace: d
     argv = [replace.get(part, part) if replace else part for part in app.get("ContainerArguments", [])]
     result = subprocess.run(
         container.command([*app["ContainerEntrypoint"], *argv]),
-        env=container.environment(arguments.get("Environment") or {}),
+        env={**container.environment(arguments.get("Environment") or {}), **(env or {})},
         capture_output=True,
         text=True,
         timeout=300,
@@ -140,3 +148,39 @@ def test_debug_rules_read_the_training_jobs_trace(trained: Path, tmp_path: Path)
     )
     rules = json.loads((container.path("/opt/ml/processing/output/rules") / "rules.json").read_text())
     assert rules, "no rule verdicts"
+
+
+@pytest.mark.slow
+def test_compare_scores_the_archive_against_the_approved_production_model(
+    trained: Path, preprocessed: Container, tmp_path: Path
+) -> None:
+    """The golden definition's Compare entrypoint and arguments; production is an Approved package of
+    the group whose artifact is the same archive, so both score alike: delta 0, McNemar p 1."""
+    from pipeline.registry import LocalRegistry
+
+    arguments = step("Compare")["Arguments"]["AppSpecification"]["ContainerArguments"]
+    group = arguments[arguments.index("--group") + 1]
+    stored = tmp_path / "s3" / "bucket" / "models" / "model.tar.gz"
+    stored.parent.mkdir(parents=True)
+    shutil.copy2(trained / "model.tar.gz", stored)
+    registry = LocalRegistry(tmp_path)
+    registry.register(group, "s3://bucket/models/model.tar.gz", "image")
+    registry.set_approval(group, 1, "Approved")
+    env = {
+        "DOGPIPE_LOCAL_REGISTRY": str(tmp_path / "registry"),
+        "DOGPIPE_LOCAL_ENDPOINTS": str(tmp_path / "endpoints"),
+        "DOGPIPE_LOCAL_S3": str(tmp_path / "s3"),
+    }
+    test_split = preprocessed.path("/opt/ml/processing/output/data") / "test"
+    container, log = run_processing(
+        "Compare", tmp_path / "compare", {"model": trained / "model.tar.gz", "test": test_split}, env=env
+    )
+    output = container.path("/opt/ml/processing/output/comparison") / "comparison.json"
+    comparison = json.loads(output.read_text())
+    assert comparison["status"] == "compared", log[-3000:]
+    assert (
+        comparison["production"]["source"] == "latest_approved" and comparison["production"]["version"] == 1
+    )
+    assert comparison["delta"] == {"accuracy": 0.0, "weighted_f1": 0.0}
+    assert comparison["mcnemar"]["p_value"] == 1.0 and comparison["gate"]["passed"] is True
+    assert "comparison=compared gate_passed=True" in log
