@@ -269,6 +269,16 @@ assert len(pandas.DataFrame({"a": [1, 2]})) == 2
 assert ModelBuilder.__module__ == "sagemaker.serve.model_builder"
 import sagemaker.mlops
 print("stand-in", sagemaker.mlops.ModelBuilder.__init__.__qualname__)
+# While a build runs, only SDK modules get stand-ins: another importer (a thread preparing mlflow's
+# store, say) gets the real module.
+from pipeline.definition.sdk import skipping_unused_imports
+del sys.modules["pandas"]
+with skipping_unused_imports():
+    sdk_side, other_side = {"__name__": "sagemaker.core.fake"}, {"__name__": "pipeline.fake"}
+    exec("from pandas import DataFrame", sdk_side)
+    assert sdk_side["DataFrame"].__module__ == "pandas" and not hasattr(sys.modules.get("pandas"), "Series")
+    exec("import pandas", other_side)
+    assert other_side["pandas"].Series is not None
 """
 
 

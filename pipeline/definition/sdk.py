@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from types import ModuleType
@@ -104,9 +104,11 @@ def _skip_repeated_setup() -> None:
 UNUSED_WHILE_BUILDING = ("paramiko",)
 
 #: Modules the SDK's package ``__init__``s import on the way to what the build uses, never called while
-#: building, with the names their importers take. A stand-in class answers those imports (and
-#: ``isinstance`` checks: no object of a build is one) and refuses to be instantiated. Measured on a cold
-#: build: ~0.5 s CPU each of about 3 s.
+#: building, with the names their importers take. While a build runs, an ``import`` of one of them *by
+#: an SDK module* (``sagemaker.*``) gets a stand-in whose classes answer those imports (and
+#: ``isinstance`` checks: no object of a build is one) and refuse to be instantiated; any other importer,
+#: e.g. the thread that prepares the tracking store (mlflow imports pandas) meanwhile, gets the real
+#: module. Measured on a cold build: ~0.5 s CPU each of about 3 s.
 #:
 #: - ``sagemaker.serve.model_builder``: ``sagemaker.mlops/__init__`` imports ``ModelBuilder`` (inference
 #:   recommender, JumpStart, docker, an AI-registry module that creates two boto3 clients at import);
@@ -130,26 +132,45 @@ def _stand_in_module(name: str, attributes: tuple[str, ...]) -> ModuleType:
     return module
 
 
+def _importing_with_stand_ins(real_import: Callable[..., Any], stand_ins: dict[str, ModuleType]) -> Any:
+    """``builtins.__import__`` that hands an SDK module the stand-in of a module not loaded yet."""
+
+    def importing(
+        name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+    ) -> Any:
+        importer = (globals or {}).get("__name__") or ""
+        if (
+            level == 0
+            and name in stand_ins
+            and name not in sys.modules
+            and (fromlist or "." not in name)
+            and importer.startswith("sagemaker.")
+        ):
+            return stand_ins[name]
+        return real_import(name, globals, locals, fromlist, level)
+
+    return importing
+
+
 @contextmanager
 def skipping_unused_imports() -> Iterator[None]:
-    """Load only what a build uses of the SDK, for modules not imported yet; afterwards the names are
-    released, so a later import in the same process loads the real module.
+    """Load only what a build uses of the SDK; afterwards every import works as usual.
 
-    - ``import paramiko`` fails (:data:`UNUSED_WHILE_BUILDING`); :data:`STAND_INS` answer their imports.
+    - ``import paramiko`` fails (:data:`UNUSED_WHILE_BUILDING`), if it is not loaded yet.
+    - SDK modules importing one of :data:`STAND_INS` get its stand-in; other importers the real module.
     - Pydantic models defined meanwhile (the SDK's ~1,000 API shapes) build their validators on first
       use (``defer_build``) instead of at import: a build uses about twenty. Same checks, later.
     """
+    import builtins
+
     from pydantic import BaseModel
 
     absent = [name for name in UNUSED_WHILE_BUILDING if name not in sys.modules]
     for name in absent:
         sys.modules[name] = None  # type: ignore[assignment]  # Python's marker for "cannot import"
-    stand_ins = {
-        name: _stand_in_module(name, attributes)
-        for name, attributes in STAND_INS.items()
-        if name not in sys.modules
-    }
-    sys.modules.update(stand_ins)
+    stand_ins = {name: _stand_in_module(name, attributes) for name, attributes in STAND_INS.items()}
+    real_import = builtins.__import__
+    builtins.__import__ = _importing_with_stand_ins(real_import, stand_ins)
     deferred = "defer_build" not in BaseModel.model_config
     if deferred:
         BaseModel.model_config["defer_build"] = True
@@ -158,11 +179,9 @@ def skipping_unused_imports() -> Iterator[None]:
     finally:
         if deferred:
             BaseModel.model_config.pop("defer_build", None)
+        builtins.__import__ = real_import
         for name in absent:
             if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
-        for name, module in stand_ins.items():
-            if sys.modules.get(name) is module:
                 del sys.modules[name]
 
 
