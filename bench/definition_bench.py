@@ -2,9 +2,10 @@
 
 Each command runs as a user runs it, in a fresh interpreter (imports included), taking turns: cold
 with an empty cache folder (the SDK is imported and the definition built; validate also lists
-torchvision's models), warm with the folder the cold runs filled. The goal is a warm answer under
-1 s on 2 cores, i.e. a small fraction of the cold build. A separate build counts botocore API calls
-and HTTP sends; every count must be zero.
+torchvision's models), warm with the folder the cold runs filled. The goals: a warm answer under
+1 s on 2 cores, i.e. a small fraction of the cold build, and a cold ``dogpipe definition`` within 3 s
+(its CPU seconds are reported beside the wall time: on a shared machine they are what it takes alone).
+A separate build counts botocore API calls and HTTP sends; every count must be zero.
 """
 
 from __future__ import annotations
@@ -83,9 +84,12 @@ def run(report: Report, *, quick: bool = False) -> None:
         cold_runs = iter(range(1_000))
         for command in commands:
             warm_cpu: list[float] = []
+            cold_cpu: list[float] = []
             cold_answer = dogpipe(command, warm_cache)  # fills the warm cache
             cases = {
-                "cold": lambda c=command: dogpipe(c, Path(scratch) / f"cold-{next(cold_runs)}"),
+                "cold": lambda c=command, cpu=cold_cpu: dogpipe(
+                    c, Path(scratch) / f"cold-{next(cold_runs)}", cpu
+                ),
                 "warm": lambda c=command, cpu=warm_cpu: dogpipe(c, warm_cache, cpu),
             }
             timings = measure_interleaved(cases, warmup=0, repeats=repeats)
@@ -102,6 +106,9 @@ def run(report: Report, *, quick: bool = False) -> None:
             )
             report.ratio("definition", f"{command}: warm wall seconds", timings["warm"].median, "<= 1")
             report.ratio("definition", f"{command}: warm CPU seconds", statistics.median(warm_cpu), "<= 1")
+            cold_goal = "<= 3" if command == "definition" else None
+            report.ratio("definition", f"{command}: cold wall seconds", timings["cold"].median, cold_goal)
+            report.ratio("definition", f"{command}: cold CPU seconds", statistics.median(cold_cpu), cold_goal)
     outcomes: list[dict] = []
     measure(lambda: outcomes.append(build_once(CONFIG)), warmup=0, repeats=1)
     report.ratio("definition", "AWS calls during build", max(o["calls"] for o in outcomes), "<= 0")

@@ -76,6 +76,50 @@ class ObjectStore:
             shutil.copy2(source, temp / key)
         publish_folder(temp, target)
 
+    def put_merged_trees(self, sources: list[Path], prefix_uri: str) -> int:
+        """Upload the files of several folders to one prefix, published whole like :meth:`put_tree`:
+        what the instances of a multi-instance job upload to the same ``S3Uri``. Two folders holding
+        the same key would leave S3 with whichever upload came last; here that is a ``StoreError``."""
+        target = self.path_for(prefix_uri.rstrip("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = aside(target)
+        temp.mkdir()
+        owner: dict[str, Path] = {}
+        for source in sources:
+            for path in sorted(source.rglob("*")):
+                if not path.is_file():
+                    continue
+                key = path.relative_to(source).as_posix()
+                if key in owner:
+                    remove(temp)
+                    raise StoreError(f"{owner[key]} and {source} both upload {key} to {prefix_uri}")
+                owner[key] = source
+                (temp / key).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, temp / key)
+        publish_folder(temp, target)
+        return len(owner)
+
+    def keys(self, uri: str) -> list[str]:
+        """The objects of the object or prefix ``uri``, as paths relative to it, sorted (S3 lists keys
+        in UTF-8 order); a single object is ``[its name]``."""
+        source = self.path_for(uri.rstrip("/"))
+        if source.is_file():
+            return [source.name]
+        if not source.is_dir():
+            raise StoreError(f"no such S3 object or prefix in the local store: {uri} (looked in {source})")
+        found = (path for path in source.rglob("*") if path.is_file() and not _hidden(path, source))
+        return sorted((path.relative_to(source).as_posix() for path in found), key=lambda key: key.encode())
+
+    def get_keys(self, uri: str, keys: list[str], destination: Path) -> Path:
+        """Copy only ``keys`` (from :meth:`keys`) of ``uri`` into ``destination``, keeping their paths."""
+        source = self.path_for(uri.rstrip("/"))
+        destination.mkdir(parents=True, exist_ok=True)
+        for key in keys:
+            origin = source if source.is_file() else source / key
+            (destination / key).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, destination / key)
+        return destination
+
     def get(self, uri: str, destination: Path) -> Path:
         """Copy the object or prefix ``uri`` into the folder ``destination``.
 

@@ -20,7 +20,7 @@ from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
 
 from pipeline.config.deploy_names import stage_endpoint
 from steps.common import BuildContext, job_retry_policies
-from steps.preprocess import DATA_OUTPUT
+from steps.preprocess import PreparedData
 from steps.processing import output_uri, processing_job_arguments, s3_input, s3_output
 from training_code.compare import COMPARISON_FILE
 
@@ -33,11 +33,11 @@ METADATA_PATH = "registry_metadata"
 
 
 def build_compare(
-    ctx: BuildContext, preprocess: ProcessingStep, train: TrainingStep, evaluate: ProcessingStep
+    ctx: BuildContext, prepared: PreparedData, train: TrainingStep, evaluate: ProcessingStep
 ) -> tuple[ProcessingStep, PropertyFile]:
     evaluation = ctx.cfg.evaluation
     report = PropertyFile(name="ComparisonReport", output_name=COMPARISON_OUTPUT, path=COMPARISON_FILE)
-    test_uri = Join(on="/", values=[output_uri(preprocess, DATA_OUTPUT), "test"])
+    test_uri = Join(on="/", values=[prepared.data_uri, "test"])
     step_args = processing_job_arguments(
         ctx,
         step="compare",

@@ -7,8 +7,8 @@ from sagemaker.core.workflow.properties import PropertyFile
 from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
 
 from steps.common import BuildContext, cache_config, job_retry_policies
-from steps.preprocess import DATA_OUTPUT
-from steps.processing import output_uri, processing_job_arguments, s3_input, s3_output
+from steps.preprocess import PreparedData
+from steps.processing import processing_job_arguments, s3_input, s3_output
 
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_FILE = "evaluation.json"
@@ -17,7 +17,7 @@ ACCURACY_PATH = "multiclass_classification_metrics.accuracy.value"
 
 
 def build_evaluate(
-    ctx: BuildContext, preprocess: ProcessingStep, train: TrainingStep
+    ctx: BuildContext, prepared: PreparedData, train: TrainingStep
 ) -> tuple[ProcessingStep, PropertyFile]:
     report = PropertyFile(name="EvaluationReport", output_name=EVALUATION_OUTPUT, path=EVALUATION_FILE)
     step_args = processing_job_arguments(
@@ -31,7 +31,7 @@ def build_evaluate(
             ),
             s3_input(
                 "test",
-                Join(on="/", values=[output_uri(preprocess, DATA_OUTPUT), "test"]),
+                Join(on="/", values=[prepared.data_uri, "test"]),
                 "/opt/ml/processing/input/test",
             ),
         ],

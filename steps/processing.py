@@ -20,8 +20,11 @@ if TYPE_CHECKING:
     from sagemaker.core.workflow.pipeline_context import _JobStepArguments
 
 
-def s3_input(name: str, uri: str | PipelineVariable, local_path: str) -> ProcessingInput:
-    """A File-mode S3 prefix input (a single object is also a prefix of itself)."""
+def s3_input(
+    name: str, uri: str | PipelineVariable, local_path: str, *, sharded: bool = False
+) -> ProcessingInput:
+    """A File-mode S3 prefix input (a single object is also a prefix of itself), copied whole to every
+    instance, or ``sharded``: each instance gets about 1/N of its objects (``ShardedByS3Key``)."""
     return ProcessingInput(
         input_name=name,
         s3_input=ProcessingS3Input(
@@ -29,7 +32,7 @@ def s3_input(name: str, uri: str | PipelineVariable, local_path: str) -> Process
             local_path=local_path,
             s3_data_type="S3Prefix",
             s3_input_mode="File",
-            s3_data_distribution_type="FullyReplicated",
+            s3_data_distribution_type="ShardedByS3Key" if sharded else "FullyReplicated",
         ),
     )
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep, TuningStep
+from sagemaker.mlops.workflow.steps import TrainingStep, TuningStep
 
 from steps.common import BuildContext, as_hyperparameter, cache_config, job_retry_policies
 from steps.debugger import debugger_request_fields
-from steps.preprocess import DATA_OUTPUT, STATS_OUTPUT
-from steps.processing import output_uri
+from steps.preprocess import PreparedData
 from steps.trainer import TUNED, channels, make_trainer, static_hyperparameters
 from training_code.hyperparameters import HYPERPARAMETERS
 
@@ -22,7 +21,7 @@ def tuned_hyperparameters(ctx: BuildContext, tune: TuningStep | None) -> dict[st
     return {name: as_hyperparameter(ctx.cfg.value_at(HYPERPARAMETERS[name].config)) for name in TUNED}
 
 
-def build_train(ctx: BuildContext, preprocess: ProcessingStep, tune: TuningStep | None) -> TrainingStep:
+def build_train(ctx: BuildContext, prepared: PreparedData, tune: TuningStep | None) -> TrainingStep:
     debugger = ctx.cfg.debugger
     hyperparameters = static_hyperparameters(
         ctx,
@@ -38,11 +37,7 @@ def build_train(ctx: BuildContext, preprocess: ProcessingStep, tune: TuningStep 
         output_uri=ctx.execution_uri("train"),
         tracking_kind="train",
     ).with_request_fields(debugger_request_fields(ctx.cfg))
-    step_args = trainer.train(
-        input_data_config=channels(
-            ctx, output_uri(preprocess, DATA_OUTPUT), output_uri(preprocess, STATS_OUTPUT)
-        )
-    )
+    step_args = trainer.train(input_data_config=channels(ctx, prepared.data_uri, prepared.stats_uri))
     return TrainingStep(
         name="Train",
         step_args=step_args,

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from sagemaker.core.parameter import CategoricalParameter, ContinuousParameter
-from sagemaker.mlops.workflow.steps import ProcessingStep, TuningStep
+from sagemaker.mlops.workflow.steps import TuningStep
 from sagemaker.train.tuner import HyperparameterTuner
 
 from steps.common import BuildContext, cache_config, job_retry_policies
-from steps.preprocess import DATA_OUTPUT, STATS_OUTPUT
-from steps.processing import output_uri
+from steps.preprocess import PreparedData
 from steps.trainer import METRIC_REGEXES, channels, make_trainer, static_hyperparameters
 
 
-def build_tune(ctx: BuildContext, preprocess: ProcessingStep) -> TuningStep:
+def build_tune(ctx: BuildContext, prepared: PreparedData) -> TuningStep:
     """Trials train without the Debugger hook: tuning job definitions cannot carry Debugger settings."""
     tuning = ctx.cfg.tuning
     epochs = tuning.epochs or ctx.cfg.training.hyperparameters.epochs
@@ -40,9 +39,7 @@ def build_tune(ctx: BuildContext, preprocess: ProcessingStep) -> TuningStep:
         early_stopping_type=tuning.early_stopping,
         base_tuning_job_name=ctx.base_job_name("tune")[:32],
     )
-    step_args = tuner.tune(
-        inputs=channels(ctx, output_uri(preprocess, DATA_OUTPUT), output_uri(preprocess, STATS_OUTPUT))
-    )
+    step_args = tuner.tune(inputs=channels(ctx, prepared.data_uri, prepared.stats_uri))
     return TuningStep(
         name="Tune",
         step_args=step_args,

@@ -45,3 +45,21 @@ def test_the_scale_benchmark_runs_the_whole_pipeline_at_a_tiny_size(tmp_path: Pa
     ratios = {ratio["name"]: ratio["value"] for ratio in results["ratios"] if ratio["benchmark"] == "scale"}
     assert set(ratios) == {"training / decode+resize limit", "training / forward+backward limit"}
     assert all(value > 0 for value in ratios.values())
+
+
+@pytest.mark.slow
+def test_the_preprocess_scale_benchmark_runs_one_and_two_instances(tmp_path: Path) -> None:
+    """``--only preprocess --quick``: 60 photos through the built Preprocess step on the local engine,
+    on one instance and (sharded, with MergeStats) on two; seconds, CPU and peak memory per size."""
+    output = tmp_path / "results.json"
+    main(["--quick", "--only", "preprocess", "--output", str(output)])
+    results = json.loads(output.read_text())
+    rows = {row["case"]: row for row in results["rows"] if row["benchmark"] == "preprocess"}
+    assert set(rows) == {"Preprocess, 60 images, 1 instance", "Preprocess, 60 images, 2 instances"}
+    assert "MergeStats" in rows["Preprocess, 60 images, 2 instances"]["note"]
+    assert "MergeStats" not in rows["Preprocess, 60 images, 1 instance"]["note"]
+    ratios = {r["name"]: r["value"] for r in results["ratios"] if r["benchmark"] == "preprocess"}
+    for instances in ("1 instance", "2 instances"):
+        assert ratios[f"seconds per 1,000 images, 60 images, {instances}"] > 0
+        assert ratios[f"CPU seconds per 1,000 images, 60 images, {instances}"] > 0
+        assert 0 < ratios[f"peak PSS GiB (engine + jobs), 60 images, {instances}"] < 64

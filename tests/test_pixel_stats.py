@@ -1,8 +1,10 @@
-"""Normalisation stats in worker processes: the same bits as in threads, and really in other processes."""
+"""Normalisation stats in forked workers: the same bits as in threads, really in other processes (the
+caller being one of them), and a worker's error raised in the caller after every worker ended."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,12 +18,14 @@ pytestmark = pytest.mark.skipif(
 
 
 def _recording_pids(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
-    """Make every histogram append the pid that computed it to ``log`` (forked workers inherit this)."""
+    """Make every histogram append the pid that computed it to ``log`` (forked workers inherit this),
+    each taking at least 5 ms, so a worker forked a few ms late still finds chunks left."""
     original = pixel_stats._channel_histogram
 
     def recorded(path: str, image_size: int) -> torch.Tensor:
         with log.open("a") as handle:
             handle.write(f"{os.getpid()}\n")
+        time.sleep(0.005)
         return original(path, image_size)
 
     monkeypatch.setattr(pixel_stats, "_channel_histogram", recorded)
@@ -40,7 +44,7 @@ def test_process_workers_give_exactly_the_thread_result(
     assert processes == threads  # bit for bit: integer histograms do not depend on who counted what
     assert sum(done) == len(paths) and len(done) == -(-len(paths) // 3)
     pids = set((tmp_path / "pids").read_text().split())
-    assert str(os.getpid()) not in pids and len(pids) == 2
+    assert str(os.getpid()) in pids and len(pids) == 2  # this process and one forked worker
 
 
 def test_large_splits_use_processes_small_ones_threads(
@@ -54,7 +58,31 @@ def test_large_splits_use_processes_small_ones_threads(
     monkeypatch.setattr(pixel_stats, "PROCESS_MIN_IMAGES", len(paths))
     _recording_pids(monkeypatch, tmp_path / "large")
     pixel_stats.compute_stats(paths, 24, num_workers=2)
-    assert str(os.getpid()) not in set((tmp_path / "large").read_text().split())
+    assert len(set((tmp_path / "large").read_text().split())) == 2
     _recording_pids(monkeypatch, tmp_path / "one")
     pixel_stats.compute_stats(paths, 24, num_workers=1)  # one worker: no process to gain
     assert set((tmp_path / "one").read_text().split()) == {str(os.getpid())}
+
+
+def test_a_failing_worker_is_raised_with_its_error_after_every_worker_ended(
+    sample_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, samples = dogdata.scan_split(sample_dataset / "train")
+    paths = [path for path, _ in samples]
+    caller = os.getpid()
+    original = pixel_stats._channel_histogram
+    worker = tmp_path / "worker"
+
+    def failing_elsewhere(path: str, image_size: int) -> torch.Tensor:
+        time.sleep(0.005)
+        if os.getpid() != caller:
+            worker.write_text(str(os.getpid()))
+            raise dogdata.ImageDecodeError(f"cannot decode {Path(path).name}")
+        return original(path, image_size)
+
+    monkeypatch.setattr(pixel_stats, "_channel_histogram", failing_elsewhere)
+    failed = pixel_stats.forked_sums.WorkerFailed
+    with pytest.raises(failed, match=r"ImageDecodeError: cannot decode .*\.jpg"):
+        pixel_stats.compute_stats(paths, 24, num_workers=2, processes=True)
+    with pytest.raises(ChildProcessError):  # the worker was waited for: not running, not a zombie
+        os.waitpid(int(worker.read_text()), os.WNOHANG)

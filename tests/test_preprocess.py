@@ -152,3 +152,31 @@ def test_a_folder_without_splits_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "in" / "notes.txt").write_text("x")
     with pytest.raises(preprocess.DataError, match="train/, valid/ and test/"):
         preprocess.run(tmp_path / "in", tmp_path / "o", tmp_path / "s", 32, 0)
+
+
+def test_a_zip_on_one_instance_and_an_empty_share_merge_to_the_one_instance_outputs(
+    sample_dataset: Path, preprocessed_dataset: Path, tmp_path: Path
+) -> None:
+    """ShardedByS3Key hands a single .zip to one instance and nothing to the other: the first does
+    all the work, the second writes an empty part, and the merge still gives the one-instance stats."""
+    from training_code import preprocess_merge
+
+    inbox = tmp_path / "algo-1" / "input"
+    inbox.mkdir(parents=True)
+    with zipfile.ZipFile(inbox / "images.zip", "w") as archive:
+        for path in sorted(sample_dataset.rglob("*")):
+            archive.write(path, path.relative_to(sample_dataset).as_posix())
+    hosts = ["algo-1", "algo-2"]
+    stats = tmp_path / "stats"  # both instances upload to one prefix
+    for host in hosts:
+        part = preprocess.run(
+            tmp_path / host / "input", tmp_path / host / "data", tmp_path / host / "stats", 32, 2,
+            host=host, hosts=hosts,
+        )  # fmt: skip
+        assert (len(part["kept"]) > 0) == (host == "algo-1")
+        shutil.copytree(tmp_path / host / "stats", stats, dirs_exist_ok=True)
+    assert preprocess_merge.main(["--parts-dir", str(stats), "--stats-dir", str(tmp_path / "merged")]) == 0
+    for name in ("stats.json", "classes.json", "quarantine.json"):
+        expected = (preprocessed_dataset / "stats" / name).read_bytes()
+        assert (tmp_path / "merged" / name).read_bytes() == expected, name
+    assert tree_digest(tmp_path / "algo-1" / "data") == tree_digest(preprocessed_dataset / "data")

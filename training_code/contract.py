@@ -24,6 +24,8 @@ DEFAULT_CHANNEL_ROOT = f"{OPT_ML}/input/data"
 DEBUG_HOOK_CONFIG = f"{OPT_ML}/input/config/debughookconfig.json"
 PROCESSING_INPUT = f"{OPT_ML}/processing/input"
 PROCESSING_OUTPUT = f"{OPT_ML}/processing/output"
+#: Processing jobs learn their cluster from this file (training jobs from ``SM_HOSTS``/``SM_CURRENT_HOST``).
+PROCESSING_RESOURCE_CONFIG = f"{OPT_ML}/config/resourceconfig.json"
 DEFAULT_HOST = "algo-1"
 
 _TRUE = {"true", "1", "yes", "y", "on", "t"}
@@ -136,6 +138,28 @@ def processing_input(name: str) -> str:
 def processing_output(name: str) -> str:
     """``/opt/ml/processing/output/<name>``: what a processing job uploads as output ``name``."""
     return f"{PROCESSING_OUTPUT}/{name}"
+
+
+def processing_hosts() -> tuple[str, list[str]]:
+    """``(current_host, hosts)`` of a processing job, from :data:`PROCESSING_RESOURCE_CONFIG`.
+
+    SageMaker writes that file into every processing container; without it (a script run by hand) the
+    job is one host, ``algo-1``. A file that names no hosts, or a current host outside them, is an error.
+    """
+    try:
+        with open(PROCESSING_RESOURCE_CONFIG) as file:
+            config = json.load(file)
+    except FileNotFoundError:
+        return DEFAULT_HOST, [DEFAULT_HOST]
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{PROCESSING_RESOURCE_CONFIG} is not valid JSON: {error}") from None
+    hosts = config.get("hosts") if isinstance(config, dict) else None
+    current = config.get("current_host") if isinstance(config, dict) else None
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(host, str) for host in hosts):
+        raise ValueError(f"{PROCESSING_RESOURCE_CONFIG}: hosts must be a non-empty list, got {hosts!r}")
+    if current not in hosts:
+        raise ValueError(f"{PROCESSING_RESOURCE_CONFIG}: current_host {current!r} is not one of {hosts}")
+    return current, hosts
 
 
 def configure_logging() -> None:

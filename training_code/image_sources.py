@@ -3,6 +3,10 @@
 Both give POSIX paths relative to the folder holding ``train/ valid/ test/`` and read files by those
 paths; single wrapper folders (``dogImages/`` in the original zip) are looked through. The source is
 only ever read.
+
+One instance of a sharded Preprocess (``ShardedByS3Key``) holds only some of the files: its share may
+lack a split, or be empty. ``open_source(..., shard=True)`` accepts that (:class:`EmptySource` for an
+empty share); the layout of the whole is then checked when the shares are merged.
 """
 
 from __future__ import annotations
@@ -20,6 +24,19 @@ IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 
 class DataError(ValueError):
     """The input data set cannot be used as a whole (layout, classes); the message says what to fix."""
+
+
+class EmptySource:
+    """A share of a sharded input that received no file (more instances than objects)."""
+
+    def __init__(self, input_dir: Path) -> None:
+        self.description = str(input_dir)
+
+    def files(self) -> list[str]:
+        return []
+
+    def read(self, path: str) -> bytes:
+        raise FileNotFoundError(path)
 
 
 class FolderSource:
@@ -82,9 +99,20 @@ def _zip_prefix(archive: zipfile.ZipFile, description: str) -> str:
         prefix += folders[0] + "/"
 
 
+def _has_files(folder: Path) -> bool:
+    return any(path.is_file() for path in folder.rglob("*"))
+
+
 @contextmanager
-def open_source(input_dir: Path) -> Iterator[FolderSource | ZipSource]:
-    """Find the data set in ``input_dir``: split folders, a single wrapper folder, or one ``.zip``."""
+def open_source(input_dir: Path, *, shard: bool = False) -> Iterator[FolderSource | ZipSource | EmptySource]:
+    """Find the data set in ``input_dir``: split folders, a single wrapper folder, or one ``.zip``.
+
+    ``shard``: ``input_dir`` holds one instance's share of the objects, so one split folder is enough
+    and no file at all is an :class:`EmptySource`.
+    """
+    if shard and (not input_dir.is_dir() or not _has_files(input_dir)):
+        yield EmptySource(input_dir)
+        return
     if not input_dir.is_dir():
         raise DataError(f"input folder not found: {input_dir}")
     root = input_dir
@@ -92,7 +120,7 @@ def open_source(input_dir: Path) -> Iterator[FolderSource | ZipSource]:
         entries = _visible([entry.name for entry in root.iterdir()])
         folders = [name for name in entries if (root / name).is_dir()]
         zips = [name for name in entries if name.lower().endswith(".zip") and (root / name).is_file()]
-        if set(SPLITS) <= set(folders):
+        if set(SPLITS) <= set(folders) or (shard and set(SPLITS) & set(folders)):
             yield FolderSource(root)
             return
         if len(zips) == 1 and not folders:
@@ -103,6 +131,9 @@ def open_source(input_dir: Path) -> Iterator[FolderSource | ZipSource]:
         if len(folders) == 1 and not zips:
             root = root / folders[0]
             continue
+        if shard and not folders and not zips:  # a share holding only files beside the splits (README)
+            yield EmptySource(input_dir)
+            return
         raise DataError(
             f"{input_dir}: expected train/, valid/ and test/ folders or a single .zip of them "
             f"(found: {', '.join(entries) or 'nothing'})"

@@ -2,24 +2,26 @@
 
 Stats are population mean/std (ddof 0) of ``x / 255`` per channel, computed from exact uint8
 histograms, so the result does not depend on the order images are counted in, nor on how they are
-shared between threads or processes. ``preprocess.py`` writes them to ``stats.json``;
+shared between threads, processes or the instances of a sharded Preprocess (whose parts carry the
+histograms, merged by ``preprocess_merge.py``). ``preprocess.py`` writes them to ``stats.json``;
 ``dogdata.read_stats`` reads them back.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 
 import torch
 import torchdata.nodes as tn
 
 if __package__:  # imported as training_code.pixel_stats (tests)
-    from . import dogdata
+    from . import dogdata, forked_sums
 else:  # run inside the processing container, beside dogdata.py
     import dogdata  # type: ignore[no-redef]
+    import forked_sums  # type: ignore[no-redef]
 
 
 @contextmanager
@@ -43,29 +45,21 @@ def _channel_histogram(path: str, image_size: int) -> torch.Tensor:
     return torch.cat([torch.bincount(channel.flatten(), minlength=256) for channel in image])
 
 
-#: From this many images on, ``compute_stats`` decodes in worker processes: Python threads get ~1.3x from
-#: a second core here (resizing and the glue hold the GIL part of the time), processes scale with the
-#: cores, and their start-up (a fork, well under a second) is paid back within a few hundred images.
-PROCESS_MIN_IMAGES = 1000
-#: Images per task handed to a worker process; each task returns one 768-count histogram.
+#: From this many images on, ``compute_stats`` decodes in forked worker processes (``forked_sums``):
+#: Python threads get ~1.3x from a second core here (resizing and the glue hold the GIL part of the
+#: time), processes scale with the cores, and a fork costs tens of ms (measured: 10 images took 0.05 s
+#: forked, 0.03 s in threads, 0.2 s through a DataLoader), paid back within about a hundred photos.
+PROCESS_MIN_IMAGES = 128
+#: Most images per chunk a worker takes from the shared counter; fewer on small sets, so the cores
+#: finish together (about eight chunks per worker).
 PROCESS_CHUNK = 32
 
 
-class _HistogramChunks(torch.utils.data.Dataset):
-    """Chunks of paths, each summed to one uint8 histogram inside a ``DataLoader`` worker process."""
-
-    def __init__(self, paths: Sequence[str], image_size: int, chunk: int) -> None:
-        self.paths, self.image_size, self.chunk = paths, image_size, chunk
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.paths) / self.chunk)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        chunk = self.paths[index * self.chunk : (index + 1) * self.chunk]
-        total = torch.zeros(3 * 256, dtype=torch.int64)
-        for path in chunk:
-            total += _channel_histogram(path, self.image_size)
-        return total, len(chunk)
+def _chunk_histogram(paths: Sequence[str], image_size: int) -> torch.Tensor:
+    total = torch.zeros(3 * 256, dtype=torch.int64)
+    for path in paths:
+        total += _channel_histogram(path, image_size)
+    return total
 
 
 def _histograms_in_threads(
@@ -78,18 +72,52 @@ def _histograms_in_threads(
         yield histogram, 1
 
 
-def _histograms_in_processes(
-    paths: list[str], image_size: int, num_workers: int
-) -> Iterator[tuple[torch.Tensor, int]]:
-    """``DataLoader`` worker processes (forked, one torch thread each, as for any DataLoader)."""
-    loader = torch.utils.data.DataLoader(
-        _HistogramChunks(paths, image_size, PROCESS_CHUNK),
-        batch_size=None,
-        num_workers=num_workers,
-        multiprocessing_context="fork",
-        prefetch_factor=4,
-    )
-    yield from loader
+def channel_histogram(
+    paths: Sequence[str | os.PathLike[str]],
+    image_size: int,
+    num_workers: int = 2,
+    *,
+    on_done: Callable[[int], None] | None = None,
+    processes: bool | None = None,
+) -> list[int]:
+    """The summed 3x256 uint8 counts (red, green, blue concatenated) of images at the training geometry.
+
+    Integer counts, so the sum over any split of ``paths`` (threads, worker processes, or the instances
+    of a sharded Preprocess) is the same; :func:`stats_from_histogram` turns it into mean/std. Decoding
+    runs in ``num_workers`` threads, or worker processes when ``processes`` is true (default: from
+    :data:`PROCESS_MIN_IMAGES` images on, with at least two workers, where fork exists).
+    ``on_done(count)`` is called as images are counted (progress). No paths give all zeros.
+    """
+    names = [os.fspath(path) for path in paths]
+    total = torch.zeros(3 * 256, dtype=torch.int64)
+    if not names:
+        return total.tolist()
+    if processes is None:
+        processes = len(names) >= PROCESS_MIN_IMAGES and num_workers > 1
+    processes = processes and num_workers > 1 and hasattr(os, "fork")
+    with single_intra_op_thread():
+        if processes:
+            chunk = max(1, min(PROCESS_CHUNK, len(names) // (8 * num_workers)))
+            part = partial(_chunk_histogram, image_size=image_size)
+            return forked_sums.sum_in_forks(names, part, 3 * 256, num_workers, chunk, on_done).tolist()
+        for histogram, count in _histograms_in_threads(names, image_size, num_workers):
+            total += histogram
+            if on_done is not None:
+                on_done(count)
+    return total.tolist()
+
+
+def stats_from_histogram(histogram: Sequence[int]) -> tuple[list[float], list[float], int]:
+    """Exact per-channel ``(mean, std, n_pixels)`` of ``x / 255`` from :func:`channel_histogram`'s counts:
+    mean and population variance (ddof 0) in float64 from 256 bins, so equal counts give equal bits."""
+    counts = torch.tensor(list(histogram), dtype=torch.int64).view(3, 256).to(torch.float64)
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    n_pixels = counts[0].sum()
+    if n_pixels.item() == 0:
+        raise ValueError("no pixels counted: statistics need at least one image")
+    mean = (counts * values).sum(dim=1) / n_pixels
+    variance = (counts * (values.view(1, -1) - mean.view(-1, 1)) ** 2).sum(dim=1) / n_pixels
+    return mean.tolist(), variance.sqrt().tolist(), int(n_pixels.item())
 
 
 def compute_stats(
@@ -100,31 +128,9 @@ def compute_stats(
     on_done: Callable[[int], None] | None = None,
     processes: bool | None = None,
 ) -> tuple[list[float], list[float], int]:
-    """Exact per-channel ``(mean, std, n_pixels)`` of ``x / 255`` over images at the training geometry.
-
-    Each image contributes a uint8 histogram per channel (integer counts, so neither summation order nor
-    the split between workers can change the result); mean and population variance then follow in
-    float64 from 256 bins. ``n_pixels`` is the pixel count per channel. Decoding runs in ``num_workers``
-    threads, or worker processes when ``processes`` is true (default: from :data:`PROCESS_MIN_IMAGES`
-    images on, with at least two workers, where fork exists). ``on_done(count)`` is called as images
-    are counted (progress).
-    """
+    """Exact per-channel ``(mean, std, n_pixels)`` of ``x / 255`` over images at the training geometry:
+    :func:`stats_from_histogram` of :func:`channel_histogram` (see there for workers and progress)."""
     if not paths:
         raise ValueError("compute_stats needs at least one image")
-    names = [os.fspath(path) for path in paths]
-    if processes is None:
-        processes = len(names) >= PROCESS_MIN_IMAGES and num_workers > 1
-    processes = processes and num_workers > 0 and "fork" in torch.multiprocessing.get_all_start_methods()
-    histograms = _histograms_in_processes if processes else _histograms_in_threads
-    total = torch.zeros(3 * 256, dtype=torch.int64)
-    with single_intra_op_thread():
-        for histogram, count in histograms(names, image_size, num_workers):
-            total += histogram
-            if on_done is not None:
-                on_done(count)
-    counts = total.view(3, 256).to(torch.float64)
-    values = torch.arange(256, dtype=torch.float64) / 255.0
-    n_pixels = counts[0].sum()
-    mean = (counts * values).sum(dim=1) / n_pixels
-    variance = (counts * (values.view(1, -1) - mean.view(-1, 1)) ** 2).sum(dim=1) / n_pixels
-    return mean.tolist(), variance.sqrt().tolist(), int(n_pixels.item())
+    histogram = channel_histogram(paths, image_size, num_workers, on_done=on_done, processes=processes)
+    return stats_from_histogram(histogram)

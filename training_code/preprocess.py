@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import logging
 import os
 import posixpath
@@ -35,17 +34,27 @@ import torchdata.nodes as tn
 from PIL import Image
 
 if __package__:  # imported as training_code.preprocess (tests)
-    from . import contract, dogdata, pixel_stats, progress
-    from .image_sources import IGNORED_NAMES, SPLITS, DataError, FolderSource, ZipSource, open_source
+    from . import contract, dogdata, pixel_stats, preprocess_merge, progress
+    from .image_sources import (
+        IGNORED_NAMES,
+        SPLITS,
+        DataError,
+        EmptySource,
+        FolderSource,
+        ZipSource,
+        open_source,
+    )
 else:  # run as a script inside the processing container
     import contract  # type: ignore[no-redef]
     import dogdata  # type: ignore[no-redef]
     import pixel_stats  # type: ignore[no-redef]
+    import preprocess_merge  # type: ignore[no-redef]
     import progress  # type: ignore[no-redef]
     from image_sources import (  # type: ignore[no-redef]
         IGNORED_NAMES,
         SPLITS,
         DataError,
+        EmptySource,
         FolderSource,
         ZipSource,
         open_source,
@@ -103,27 +112,19 @@ def plan(paths: list[str]) -> tuple[list[Candidate], list[dict[str, str]]]:
     return candidates, rejected
 
 
-def check_classes(source_paths: list[str]) -> list[str]:
-    """The class list, if all three splits have the same (two or more) class folders; else a ``DataError``."""
+def class_folders(source_paths: list[str]) -> dict[str, list[str]]:
+    """The class folders each split has among ``source_paths`` (a whole data set or one share of it)."""
     per_split: dict[str, set[str]] = {split: set() for split in SPLITS}
     for path in source_paths:
         parts = path.split("/")
         if len(parts) >= 3 and parts[0] in per_split and not is_ignored(parts):
             per_split[parts[0]].add(parts[1])
-    every = set().union(*per_split.values())
-    problems = []
-    for split in SPLITS:
-        if not per_split[split]:
-            problems.append(f"{split}: no class folders")
-            continue
-        missing = sorted(every - per_split[split])
-        if missing:
-            problems.append(f"{split} lacks {', '.join(missing)}")
-    if problems:
-        raise DataError("class folders differ between splits: " + "; ".join(problems))
-    if len(every) < 2:  # one class trains nothing and would pass any accuracy gate at 100%
-        raise DataError(f"a data set needs at least two classes; found one: {', '.join(sorted(every))}")
-    return sorted(every)
+    return {split: sorted(names) for split, names in per_split.items()}
+
+
+def check_classes(source_paths: list[str]) -> list[str]:
+    """The class list, if all three splits have the same (two or more) class folders; else a ``DataError``."""
+    return preprocess_merge.check_class_folders([class_folders(source_paths)])
 
 
 # --------------------------------------------------------------------------------------------- files
@@ -180,7 +181,9 @@ def output_name(inner_path: str, extension: str) -> str:
     return inner_path if inner_path.lower().endswith(same) else inner_path + extension
 
 
-def process_file(candidate: Candidate, source: FolderSource | ZipSource, output_dir: Path) -> Outcome:
+def process_file(
+    candidate: Candidate, source: FolderSource | ZipSource | EmptySource, output_dir: Path
+) -> Outcome:
     """Verify one file and write its clean version; never raises for a bad image, it reports it."""
     try:
         data = source.read(candidate.source_path)
@@ -203,7 +206,10 @@ def process_file(candidate: Candidate, source: FolderSource | ZipSource, output_
 
 
 def process_all(
-    candidates: list[Candidate], source: FolderSource | ZipSource, output_dir: Path, num_workers: int
+    candidates: list[Candidate],
+    source: FolderSource | ZipSource | EmptySource,
+    output_dir: Path,
+    num_workers: int,
 ) -> list[Outcome]:
     """Verify and write every candidate in ``num_workers`` threads, in input order, showing progress (a
     bar in a terminal, a line every ``PROGRESS_EVERY`` files in a log)."""
@@ -231,32 +237,16 @@ def process_all(
 # --------------------------------------------------------------------------------------------- reports
 
 
-def build_manifest(outcomes: list[Outcome], classes: list[str], source: str) -> dict:
-    manifest: dict = {"source": source, "splits": {}}
-    for split in SPLITS:
-        kept = [outcome for outcome in outcomes if outcome.candidate.split == split and outcome.output_path]
-        counts = {name: 0 for name in classes}
-        for outcome in kept:
-            counts[outcome.candidate.class_name] += 1
-        manifest["splits"][split] = {
-            "num_images": len(kept),
-            "counts": counts,
-            "files": [
-                {
-                    "path": outcome.output_path,
-                    "sha256": outcome.sha256,
-                    "source": outcome.candidate.source_path,
-                    "converted": outcome.converted,
-                }
-                for outcome in kept
-            ],
-        }
-    return manifest
-
-
-def write_json(path: Path, value: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2) + "\n")
+def kept_record(outcome: Outcome) -> dict[str, object]:
+    """A written file as a part lists it (``preprocess_merge.build_manifest`` reads these)."""
+    return {
+        "split": outcome.candidate.split,
+        "class": outcome.candidate.class_name,
+        "path": outcome.output_path,
+        "sha256": outcome.sha256,
+        "source": outcome.candidate.source_path,
+        "converted": outcome.converted,
+    }
 
 
 def refuse_non_empty(output_dir: Path, stats_dir: Path) -> None:
@@ -266,9 +256,9 @@ def refuse_non_empty(output_dir: Path, stats_dir: Path) -> None:
             raise DataError(f"output folder {folder} is not empty; give an empty or new folder")
 
 
-def train_stats(train_files: list[Path], image_size: int, num_workers: int) -> dict:
-    """``stats.json``'s content: exact mean/std of the training images at ``image_size``."""
-    log.info("computing mean/std of %d training images at %d px", len(train_files), image_size)
+def train_histogram(train_files: list[Path], image_size: int, num_workers: int) -> list[int]:
+    """The exact 3x256 pixel counts of the kept training images at ``image_size`` (stats.json's source)."""
+    log.info("counting the pixels of %d training images at %d px", len(train_files), image_size)
     with progress.Progress(
         len(train_files),
         "stats",
@@ -277,54 +267,82 @@ def train_stats(train_files: list[Path], image_size: int, num_workers: int) -> d
         every=STATS_PROGRESS_EVERY,
         unit="img",
     ) as shown:
-        mean, std, num_pixels = pixel_stats.compute_stats(
-            train_files, image_size, num_workers, on_done=shown.update
+        return pixel_stats.channel_histogram(train_files, image_size, num_workers, on_done=shown.update)
+
+
+def process_share(
+    input_dir: Path,
+    output_dir: Path,
+    image_size: int,
+    num_workers: int,
+    *,
+    host: str = contract.DEFAULT_HOST,
+    hosts: list[str] | None = None,
+) -> preprocess_merge.Part:
+    """Verify and write the files in ``input_dir`` (all of them, or this host's share of a sharded
+    input); returns the part :mod:`preprocess_merge` merges. A whole data set has its classes checked
+    before anything is written; a share cannot know them, the merge checks them."""
+    hosts = hosts or [host]
+    shard = len(hosts) > 1
+    with open_source(input_dir, shard=shard) as source:
+        paths = source.files()
+        folders = class_folders(paths)
+        if not shard:
+            check_classes(paths)
+        elif isinstance(source, ZipSource):
+            log.warning(
+                "%s: one .zip cannot be shared between %d instances; this one processes all of it "
+                "(give a prefix of train/ valid/ test/ folders to scale out)",
+                source.description,
+                len(hosts),
+            )
+        candidates, rejected = plan(paths)
+        log.info(
+            "%s: found %d files in %d classes in %s",
+            host,
+            len(candidates),
+            len(set().union(*map(set, folders.values()))),
+            source.description,
         )
+        outcomes = process_all(candidates, source, output_dir, num_workers)
+        name = Path(source.description).name if paths else None
+    kept = [kept_record(outcome) for outcome in outcomes if outcome.output_path]
+    train_files = [output_dir / str(item["path"]) for item in kept if item["split"] == "train"]
     return {
-        "mean": mean,
-        "std": std,
+        "format": preprocess_merge.PART_FORMAT,
+        "host": host,
+        "hosts": hosts,
         "image_size": image_size,
-        "num_images": len(train_files),
-        "num_pixels": num_pixels,
+        "source": name,
+        "class_folders": folders,
+        "kept": kept,
+        "quarantine": rejected
+        + [{"path": item.candidate.source_path, "reason": item.reason} for item in outcomes if item.reason],
+        "train_histogram": train_histogram(train_files, image_size, num_workers),
     }
 
 
-def run(input_dir: Path, output_dir: Path, stats_dir: Path, image_size: int, num_workers: int) -> dict:
-    """The whole job; returns ``stats.json``'s content. Raises ``DataError`` before writing on bad layout."""
+def run(
+    input_dir: Path,
+    output_dir: Path,
+    stats_dir: Path,
+    image_size: int,
+    num_workers: int,
+    *,
+    host: str = contract.DEFAULT_HOST,
+    hosts: list[str] | None = None,
+) -> dict:
+    """The whole job on one host: returns ``stats.json``'s content. On one of several hosts: writes
+    this host's part (``parts/<host>.json``) for the ``MergeStats`` step and returns it. Raises
+    ``DataError`` before writing on bad layout."""
     refuse_non_empty(output_dir, stats_dir)
-    with open_source(input_dir) as source:
-        paths = source.files()
-        classes = check_classes(paths)
-        candidates, quarantine = plan(paths)
-        log.info("found %d files in %d classes in %s", len(candidates), len(classes), source.description)
-        outcomes = process_all(candidates, source, output_dir, num_workers)
-        source_name = Path(source.description).name
-    quarantine += [{"path": o.candidate.source_path, "reason": o.reason} for o in outcomes if o.reason]
-    quarantine.sort(key=lambda item: item["path"])
-    for item in quarantine:
-        log.warning("quarantined %s: %s", item["path"], item["reason"])
-    manifest = build_manifest(outcomes, classes, source_name)
-    empty = [name for name, count in manifest["splits"]["train"]["counts"].items() if count == 0]
-    write_json(stats_dir / "quarantine.json", quarantine)
-    write_json(stats_dir / "manifest.json", manifest)
-    if empty:
-        raise DataError(f"no usable training images for class(es): {', '.join(empty)} (see quarantine.json)")
-    train_files = [output_dir / item["path"] for item in manifest["splits"]["train"]["files"]]
-    stats = train_stats(train_files, image_size, num_workers)
-    write_json(stats_dir / dogdata.CLASSES_FILE, classes)
-    write_json(stats_dir / dogdata.STATS_FILE, stats)
-    counts = ", ".join(f"{split} {manifest['splits'][split]['num_images']}" for split in SPLITS)
-    converted = sum(outcome.converted for outcome in outcomes)
-    log.info(
-        "done: %d classes; kept %s; converted to RGB %d; quarantined %d; mean %s std %s",
-        len(classes),
-        counts,
-        converted,
-        len(quarantine),
-        [round(value, 4) for value in stats["mean"]],
-        [round(value, 4) for value in stats["std"]],
-    )
-    return stats
+    part = process_share(input_dir, output_dir, image_size, num_workers, host=host, hosts=hosts)
+    if len(part["hosts"]) > 1:
+        path = preprocess_merge.write_part(stats_dir, part)
+        kept, bad = len(part["kept"]), len(part["quarantine"])
+        log.info("%s: wrote %s (%d files kept, %d quarantined)", host, path, kept, bad)
+        return part
+    return preprocess_merge.merge_parts([part], stats_dir)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -342,7 +360,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         with progress.logs_above_bars():
-            run(args.input_dir, args.output_dir, args.stats_dir, args.image_size, args.num_workers)
+            host, hosts = contract.processing_hosts()
+            run(
+                args.input_dir,
+                args.output_dir,
+                args.stats_dir,
+                args.image_size,
+                args.num_workers,
+                host=host,
+                hosts=hosts,
+            )
     except (DataError, zipfile.BadZipFile) as error:
         log.error("%s", error)
         return 2

@@ -67,11 +67,11 @@ def get_pipeline(
     from steps.train import build_train
     from steps.tune import build_tune
 
-    preprocess = build_preprocess(ctx)
-    tune = build_tune(ctx, preprocess) if cfg.tuning.enabled else None
-    train = build_train(ctx, preprocess, tune)
-    evaluate, evaluation_report = build_evaluate(ctx, preprocess, train)
-    compare, comparison_report = build_compare(ctx, preprocess, train, evaluate)
+    prepared = build_preprocess(ctx)  # Preprocess, and MergeStats when it runs on several instances
+    tune = build_tune(ctx, prepared) if cfg.tuning.enabled else None
+    train = build_train(ctx, prepared, tune)
+    evaluate, evaluation_report = build_evaluate(ctx, prepared, train)
+    compare, comparison_report = build_compare(ctx, prepared, train, evaluate)
     debug_rules, rules_report = build_debug_rules(ctx, train)
 
     register = build_register(ctx, train, evaluate, debug_rules, tune, (compare, comparison_report))
@@ -83,7 +83,7 @@ def get_pipeline(
     check_accuracy = build_check_accuracy(ctx, evaluate, evaluation_report, on_pass=accepted)
     check_rules = build_check_rules(debug_rules, rules_report, on_pass=[check_accuracy])
 
-    steps = [preprocess, *([tune] if tune else []), train, evaluate, compare, debug_rules, check_rules]
+    steps = [*prepared.steps, *([tune] if tune else []), train, evaluate, compare, debug_rules, check_rules]
     return Pipeline(
         name=cfg.project.name,
         parameters=ctx.params.as_list(),

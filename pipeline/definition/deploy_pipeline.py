@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pipeline.config import PipelineConfig
 from pipeline.config.deploy_names import deploy_pipeline_name
 from pipeline.definition.code import CodeArchive
-from pipeline.definition.sdk import offline
+from pipeline.definition.sdk import offline, skipping_unused_imports
 
 if TYPE_CHECKING:
     from sagemaker.mlops.workflow.pipeline import Pipeline
@@ -48,6 +48,6 @@ def build_deploy_definition(
     """The deploy pipeline's definition as canonical JSON text."""
     from pipeline.definition.document import canonical_json, quiet_sdk
 
-    with quiet_sdk(), offline():
+    with quiet_sdk(), offline(), skipping_unused_imports():
         raw = get_deploy_pipeline(cfg, role_arn=role_arn, code=code).definition()
     return canonical_json(json.loads(raw))
