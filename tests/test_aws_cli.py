@@ -242,7 +242,7 @@ def test_new_approved_version_updates_the_endpoint_with_capture_and_scaling(conf
         "DataCaptureConfig"
     ]
     assert capture["InitialSamplingPercentage"] == 25
-    assert capture["DestinationS3Uri"] == f"s3://{BUCKET}/dp/data-capture/dogs-prod"
+    assert capture["DestinationS3Uri"] == f"s3://{BUCKET}/dp/data-capture"  # + <endpoint>/<variant>
     resource = "endpoint/dogs-prod/variant/AllTraffic"
     targets = clients.autoscaling.describe_scalable_targets(
         ServiceNamespace="sagemaker", ResourceIds=[resource]

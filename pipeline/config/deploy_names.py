@@ -69,3 +69,23 @@ def deployment_config(cfg: PipelineConfig) -> dict[str, Any]:
         },
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarm_names(cfg)]},
     }
+
+
+def capture_prefix(cfg: PipelineConfig) -> str:
+    """Where an endpoint's captured records go: ``<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/``, the
+    endpoint and variant added by SageMaker (and by the local capture writer)."""
+    return (cfg.deploy.data_capture.s3_uri or f"{cfg.project.s3_root}/data-capture").rstrip("/")
+
+
+def data_capture_request(cfg: PipelineConfig) -> dict[str, Any] | None:
+    """CreateEndpointConfig's ``DataCaptureConfig`` (None when capture is off): the one declaration both
+    pipelines, ``dogpipe deploy`` and the local endpoint servers read."""
+    capture = cfg.deploy.data_capture
+    if not capture.enabled or not capture.modes():
+        return None
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": capture.sampling_percentage,
+        "DestinationS3Uri": capture_prefix(cfg),
+        "CaptureOptions": [{"CaptureMode": mode} for mode in capture.modes()],
+    }
