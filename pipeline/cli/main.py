@@ -111,6 +111,20 @@ for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, run, executions, endpoints
 @click.option(
     "--url-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the URL here once serving."
 )
+@click.option(
+    "--capture-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Record requests and replies (SageMaker's capture records) in DIR/<endpoint>/AllTraffic/yyyy/...",
+)
+@click.option("--capture-endpoint", default="local", show_default=True, help="The endpoint folder under DIR.")
+@click.option("--capture-percent", type=click.FloatRange(0, 100), help="Share of requests recorded "
+              "(default: deploy.data_capture.sampling_percentage).")  # fmt: skip
+@click.option("--capture-modes", type=click.Choice(["Input", "Output", "Input,Output"]),
+              default="Input,Output", show_default=True, help="What a request leaves.")  # fmt: skip
+@click.option("--capture-max-file-bytes", type=click.IntRange(1024), help="Rotate capture files at this size "
+              "(default: deploy.data_capture.max_file_bytes).")  # fmt: skip
+@click.option("--capture-max-total-bytes", type=click.IntRange(1024), help="Delete the oldest capture files "
+              "beyond this (default: deploy.data_capture.max_total_bytes).")  # fmt: skip
 @config_option
 def serve(
     model: str,
@@ -122,14 +136,35 @@ def serve(
     model_version: str | None,
     body_timeout: float,
     url_file: Path | None,
+    capture_dir: Path | None,
+    capture_endpoint: str,
+    capture_percent: float | None,
+    capture_modes: str,
+    capture_max_file_bytes: int | None,
+    capture_max_total_bytes: int | None,
     config_path: Path | None,
 ) -> None:
     """Serve MODEL (a model.tar.gz, a model dir, or a registry group/version) over the SageMaker
-    inference protocol: GET /ping, POST /invocations. Limits come from the config's `deploy` section."""
+    inference protocol: GET /ping, POST /invocations. Limits come from the config's `deploy` section;
+    --capture-dir records the traffic as SageMaker's data capture does (what `dogpipe monitor` reads)."""
+    from pipeline.serving.capture import CaptureSettings
     from pipeline.serving.model_source import ModelSourceError
     from pipeline.serving.server import ServeOptions, serve_model
 
     cfg = read_config(config_path)
+    capture = None
+    if capture_dir is not None:
+        defaults = cfg.deploy.data_capture
+        capture = CaptureSettings(
+            folder=capture_dir,
+            endpoint=ENDPOINT.check(capture_endpoint),
+            sampling_percentage=defaults.sampling_percentage if capture_percent is None else capture_percent,
+            capture_input="Input" in capture_modes,
+            capture_output="Output" in capture_modes,
+            max_file_bytes=capture_max_file_bytes or defaults.max_file_bytes,
+            max_total_bytes=capture_max_total_bytes or defaults.max_total_bytes,
+            queue_size=defaults.queue_size,
+        )
     options = ServeOptions(
         host=host,
         port=port,
@@ -142,6 +177,7 @@ def serve(
         model_version=model_version,
         body_timeout_s=body_timeout,
         url_file=url_file,
+        capture=capture,
     )
     try:
         serve_model(model, cfg.local.root, options)

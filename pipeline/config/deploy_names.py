@@ -88,4 +88,6 @@ def data_capture_request(cfg: PipelineConfig) -> dict[str, Any] | None:
         "InitialSamplingPercentage": capture.sampling_percentage,
         "DestinationS3Uri": capture_prefix(cfg),
         "CaptureOptions": [{"CaptureMode": mode} for mode in capture.modes()],
+        # Replies kept as JSON text, not base64 (SageMaker's default), as the local writer keeps them.
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
     }

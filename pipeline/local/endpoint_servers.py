@@ -275,8 +275,58 @@ def model_version_of(model_package_arn: str | None) -> str | None:
     return model_package_arn.partition("model-package/")[2] or model_package_arn
 
 
+@dataclass(frozen=True)
+class LocalCapture:
+    """Data capture of one local server: an endpoint config's ``DataCaptureConfig`` (SageMaker's
+    request shape) with its prefix mapped to the local store, and the writer's bounds."""
+
+    folder: Path
+    sampling_percentage: int
+    modes: tuple[str, ...]
+    max_file_bytes: int
+    max_total_bytes: int
+
+    @classmethod
+    def from_request(
+        cls, request: dict[str, Any] | None, store_path: Callable[[str], Path], max_file_bytes: int,
+        max_total_bytes: int,
+    ) -> LocalCapture | None:  # fmt: skip
+        """None when the request captures nothing (absent, ``EnableCapture`` false, no modes)."""
+        if not request or request.get("EnableCapture") is False:
+            return None
+        modes = tuple(str(option.get("CaptureMode")) for option in request.get("CaptureOptions") or [])
+        if not modes:
+            return None
+        return cls(
+            folder=store_path(str(request["DestinationS3Uri"])),
+            sampling_percentage=int(request.get("InitialSamplingPercentage", 100)),
+            modes=modes,
+            max_file_bytes=max_file_bytes,
+            max_total_bytes=max_total_bytes,
+        )
+
+    def arguments(self, endpoint: str) -> list[str]:
+        """``dogpipe serve``'s capture options for this endpoint."""
+        modes = ",".join(
+            mode for mode in ("Input", "Output") if mode in self.modes or "InputAndOutput" in self.modes
+        )
+        return [
+            "--capture-dir", str(self.folder), "--capture-endpoint", endpoint,
+            "--capture-percent", str(self.sampling_percentage), "--capture-modes", modes,
+            "--capture-max-file-bytes", str(self.max_file_bytes),
+            "--capture-max-total-bytes", str(self.max_total_bytes),
+        ]  # fmt: skip
+
+
 def _launch(
-    root: Path | str, name: str, model_path: Path, host: str, port: int, version: str | None, token: str
+    root: Path | str,
+    name: str,
+    model_path: Path,
+    host: str,
+    port: int,
+    version: str | None,
+    token: str,
+    capture: LocalCapture | None = None,
 ):
     url = f"http://{host}:{port}"
     log = endpoint_file(root, name, f".{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}.log")
@@ -286,6 +336,8 @@ def _launch(
     command = [sys.executable, "-m", "pipeline.serving", str(model_path), "--host", host, "--port", str(port)]
     if version:
         command += ["--model-version", version]
+    if capture is not None:
+        command += capture.arguments(name)
     with log.open("ab") as stream:
         process = subprocess.Popen(
             command,
@@ -316,8 +368,10 @@ def start_endpoint(
     host: str = "127.0.0.1",
     port: int = 0,
     smoke: SmokeCheck | None = None,
+    capture: LocalCapture | None = None,
 ) -> dict[str, Any]:
     """Serve ``model_path`` (model.tar.gz or folder) as endpoint ``name``; returns its new record.
+    ``capture``: record its traffic in SageMaker's capture format (``pipeline.serving.capture``).
 
     Blue/green under the name's lock: the new server starts beside the old one, must answer ``/ping``
     and pass ``smoke``, and only then replaces the record and the old server is stopped. If anything
@@ -325,13 +379,20 @@ def start_endpoint(
     A fixed ``port`` cannot hold two servers, so there the old one is stopped first.
     """
     version = model_version_of(model_package_arn)
-    details = {"model_data": model_data, "model_package_arn": model_package_arn, "model_version": version}
+    details = {
+        "model_data": model_data,
+        "model_package_arn": model_package_arn,
+        "model_version": version,
+        "capture_folder": str(capture.folder) if capture is not None else None,
+    }
     with endpoint_lock(root, name), terminating_signals_interrupt():
         _stop_recorded(_pending_path(root, name))
         if port:
             _stop_unlocked(root, name)
         previous = _process(read_endpoint(root, name)) if _record_path(root, name).is_file() else None
-        record = _start_checked(root, name, model_path, host, port or _free_port(host), smoke, details)
+        record = _start_checked(
+            root, name, model_path, host, port or _free_port(host), smoke, details, capture
+        )
         if previous is not None and previous.pid != record["pid"]:
             _stop_process(previous)
         return record
@@ -345,6 +406,7 @@ def _start_checked(
     port: int,
     smoke: SmokeCheck | None,
     details: dict[str, Any],
+    capture: LocalCapture | None = None,
 ) -> dict[str, Any]:
     """Launch, wait for ``/ping``, smoke-check and record the new server (the caller holds the lock);
     anything failing stops it. The pending file names it all along, first by a launch token."""
@@ -353,7 +415,9 @@ def _start_checked(
     pending = _pending_path(root, name)
     try:
         pending.write_text(json.dumps({"token": token}))  # before the server exists
-        process, url, log = _launch(root, name, model_path, host, port, details["model_version"], token)
+        process, url, log = _launch(
+            root, name, model_path, host, port, details["model_version"], token, capture
+        )
         identity = {"pid": process.pid, "create_time": psutil.Process(process.pid).create_time()}
         pending.write_text(json.dumps({**identity, "token": token}))
         wait_for_ping(url, process, log)

@@ -233,13 +233,18 @@ class LocalFacade:
     def deploy(self, stage: str, package: ModelPackage, wait: bool) -> str:
         """Serve ``package`` on this machine, as the local engine's Endpoint step does (already
         serving when this returns, so ``wait`` changes nothing)."""
-        from pipeline.config.deploy_names import endpoint_name_for
-        from pipeline.local.endpoint_servers import smoke_prediction, start_endpoint
+        from pipeline.config.deploy_names import data_capture_request, endpoint_name_for
+        from pipeline.local.endpoint_servers import LocalCapture, smoke_prediction, start_endpoint
         from pipeline.object_store import ObjectStore
 
         if not package.model_data_url:
             raise DogpipeError(f"model package {package.arn} has no model data to serve")
-        model_path = ObjectStore(self.root).path_for(package.model_data_url)
+        store = ObjectStore(self.root)
+        model_path = store.path_for(package.model_data_url)
+        capture = self.cfg.deploy.data_capture
+        local_capture = LocalCapture.from_request(
+            data_capture_request(self.cfg), store.path_for, capture.max_file_bytes, capture.max_total_bytes
+        )
         if not model_path.exists():
             raise DogpipeError(f"model data of {package.arn} is missing from the local store: {model_path}")
         record = start_endpoint(
@@ -251,6 +256,7 @@ class LocalFacade:
             host=self.cfg.local.endpoint_host,
             port=self.cfg.local.endpoint_port,
             smoke=smoke_prediction,
+            capture=local_capture,
         )
         return f"endpoint {record['name']} serving {record['model_package_arn']} at {record['url']}"
 

@@ -12,8 +12,12 @@ import logging
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from pipeline.serving.capture import CaptureSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ class ServeOptions:
     model_version: str | None = None
     url_file: Path | None = None
     log_level: str = "info"
+    capture: CaptureSettings | None = None
 
 
 def connection_limit(wanted: int = MAX_CONCURRENT_CONNECTIONS) -> int:
@@ -108,8 +113,16 @@ def serve_model(model: str, registry_root: Path, options: ServeOptions) -> None:
             shared_threads=shared if options.workers > 1 else None,
         )
         log.info("loaded %s (%s, %d classes)", served.version, served.optimized, len(served.classes))
+        capture = None
+        if options.capture is not None:
+            from pipeline.serving.capture import CaptureWriter
+
+            capture = CaptureWriter(options.capture)
+            stack.callback(capture.close)  # idempotent after the app's shutdown closed it
+            log.info("capturing %g%% of requests under %s", options.capture.sampling_percentage,
+                     options.capture.endpoint_folder)  # fmt: skip
         config = uvicorn.Config(
-            create_app(served, settings, threads),
+            create_app(served, settings, threads, capture),
             host=options.host,
             port=options.port,
             log_level=options.log_level,
