@@ -24,6 +24,10 @@ from steps.debug_rules import RULES_FILE, RULES_OUTPUT
 from steps.evaluate import EVALUATION_FILE, EVALUATION_OUTPUT
 from steps.processing import output_uri
 from steps.train import tuned_hyperparameters
+from training_code.contract import BASELINE_FILE
+
+#: The customer-metadata key of a version's drift baseline (``baseline.json``'s URI).
+DRIFT_BASELINE_KEY = "drift_baseline"
 
 #: The inference toolkit loads ``code/inference.py`` from the unpacked model.tar.gz.
 SERVING_ENVIRONMENT = {
@@ -96,6 +100,12 @@ def build_register(
     metrics = ModelMetrics(
         model_statistics=MetricsSource(s3_uri=evaluation_uri, content_type="application/json")
     )
+    # The version's drift baseline (Evaluate writes it beside evaluation.json): the registry's
+    # DriftCheckBaselines for Studio, and the metadata key the monitoring job and `dogpipe monitor` read.
+    baseline_uri = Join(on="/", values=[output_uri(evaluate, EVALUATION_OUTPUT), BASELINE_FILE])
+    drift_baselines = {
+        "ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": baseline_uri}}
+    }
     container = {
         "Image": inference_image(ctx),
         "ModelDataUrl": train.properties.ModelArtifacts.S3ModelArtifacts,
@@ -114,7 +124,11 @@ def build_register(
             model_package_group_name=registry.model_package_group,
             model_metrics=metrics._to_request_dict(),
             approval_status=ctx.params.model_approval_status,
-            customer_metadata_properties=lineage_metadata(ctx, train, debug_rules, tune),
+            customer_metadata_properties={
+                **lineage_metadata(ctx, train, debug_rules, tune),
+                DRIFT_BASELINE_KEY: baseline_uri,
+            },
+            drift_check_baselines=drift_baselines,
         ),
     )
     return ModelStep(name="Register", step_args=step_args, retry_policies=api_retry_policies(ctx.cfg))

@@ -25,6 +25,11 @@ DEBUG_HOOK_CONFIG = f"{OPT_ML}/input/config/debughookconfig.json"
 PROCESSING_INPUT = f"{OPT_ML}/processing/input"
 PROCESSING_OUTPUT = f"{OPT_ML}/processing/output"
 DEFAULT_HOST = "algo-1"
+# A version's drift baseline (Evaluate writes it; Register, the monitoring job and the CLI read it) and
+# the monitoring job's thresholds (Model Monitor's ``baseline_constraints``).
+BASELINE_FILE = "baseline.json"
+EMBEDDINGS_FILE = "baseline_embeddings.npy"
+CONSTRAINTS_FILE = "constraints.json"
 
 _TRUE = {"true", "1", "yes", "y", "on", "t"}
 _FALSE = {"false", "0", "no", "n", "off", "f", "none", ""}

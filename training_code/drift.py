@@ -31,14 +31,15 @@ from scipy import stats
 from torch import nn
 
 if __package__:  # imported as training_code.drift (evaluate, the CLI, tests)
-    from . import dogdata, models
+    from . import contract, dogdata, models
 else:  # run inside a processing container: the code dir is on sys.path
+    import contract  # type: ignore[no-redef]
     import dogdata  # type: ignore[no-redef]
     import models  # type: ignore[no-redef]
 
-BASELINE_FILE = "baseline.json"
-EMBEDDINGS_FILE = "baseline_embeddings.npy"
-CONSTRAINTS_FILE = "constraints.json"
+BASELINE_FILE = contract.BASELINE_FILE
+EMBEDDINGS_FILE = contract.EMBEDDINGS_FILE
+CONSTRAINTS_FILE = contract.CONSTRAINTS_FILE
 BASELINE_VERSION = 1
 #: Per-image statistics of the input check, in [0, 1] except the sizes (pixels).
 INPUT_FEATURES: tuple[str, ...] = (
