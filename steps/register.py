@@ -24,10 +24,7 @@ from steps.debug_rules import RULES_FILE, RULES_OUTPUT
 from steps.evaluate import EVALUATION_FILE, EVALUATION_OUTPUT
 from steps.processing import output_uri
 from steps.train import tuned_hyperparameters
-from training_code.contract import BASELINE_FILE
-
-#: The customer-metadata key of a version's drift baseline (``baseline.json``'s URI).
-DRIFT_BASELINE_KEY = "drift_baseline"
+from training_code.contract import BASELINE_FILE, DRIFT_BASELINE_KEY
 
 #: The inference toolkit loads ``code/inference.py`` from the unpacked model.tar.gz.
 SERVING_ENVIRONMENT = {

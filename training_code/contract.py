@@ -30,6 +30,8 @@ DEFAULT_HOST = "algo-1"
 BASELINE_FILE = "baseline.json"
 EMBEDDINGS_FILE = "baseline_embeddings.npy"
 CONSTRAINTS_FILE = "constraints.json"
+#: The model package's metadata key holding its baseline.json URI (Register writes it).
+DRIFT_BASELINE_KEY = "drift_baseline"
 
 _TRUE = {"true", "1", "yes", "y", "on", "t"}
 _FALSE = {"false", "0", "no", "n", "off", "f", "none", ""}

@@ -18,6 +18,7 @@ from pipeline.cli.executions import executions
 from pipeline.cli.iam import iam_policy
 from pipeline.cli.logs import logs
 from pipeline.cli.models import MODEL_COMMANDS
+from pipeline.cli.monitor import monitor
 from pipeline.cli.options import (
     COMPLETION,
     CONFIG_RULE,
@@ -71,7 +72,7 @@ def sample_data(out_dir: Path, classes: int, per_class: int, seed: int, with_bad
     click.echo(summary)
 
 
-for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, run, executions, endpoints, logs, iam_policy):
+for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, run, executions, endpoints, monitor, logs, iam_policy):
     cli.add_command(_command)
 
 

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.config import PipelineConfig
 from pipeline.engines import (
     EXECUTION_COLUMNS,
+    MONITOR_COLUMNS,
     RUNNING_STATUSES,
     EndpointSample,
     Listing,
     LogFeed,
+    MonitorReport,
     RunOutcome,
     StatusProbe,
 )
@@ -34,7 +37,7 @@ class LocalFacade:
     """The local engine as every command sees it."""
 
     name: ClassVar[str] = "local"
-    verbs: ClassVar[frozenset[str]] = frozenset({"run", "endpoints stop"})
+    verbs: ClassVar[frozenset[str]] = frozenset({"run", "endpoints stop", "monitor run", "monitor status"})
     instead: ClassVar[Mapping[str, str]] = {
         "executions stop": "Ctrl-C or kill the `dogpipe run`",
         "executions retry": "`dogpipe run --resume EXECUTION`",
@@ -229,6 +232,25 @@ class LocalFacade:
                 self.endpoint_url(endpoint)  # raises, listing the known names
             names = [endpoint]
         return [(name, stop_endpoint(self.root, name)) for name in names]
+
+    # -- monitoring ---------------------------------------------------------------------------------
+
+    def monitor_run(
+        self, endpoint: str | None, since: datetime | None, config_path: Path, echo: Callable[[str], None]
+    ) -> MonitorReport:
+        from pipeline.local.monitoring import run_monitor
+
+        outcome = run_monitor(self.cfg, endpoint=endpoint, since=since, config_path=config_path, echo=echo)
+        return MonitorReport(outcome.record, outcome.summary, outcome.folder)
+
+    def monitor_status(self, endpoint: str | None) -> Listing:
+        from pipeline.local.monitoring import monitor_runs, monitoring_folder
+
+        rows = [
+            {**run, "violated": ", ".join(run.get("violated") or []) or "-"}
+            for run in monitor_runs(self.root, endpoint)
+        ]
+        return Listing(rows, MONITOR_COLUMNS, f"no monitoring runs under {monitoring_folder(self.root)}")
 
     def deploy(self, stage: str, package: ModelPackage, wait: bool) -> str:
         """Serve ``package`` on this machine, as the local engine's Endpoint step does (already

@@ -36,6 +36,10 @@ class SageMakerFacade:
     )
     instead: ClassVar[Mapping[str, str]] = {
         "endpoints stop": "`dogpipe endpoints delete NAME --yes` (SageMaker endpoints bill until deleted)",
+        "monitor run": "the monitoring schedule `dogpipe upsert` creates (monitor.schedule), which runs the "
+        "same training_code/monitor.py",
+        "monitor status": "`aws sagemaker list-monitoring-executions` on the schedule `dogpipe upsert` "
+        "created (its reports under <s3_root>/monitoring/)",
     }
     cfg: PipelineConfig
 
