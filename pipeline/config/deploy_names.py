@@ -91,3 +91,27 @@ def data_capture_request(cfg: PipelineConfig) -> dict[str, Any] | None:
         # Replies kept as JSON text, not base64 (SageMaker's default), as the local writer keeps them.
         "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
     }
+
+
+def monitored_endpoint(cfg: PipelineConfig) -> str:
+    """The endpoint ``monitor.stage`` serves on: the one the monitoring schedule watches."""
+    return endpoint_name_for(cfg, cfg.monitor.stage)
+
+
+def monitoring_schedule_name(cfg: PipelineConfig) -> str:
+    return f"{monitored_endpoint(cfg)}-drift"
+
+
+def drift_alarm_name(cfg: PipelineConfig) -> str:
+    """The CloudWatch alarm on the monitoring job's ``drift_violations`` metric."""
+    return f"{monitored_endpoint(cfg)}-drift"
+
+
+def retrain_rule_name(cfg: PipelineConfig) -> str:
+    """The EventBridge rule that starts the build pipeline when the drift alarm goes into ALARM."""
+    return f"{cfg.project.name}-retrain-on-drift"
+
+
+def monitoring_prefix(cfg: PipelineConfig) -> str:
+    """``constraints.json`` and the monitoring job's reports (``<prefix>/<endpoint>/...``)."""
+    return f"{cfg.project.s3_root}/monitoring"

@@ -10,7 +10,7 @@ check's ``p_value`` is a violation. Units are in the names; unknown keys are err
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -111,3 +111,8 @@ class MonitorConfig(_Strict):
     def _schedule(cls, value: str) -> str:
         check_schedule(value)
         return value
+
+    def constraints(self) -> dict[str, Any]:
+        """``constraints.json``, Model Monitor's ``baseline_constraints`` of the monitoring job (both
+        engines): the checks' thresholds and the smallest window judged."""
+        return {"version": 1, "min_records": self.min_records, "checks": self.checks.model_dump(mode="json")}

@@ -87,15 +87,6 @@ def _link(source: Path, target: Path) -> None:
     target.symlink_to(source)
 
 
-def constraints_document(cfg: PipelineConfig) -> dict[str, Any]:
-    """``constraints.json`` (Model Monitor's ``baseline_constraints``) from ``monitor:``."""
-    return {
-        "version": 1,
-        "min_records": cfg.monitor.min_records,
-        "checks": cfg.monitor.checks.model_dump(mode="json"),
-    }
-
-
 def run_monitor(
     cfg: PipelineConfig,
     *,
@@ -140,7 +131,7 @@ def run_monitor(
     shutil.copy2(baseline, baseline_dir / BASELINE_FILE)
     if (baseline.parent / EMBEDDINGS_FILE).is_file():
         shutil.copy2(baseline.parent / EMBEDDINGS_FILE, baseline_dir / EMBEDDINGS_FILE)
-    (baseline_dir / CONSTRAINTS_FILE).write_text(json.dumps(constraints_document(cfg), indent=2) + "\n")
+    (baseline_dir / CONSTRAINTS_FILE).write_text(json.dumps(cfg.monitor.constraints(), indent=2) + "\n")
     _link(model, container.path(f"{MODEL_DIR}/{model.name}"))
     capture_format = {"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}
     environment = {

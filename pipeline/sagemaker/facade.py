@@ -198,8 +198,14 @@ class SageMakerFacade:
         lines: list[str] = []
         for name, wanted in ((self.cfg.project.name, build), (deploy_pipeline_name(self.cfg), deploy)):
             lines += _pipeline_diff(name, deployed_definition(self.clients.sagemaker, name), wanted)
+        from pipeline.definition.code import package_code
+        from pipeline.sagemaker.aws import require_role
+        from pipeline.sagemaker.monitoring import monitoring_diff
+
         events, scheduler = self.clients.client("events"), self.clients.client("scheduler")
-        return lines + trigger_diff(events, scheduler, self.cfg)
+        lines += trigger_diff(events, scheduler, self.cfg)
+        role = self.cfg.project.role_arn or require_role(self.cfg)
+        return lines + monitoring_diff(self.clients.sagemaker, events, self.cfg, package_code(), role)
 
     def iam_policies(self, definitions: list[str], role: str, events_role: str) -> dict[str, Any]:
         """The least-privilege policy documents by role (no AWS call)."""
