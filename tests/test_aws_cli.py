@@ -328,6 +328,7 @@ def test_diff_reports_changed_step_and_added_parameter(config_file: Path, tmp_pa
         f"pipeline {PIPELINE}-deploy: unchanged",
         "approval rule dogpipe-test-deploy-on-approval: none (deploy.on_approval is off)",
         "schedule dogpipe-test-scheduled-build: none",
+        "monitoring schedule: none (deploy.data_capture captures no requests)",
     ]
 
 

@@ -179,10 +179,8 @@ def test_without_capture_nothing_is_created_and_diff_says_what_would_be(tmp_path
     path.write_text(yaml.safe_dump(raw))
     recorder = ScheduleRecorder(boto3.client("sagemaker", region_name=REGION))
     lines = _upsert(load_config(path), recorder)
-    assert lines == [
-        "monitoring schedule: none (deploy.data_capture captures no requests)",
-        "retrain rule: none (deploy.data_capture captures no requests)",
-    ]
+    assert lines == ["monitoring schedule: none (deploy.data_capture captures no requests)"]
+    assert recorder.schedules == {}
     cfg = load_config(_config(tmp_path, on_drift="retrain"))
     events = boto3.client("events", region_name=REGION)
     assert monitoring.monitoring_diff(recorder, events, cfg, package_code(), ROLE_ARN) == [

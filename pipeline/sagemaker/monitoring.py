@@ -211,9 +211,12 @@ def upsert_monitoring(
     """Write the constraints, the schedule, the alarm and (``on_drift: retrain``) the retrain rule; one
     line each for the CLI."""
     name = monitoring_schedule_name(cfg)
-    existing = describe_schedule(sagemaker, name)
     why_not = monitoring_wanted(cfg)
-    if why_not is not None:
+    if why_not is not None and cfg.monitor.enabled:
+        # Capture off (the shipped SageMaker config): nothing to watch, and no monitoring call made.
+        return [f"monitoring schedule: none ({why_not})"]
+    existing = describe_schedule(sagemaker, name)
+    if why_not is not None:  # monitor.enabled: false removes what an earlier upsert created
         lines = []
         if existing is not None:
             sagemaker.delete_monitoring_schedule(MonitoringScheduleName=name)
@@ -265,9 +268,11 @@ def monitoring_diff(
 ) -> list[str]:
     """What ``upsert`` would change in the schedule and the retrain rule, one line each."""
     name = monitoring_schedule_name(cfg)
-    existing = describe_schedule(sagemaker, name)
     why_not = monitoring_wanted(cfg)
     label = f"monitoring schedule {name}"
+    if why_not is not None and cfg.monitor.enabled:
+        return [f"monitoring schedule: none ({why_not})"]
+    existing = describe_schedule(sagemaker, name)
     if why_not is not None:
         lines = [f"{label}: would be deleted ({why_not})" if existing else f"{label}: none ({why_not})"]
     elif existing is None:
