@@ -9,10 +9,12 @@ Everything else (S3, CloudWatch alarms, EventBridge rules and their pattern) is 
 from __future__ import annotations
 
 import json
+import traceback
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.client
 import botocore.session
 import pytest
 import yaml
@@ -193,3 +195,42 @@ def test_monitor_run_on_a_sagemaker_config_says_what_does_it_there(tmp_path: Pat
     result = CliRunner().invoke(cli, ["monitor", "run", "--config", str(_config(tmp_path))])
     assert result.exit_code == 1
     assert "monitoring schedule `dogpipe upsert` creates" in result.output
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_the_policies_allow_every_call_of_the_upsert_and_of_the_job(
+    tmp_path: Path, sample_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.definition.document import build_definition
+    from pipeline.sagemaker.iam_policy import (
+        allowed_actions,
+        execution_role_policy,
+        iam_action,
+        operator_policy,
+    )
+    from tests.test_iam_policy import OWN_CODE
+    from tests.toolkit.test_monitor_job import ENDPOINT, _serve_on_moto
+    from training_code import monitor
+
+    made: set[str] = set()
+    original = botocore.client.BaseClient._make_api_call
+
+    def record(self: Any, operation: str, params: Any) -> Any:
+        if any(frame.filename.startswith(OWN_CODE) for frame in traceback.extract_stack()):
+            made.add(iam_action(self.meta.service_model.service_name, operation))
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+    cfg = load_config(_config(tmp_path, on_drift="retrain"))
+    recorder = ScheduleRecorder(boto3.client("sagemaker", region_name=REGION))
+    _upsert(cfg, recorder)
+    upsert_calls = made | {
+        f"sagemaker:{name.title().replace('_', '')}MonitoringSchedule" for name in ("describe", "create")
+    }
+    assert upsert_calls - allowed_actions(operator_policy(cfg, [ROLE_ARN])) == set()
+
+    made.clear()
+    _serve_on_moto(tmp_path, sample_dataset)
+    monitor.resolve_from_endpoint(ENDPOINT, tmp_path / "resolved")
+    role = execution_role_policy(cfg, [build_definition(cfg)], ROLE_ARN)
+    assert made and made - allowed_actions(role) == set()
