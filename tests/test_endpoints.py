@@ -27,10 +27,10 @@ from pipeline.local.endpoint_servers import (
     list_endpoints,
     read_endpoint,
     server_alive,
-    smoke_prediction,
     start_endpoint,
     stop_endpoint,
 )
+from pipeline.local.endpoint_smoke import smoke_prediction
 from tests.serving_helpers import write_model_dir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import math
 import os
 import secrets
 import signal
@@ -37,6 +36,7 @@ from typing import Any
 import psutil
 
 from pipeline.errors import DogpipeError
+from pipeline.local.endpoint_capture import LocalCapture
 from pipeline.local.interrupt import terminating_signals_interrupt
 from pipeline.names import ENDPOINT, path_under
 
@@ -275,49 +275,6 @@ def model_version_of(model_package_arn: str | None) -> str | None:
     return model_package_arn.partition("model-package/")[2] or model_package_arn
 
 
-@dataclass(frozen=True)
-class LocalCapture:
-    """Data capture of one local server: an endpoint config's ``DataCaptureConfig`` (SageMaker's
-    request shape) with its prefix mapped to the local store, and the writer's bounds."""
-
-    folder: Path
-    sampling_percentage: int
-    modes: tuple[str, ...]
-    max_file_bytes: int
-    max_total_bytes: int
-
-    @classmethod
-    def from_request(
-        cls, request: dict[str, Any] | None, store_path: Callable[[str], Path], max_file_bytes: int,
-        max_total_bytes: int,
-    ) -> LocalCapture | None:  # fmt: skip
-        """None when the request captures nothing (absent, ``EnableCapture`` false, no modes)."""
-        if not request or request.get("EnableCapture") is False:
-            return None
-        modes = tuple(str(option.get("CaptureMode")) for option in request.get("CaptureOptions") or [])
-        if not modes:
-            return None
-        return cls(
-            folder=store_path(str(request["DestinationS3Uri"])),
-            sampling_percentage=int(request.get("InitialSamplingPercentage", 100)),
-            modes=modes,
-            max_file_bytes=max_file_bytes,
-            max_total_bytes=max_total_bytes,
-        )
-
-    def arguments(self, endpoint: str) -> list[str]:
-        """``dogpipe serve``'s capture options for this endpoint."""
-        modes = ",".join(
-            mode for mode in ("Input", "Output") if mode in self.modes or "InputAndOutput" in self.modes
-        )
-        return [
-            "--capture-dir", str(self.folder), "--capture-endpoint", endpoint,
-            "--capture-percent", str(self.sampling_percentage), "--capture-modes", modes,
-            "--capture-max-file-bytes", str(self.max_file_bytes),
-            "--capture-max-total-bytes", str(self.max_total_bytes),
-        ]  # fmt: skip
-
-
 def _launch(
     root: Path | str,
     name: str,
@@ -433,30 +390,3 @@ def _start_checked(
         raise
     finally:
         pending.unlink(missing_ok=True)
-
-
-def smoke_prediction(url: str) -> None:
-    """One prediction on a generated image: the server must answer with a top-k for it.
-
-    A server can answer ``/ping`` and still be unable to predict (wrong weights, a broken model), which
-    is what a health check before switching traffic is for.
-    """
-    import io
-
-    from PIL import Image
-
-    from pipeline.serving.client import PredictError, invoke_http
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), (120, 90, 60)).save(buffer, format="JPEG")
-    try:
-        reply = invoke_http(url, buffer.getvalue(), "image/jpeg", timeout=60)
-    except PredictError as error:
-        raise EndpointError(f"smoke prediction failed: {error}") from None
-    predictions = reply.get("predictions") or []
-    top_k = predictions[0].get("top_k") if predictions else None
-    if not top_k:
-        raise EndpointError(f"smoke prediction failed: no top-k in the reply {json.dumps(reply)[:300]}")
-    probabilities = [item.get("probability") for item in top_k]
-    if not all(isinstance(p, (int, float)) and math.isfinite(p) and 0 <= p <= 1 for p in probabilities):
-        raise EndpointError(f"smoke prediction failed: probabilities {probabilities} are not in [0, 1]")

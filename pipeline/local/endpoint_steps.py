@@ -13,7 +13,9 @@ from typing import Any
 
 from pipeline.local.container import job_name
 from pipeline.local.context import StepContext, arn
-from pipeline.local.endpoint_servers import LocalCapture, smoke_prediction, start_endpoint
+from pipeline.local.endpoint_capture import LocalCapture
+from pipeline.local.endpoint_servers import start_endpoint
+from pipeline.local.endpoint_smoke import smoke_prediction
 from pipeline.local.executions import read_json, write_json
 from pipeline.names import RESOURCE, path_under
 from pipeline.registry import LocalRegistry

@@ -256,7 +256,9 @@ class LocalFacade:
         """Serve ``package`` on this machine, as the local engine's Endpoint step does (already
         serving when this returns, so ``wait`` changes nothing)."""
         from pipeline.config.deploy_names import data_capture_request, endpoint_name_for
-        from pipeline.local.endpoint_servers import LocalCapture, smoke_prediction, start_endpoint
+        from pipeline.local.endpoint_capture import LocalCapture
+        from pipeline.local.endpoint_servers import start_endpoint
+        from pipeline.local.endpoint_smoke import smoke_prediction
         from pipeline.object_store import ObjectStore
 
         if not package.model_data_url:
