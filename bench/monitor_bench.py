@@ -6,7 +6,7 @@ capture costs the endpoint's HTTP p50 at 100 % sampling.
   Evaluate step runs); then ``windows`` windows of 40 images per kind of traffic
   (``sample_data.shifted_jpeg``: like the training images, darkened, blurred, a breed never trained
   on), each measured and judged by
-  ``drift.measure`` + ``drift.compare`` with the default constraints (what ``monitor.py`` runs on a
+  ``drift.measure`` + ``drift_checks.compare`` with the default constraints (what ``monitor.py`` runs on a
   window; the capture files are left out, their reading is tested in tests/local/test_monitor_run.py).
   The false-alarm rate is the share of in-distribution windows with any violation; a detection rate
   the share of shifted windows with one.
@@ -28,7 +28,7 @@ import numpy as np
 from bench.endpoint_bench import keep_alive_post, photo_jpeg, start_server, write_model
 from bench.harness import Report, measure_in_blocks
 from pipeline.sample_data import SHIFTS, shifted_jpeg, write_sample_data
-from training_code import drift, evaluate, models
+from training_code import drift, drift_checks, evaluate, models
 
 REPO = Path(__file__).resolve().parents[1]
 SIDES = (48, 128)
@@ -69,7 +69,9 @@ def detection(report: Report, work: Path, windows: int) -> None:
             rng = np.random.default_rng([1000 + window, SHIFTS.index(shift)])
             images = [(f"{window}-{i}", shifted_jpeg(i % CLASSES, shift, rng, SIDES)) for i in range(40)]
             found, _ = drift.measure(embedder, images, int(info["image_size"]))
-            results, _ = drift.compare(baseline, embeddings, found, drift.DEFAULT_CONSTRAINTS, seed=window)
+            results, _ = drift_checks.compare(
+                baseline, embeddings, found, drift.DEFAULT_CONSTRAINTS, seed=window
+            )
             fired = {result.check for result in results if result.violated}
             flagged += bool(fired)
             for check in fired:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from training_code import drift
+from training_code import drift, drift_checks
 
 
 def _measurements(rng: np.random.Generator, n: int, brightness: float = 0.5, shift: float = 0.0,
@@ -35,7 +35,7 @@ def _baseline(found: drift.Measurements) -> tuple[dict, np.ndarray]:
 def test_samples_of_one_distribution_raise_nothing() -> None:
     rng = np.random.default_rng(1)
     baseline, embeddings = _baseline(_measurements(rng, 300))
-    results, _ = drift.compare(baseline, embeddings, _measurements(rng, 80), drift.DEFAULT_CONSTRAINTS)
+    results, _ = drift_checks.compare(baseline, embeddings, _measurements(rng, 80), drift.DEFAULT_CONSTRAINTS)
     assert {r.check for r in results} == set(drift.CHECKS)
     assert [r for r in results if r.violated] == []
 
@@ -51,7 +51,7 @@ def test_samples_of_one_distribution_raise_nothing() -> None:
 def test_each_check_fires_on_its_shift(window: dict, check: str) -> None:
     rng = np.random.default_rng(2)
     baseline, embeddings = _baseline(_measurements(rng, 300))
-    results, contributors = drift.compare(
+    results, contributors = drift_checks.compare(
         baseline, embeddings, _measurements(rng, 80, **window), drift.DEFAULT_CONSTRAINTS
     )
     fired = {r.check for r in results if r.violated}
@@ -66,17 +66,17 @@ def test_a_shifted_embedding_minority_is_what_the_witness_names() -> None:
     baseline, embeddings = _baseline(_measurements(rng, 300))
     window = _measurements(rng, 60)
     window.embeddings[:10] = list(np.asarray(window.embeddings[:10]) + 3.0)
-    _, contributors = drift.compare(baseline, embeddings, window, drift.DEFAULT_CONSTRAINTS)
+    _, contributors = drift_checks.compare(baseline, embeddings, window, drift.DEFAULT_CONSTRAINTS)
     assert {c["id"] for c in contributors} <= {f"event-{i}" for i in range(10)}
 
 
 def test_psi_and_the_disabled_checks() -> None:
-    assert drift.psi(np.array([50.0, 50.0]), np.array([50.0, 50.0])) == pytest.approx(0)
-    assert drift.psi(np.array([50.0, 50.0]), np.array([90.0, 10.0])) > 0.25
+    assert drift_checks.psi(np.array([50.0, 50.0]), np.array([50.0, 50.0])) == pytest.approx(0)
+    assert drift_checks.psi(np.array([50.0, 50.0]), np.array([90.0, 10.0])) > 0.25
     rng = np.random.default_rng(4)
     baseline, embeddings = _baseline(_measurements(rng, 100))
     off = {"checks": {name: {"enabled": False, "p_value": 0.01} for name in drift.CHECKS}}
-    assert drift.compare(baseline, embeddings, _measurements(rng, 40), off) == ([], [])
+    assert drift_checks.compare(baseline, embeddings, _measurements(rng, 40), off) == ([], [])
 
 
 def test_the_embedder_returns_probabilities_and_the_heads_input(tmp_path) -> None:

@@ -45,11 +45,12 @@ from typing import Any
 import numpy as np
 
 if __package__:  # imported as training_code.monitor (tests)
-    from . import contract, drift, payloads
+    from . import contract, drift, drift_checks, payloads
     from .evaluate import unpack_model
 else:  # run as a script inside the processing container
     import contract  # type: ignore[no-redef]
     import drift  # type: ignore[no-redef]
+    import drift_checks  # type: ignore[no-redef]
     import payloads  # type: ignore[no-redef]
     from evaluate import unpack_model  # type: ignore[no-redef]
 
@@ -185,7 +186,7 @@ def resolve_from_endpoint(endpoint: str, scratch: Path) -> tuple[Path, Path]:
     return baseline, download(model_uri, scratch / "model" / "model.tar.gz").parent
 
 
-def _violations(results: list[drift.CheckResult]) -> dict[str, Any]:
+def _violations(results: list[drift_checks.CheckResult]) -> dict[str, Any]:
     return {
         "violations": [
             {"feature_name": r.feature, "constraint_check_type": CHECK_TYPE, "description": r.description()}
@@ -240,23 +241,19 @@ def _metrics(report: dict[str, Any], env: dict[str, str], when: str) -> list[dic
     return metrics
 
 
-def run(env: dict[str, str], model_dir: Path | None, batch_size: int = 32) -> dict[str, Any]:
-    """The job: read the window, measure it, compare, write the reports; returns ``statistics.json``."""
-    for name in ("dataset_source", "output_path", "start_time", "end_time"):
-        if not env.get(name):
-            raise MonitorInputError(f"environment variable {name} is not set (Model Monitor sets it)")
-    start, end = parse_time(env["start_time"], "start_time"), parse_time(env["end_time"], "end_time")
-    endpoint = env.get("sagemaker_endpoint_name") or "endpoint"
-    output = Path(env["output_path"])
-    output.mkdir(parents=True, exist_ok=True)
-    constraints = load_constraints(env.get("baseline_constraints"))
+def _measure_window(
+    env: dict[str, str], model_dir: Path | None, start: datetime, end: datetime, batch_size: int
+) -> tuple[dict[str, Any], np.ndarray | None, drift.Measurements, dict[str, int]]:
+    """The baseline (given, or the served version's), and the window's images measured by its model."""
     with tempfile.TemporaryDirectory(prefix="dogpipe-monitor-") as scratch:
         baseline_path = env.get("baseline_statistics")
         if baseline_path:
             if model_dir is None or not model_dir.exists():
                 raise MonitorInputError(f"--model-dir {model_dir}: no model to embed the images with")
         else:
-            resolved, model_dir = resolve_from_endpoint(endpoint, Path(scratch))
+            resolved, model_dir = resolve_from_endpoint(
+                env.get("sagemaker_endpoint_name") or "", Path(scratch)
+            )
             baseline_path = str(resolved)
         baseline, baseline_embeddings = load_baseline(Path(baseline_path))
         records, malformed = read_window(Path(env["dataset_source"]), start, end)
@@ -266,32 +263,15 @@ def run(env: dict[str, str], model_dir: Path | None, batch_size: int = 32) -> di
         window, refused = drift.measure(
             embedder, request_images(records), int(info["image_size"]), batch_size
         )
-    report: dict[str, Any] = {
-        "endpoint": endpoint,
-        "window": {"start": start.isoformat(), "end": end.isoformat()},
-        "records": len(records),
-        "malformed_lines": malformed,
-        "images": len(window),
-        "undecodable": len(refused),
-        "baseline_images": baseline["num_images"],
-        "model": baseline.get("model"),
-        "checks": [],
-        "contributors": [],
-        "violations": 0,
-    }
-    if len(window) < int(constraints.get("min_records", 30)):
-        report.update(status="insufficient_data",
-                      reason=f"{len(window)} images in the window, fewer than min_records "
-                             f"{constraints.get('min_records')}")  # fmt: skip
-        results: list[drift.CheckResult] = []
-    else:
-        results, contributors = drift.compare(baseline, baseline_embeddings, window, constraints)
-        report.update(
-            status="judged",
-            checks=[r.to_json() for r in results],
-            contributors=contributors,
-            violations=sum(r.violated for r in results),
-        )
+    counts = {"records": len(records), "malformed_lines": malformed, "undecodable": len(refused)}
+    return baseline, baseline_embeddings, window, counts
+
+
+def _write_reports(
+    env: dict[str, str], report: dict[str, Any], results: list[drift_checks.CheckResult]
+) -> None:
+    output = Path(env["output_path"])
+    output.mkdir(parents=True, exist_ok=True)
     (output / VIOLATIONS_FILE).write_text(json.dumps(_violations(results), indent=2) + "\n")
     (output / STATISTICS_FILE).write_text(json.dumps(report, indent=2) + "\n")
     (output / SUMMARY_FILE).write_text(_summary(report))
@@ -301,6 +281,38 @@ def run(env: dict[str, str], model_dir: Path | None, batch_size: int = 32) -> di
         metrics_dir.mkdir(parents=True, exist_ok=True)
         lines = [json.dumps(metric) for metric in _metrics(report, env, when)]
         (metrics_dir / METRICS_FILE).write_text("\n".join(lines) + "\n")
+
+
+def run(env: dict[str, str], model_dir: Path | None, batch_size: int = 32) -> dict[str, Any]:
+    """The job: read the window, measure it, compare, write the reports; returns ``statistics.json``."""
+    for name in ("dataset_source", "output_path", "start_time", "end_time"):
+        if not env.get(name):
+            raise MonitorInputError(f"environment variable {name} is not set (Model Monitor sets it)")
+    start, end = parse_time(env["start_time"], "start_time"), parse_time(env["end_time"], "end_time")
+    constraints = load_constraints(env.get("baseline_constraints"))
+    baseline, baseline_embeddings, window, counts = _measure_window(env, model_dir, start, end, batch_size)
+    report: dict[str, Any] = {
+        "endpoint": env.get("sagemaker_endpoint_name") or "endpoint",
+        "window": {"start": start.isoformat(), "end": end.isoformat()},
+        **counts,
+        "images": len(window),
+        "baseline_images": baseline["num_images"],
+        "model": baseline.get("model"),
+        "checks": [],
+        "contributors": [],
+        "violations": 0,
+    }
+    results: list[drift_checks.CheckResult] = []
+    minimum = int(constraints.get("min_records", 30))
+    if len(window) < minimum:
+        reason = f"{len(window)} images in the window, fewer than min_records {minimum}"
+        report.update(status="insufficient_data", reason=reason)
+    else:
+        results, contributors = drift_checks.compare(baseline, baseline_embeddings, window, constraints)
+        checks = [r.to_json() for r in results]
+        report.update(status="judged", checks=checks, contributors=contributors,
+                      violations=sum(r.violated for r in results))  # fmt: skip
+    _write_reports(env, report, results)
     return report
 
 

@@ -87,19 +87,8 @@ def _link(source: Path, target: Path) -> None:
     target.symlink_to(source)
 
 
-def run_monitor(
-    cfg: PipelineConfig,
-    *,
-    endpoint: str | None,
-    since: datetime | None,
-    config_path: Path | None,
-    echo: Callable[[str], None] = print,
-    now: datetime | None = None,
-) -> MonitorOutcome:
-    """Judge the window ``[since or now - monitor.window_hours, now)`` of ``endpoint``'s traffic (default:
-    the endpoint of ``monitor.stage``); start the retraining when it drifted and ``on_drift`` says so."""
-    root = Path(cfg.local.root)
-    name = endpoint or endpoint_name_for(cfg, cfg.monitor.stage)
+def _served_files(cfg: PipelineConfig, root: Path, name: str) -> tuple[Any, Path, Path, Path]:
+    """(package, its baseline.json, its model data, the capture folder) of what ``name`` serves."""
     endpoint_record, package = _served_version(cfg, root, name)
     store = ObjectStore(root)
     baseline_uri = package.metrics.get(DRIFT_BASELINE_KEY)
@@ -115,13 +104,12 @@ def run_monitor(
         if not needed.exists():
             raise MonitorError(f"{package.arn}: {needed} is missing from the local store")
     captured = Path(endpoint_record.get("capture_folder") or store.path_for(capture_prefix(cfg)))
-    # Capture times have whole seconds: the window ends at the next whole second, so that this
-    # second's records are in it.
-    end = (now or datetime.now(timezone.utc)).replace(microsecond=0) + timedelta(seconds=1)
-    start = since or end - timedelta(hours=cfg.monitor.window_hours)
-    run_id = f"{end:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
-    folder = monitoring_folder(root) / name / run_id
-    container = Container(folder / "job")
+    return package, baseline, model, captured
+
+
+def _lay_out_job(cfg: PipelineConfig, container: Container, name: str, captured: Path, baseline: Path,
+                 model: Path) -> None:  # fmt: skip
+    """The job's inputs where Model Monitor puts them: capture records, baseline, constraints, model."""
     if (captured / name).is_dir():
         _link(captured / name, container.path(f"{DATASET_SOURCE}/{name}"))
     else:
@@ -133,8 +121,12 @@ def run_monitor(
         shutil.copy2(baseline.parent / EMBEDDINGS_FILE, baseline_dir / EMBEDDINGS_FILE)
     (baseline_dir / CONSTRAINTS_FILE).write_text(json.dumps(cfg.monitor.constraints(), indent=2) + "\n")
     _link(model, container.path(f"{MODEL_DIR}/{model.name}"))
+
+
+def _contract(name: str, start: datetime, end: datetime) -> dict[str, str]:
+    """The environment Model Monitor gives a custom container (paths as inside the container)."""
     capture_format = {"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}
-    environment = {
+    return {
         "dataset_format": json.dumps(capture_format),
         "dataset_source": DATASET_SOURCE,
         "output_path": OUTPUT_PATH,
@@ -145,9 +137,11 @@ def run_monitor(
         "publish_cloudwatch_metrics": "Enabled",
         "sagemaker_endpoint_name": name,
         "sagemaker_monitoring_schedule_name": f"{name}-local",
-    }  # fmt: skip
-    echo(f"monitoring {name} ({package.group} v{package.version}) from {environment['start_time']} "
-         f"to {environment['end_time']} ...")  # fmt: skip
+    }
+
+
+def _run_job(container: Container, folder: Path, environment: dict[str, str]) -> Path:
+    """Run monitor.py in the job folder; its reports folder, or the failure with the log's last line."""
     result = subprocess.run(
         container.command(["python3", str(SCRIPT), "--model-dir", MODEL_DIR]),
         env=container.environment(environment),
@@ -163,6 +157,35 @@ def run_monitor(
         raise MonitorError(
             f"monitoring job failed (exit {result.returncode}): {tail[0]} (log: {folder / 'job.log'})"
         )
+    return output
+
+
+def run_monitor(
+    cfg: PipelineConfig,
+    *,
+    endpoint: str | None,
+    since: datetime | None,
+    config_path: Path | None,
+    echo: Callable[[str], None] = print,
+    now: datetime | None = None,
+) -> MonitorOutcome:
+    """Judge the window ``[since or now - monitor.window_hours, now)`` of ``endpoint``'s traffic (default:
+    the endpoint of ``monitor.stage``); start the retraining when it drifted and ``on_drift`` says so."""
+    root = Path(cfg.local.root)
+    name = endpoint or endpoint_name_for(cfg, cfg.monitor.stage)
+    package, baseline, model, captured = _served_files(cfg, root, name)
+    # Capture times have whole seconds: the window ends at the next whole second, so that this
+    # second's records are in it.
+    end = (now or datetime.now(timezone.utc)).replace(microsecond=0) + timedelta(seconds=1)
+    start = since or end - timedelta(hours=cfg.monitor.window_hours)
+    run_id = f"{end:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+    folder = monitoring_folder(root) / name / run_id
+    container = Container(folder / "job")
+    _lay_out_job(cfg, container, name, captured, baseline, model)
+    environment = _contract(name, start, end)
+    echo(f"monitoring {name} ({package.group} v{package.version}) from {environment['start_time']} "
+         f"to {environment['end_time']} ...")  # fmt: skip
+    output = _run_job(container, folder, environment)
     statistics = json.loads((output / "statistics.json").read_text())
     violations = json.loads((output / "constraint_violations.json").read_text())["violations"]
     record = {
@@ -177,12 +200,10 @@ def run_monitor(
         "reports": str(output),
         "started_at": end.isoformat(timespec="seconds"),
     }
-    retrain = None
     if violations and cfg.monitor.on_drift == "retrain":
-        retrain = start_retraining(cfg, config_path, folder)
-        record["retrain"] = retrain
+        record["retrain"] = start_retraining(cfg, config_path, folder)
     (folder / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    return MonitorOutcome(record, (output / "summary.txt").read_text(), folder, retrain)
+    return MonitorOutcome(record, (output / "summary.txt").read_text(), folder, record.get("retrain"))
 
 
 def start_retraining(cfg: PipelineConfig, config_path: Path | None, folder: Path) -> dict[str, Any]:

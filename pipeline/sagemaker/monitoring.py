@@ -64,20 +64,9 @@ def monitoring_wanted(cfg: PipelineConfig) -> str | None:
     return None
 
 
-def monitoring_schedule_request(cfg: PipelineConfig, code: CodeArchive, role_arn: str) -> dict[str, Any]:
-    """sagemaker:CreateMonitoringSchedule (UpdateMonitoringSchedule takes the same config)."""
-    from pipeline.definition.sdk import prepare_sdk_environment
-
-    prepare_sdk_environment(cfg.project.region)  # the SDK needs a region to be imported
-    from steps.common import framework_image
-
-    endpoint = monitored_endpoint(cfg)
-    resources = JobResources(
-        instance_type=cfg.monitor.instance_type,
-        framework_version=cfg.training.resources.framework_version,
-        py_version=cfg.training.resources.py_version,
-    )
-    definition = {
+def _inputs_and_outputs(cfg: PipelineConfig, endpoint: str) -> dict[str, Any]:
+    """The job's baseline constraints, the endpoint's captured data (input) and the reports (output)."""
+    return {
         "BaselineConfig": {"ConstraintsResource": {"S3Uri": constraints_uri(cfg)}},
         "MonitoringInputs": [
             {
@@ -100,6 +89,24 @@ def monitoring_schedule_request(cfg: PipelineConfig, code: CodeArchive, role_arn
                 }
             ]
         },
+    }
+
+
+def monitoring_schedule_request(cfg: PipelineConfig, code: CodeArchive, role_arn: str) -> dict[str, Any]:
+    """sagemaker:CreateMonitoringSchedule (UpdateMonitoringSchedule takes the same config)."""
+    from pipeline.definition.sdk import prepare_sdk_environment
+
+    prepare_sdk_environment(cfg.project.region)  # the SDK needs a region to be imported
+    from steps.common import framework_image
+
+    endpoint = monitored_endpoint(cfg)
+    resources = JobResources(
+        instance_type=cfg.monitor.instance_type,
+        framework_version=cfg.training.resources.framework_version,
+        py_version=cfg.training.resources.py_version,
+    )
+    definition = {
+        **_inputs_and_outputs(cfg, endpoint),
         "MonitoringResources": {
             "ClusterConfig": {
                 "InstanceCount": 1,
@@ -196,6 +203,27 @@ def describe_schedule(sagemaker: Any, name: str) -> dict[str, Any] | None:
         raise
 
 
+def _put_schedule(
+    sagemaker: Any, s3: Any, cfg: PipelineConfig, code: CodeArchive, role_arn: str, existing: Any
+) -> str:
+    """The constraints file, then the schedule created, updated or left as it is; one line."""
+    name = monitoring_schedule_name(cfg)
+    bucket, _, key = constraints_uri(cfg).removeprefix("s3://").partition("/")
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(cfg.monitor.constraints(), indent=2).encode())
+    request = monitoring_schedule_request(cfg, code, role_arn)
+    if existing is None:
+        sagemaker.create_monitoring_schedule(**request)
+        action = "created"
+    elif existing.get("MonitoringScheduleConfig") == request["MonitoringScheduleConfig"]:
+        action = "unchanged"
+    else:
+        sagemaker.update_monitoring_schedule(
+            MonitoringScheduleName=name, MonitoringScheduleConfig=request["MonitoringScheduleConfig"]
+        )
+        action = "updated"
+    return f"monitoring schedule {name}: {action} ({cfg.monitor.schedule} on {monitored_endpoint(cfg)})"
+
+
 def upsert_monitoring(
     *,
     sagemaker: Any,
@@ -224,20 +252,7 @@ def upsert_monitoring(
         else:
             lines.append(f"monitoring schedule: none ({why_not})")
         return [*lines, _remove_retrain_rule(events, cfg, why_not)]
-    bucket, _, key = constraints_uri(cfg).removeprefix("s3://").partition("/")
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(cfg.monitor.constraints(), indent=2).encode())
-    request = monitoring_schedule_request(cfg, code, role_arn)
-    if existing is None:
-        sagemaker.create_monitoring_schedule(**request)
-        action = "created"
-    elif existing.get("MonitoringScheduleConfig") == request["MonitoringScheduleConfig"]:
-        action = "unchanged"
-    else:
-        sagemaker.update_monitoring_schedule(
-            MonitoringScheduleName=name, MonitoringScheduleConfig=request["MonitoringScheduleConfig"]
-        )
-        action = "updated"
-    lines = [f"monitoring schedule {name}: {action} ({cfg.monitor.schedule} on {monitored_endpoint(cfg)})"]
+    lines = [_put_schedule(sagemaker, s3, cfg, code, role_arn, existing)]
     alarm = drift_alarm_request(cfg)
     cloudwatch.put_metric_alarm(**alarm)
     lines.append(f"drift alarm: {alarm['AlarmName']}")
