@@ -23,6 +23,7 @@ BENCHMARKS = {
     "e2e": "bench.e2e_bench",
     "scale": "bench.scale_bench",
     "preprocess": "bench.preprocess_scale_bench",
+    "monitor": "bench.monitor_bench",
 }
 #: Run only when named with ``--only``: the whole pipeline at dogImages scale takes ~15 minutes.
 ON_REQUEST = {"scale"}

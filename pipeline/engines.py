@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -79,6 +80,20 @@ class EndpointSample:
 
     image: Path
     reply: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    """One monitoring run of an endpoint's captured traffic: its record (window, status, violations,
+    the retraining it started), the job's human summary and the folder of its reports."""
+
+    record: dict[str, Any]
+    summary: str
+    folder: Path
+
+
+#: Columns of ``dogpipe monitor status``.
+MONITOR_COLUMNS = ("run", "endpoint", "status", "images", "violations", "violated")
 
 
 class VerbNotHere(DogpipeError):
@@ -182,6 +197,18 @@ class LocalVerbs(Engine, Protocol):
     def endpoint_url(self, endpoint: str) -> str: ...
 
     def stop_endpoints(self, endpoint: str | None) -> list[tuple[str, bool]]: ...
+
+    def monitor_run(
+        self, endpoint: str | None, since: datetime | None, config_path: Path, echo: Callable[[str], None]
+    ) -> MonitorReport:
+        """Judge the endpoint's captured traffic since ``since`` (default: ``monitor.window_hours``)
+        against its version's baseline; with ``on_drift: retrain`` a violation starts ``dogpipe run``
+        with ``config_path``."""
+        ...
+
+    def monitor_status(self, endpoint: str | None) -> Listing:
+        """The monitoring runs, newest first (``MONITOR_COLUMNS``)."""
+        ...
 
     def write_report(
         self, execution: str | None, output: Path | None, *, sample: EndpointSample | None = None

@@ -244,3 +244,34 @@ def write_sample_data(
             + ", ".join(bad)
         )
     return summary
+
+
+#: How ``shifted_jpeg`` changes an in-distribution image: what a monitor should notice.
+SHIFTS: tuple[str, ...] = ("none", "dark", "blur", "new_breed")
+
+
+def shifted_jpeg(
+    breed_index: int,
+    shift: str,
+    rng: np.random.Generator,
+    sides: tuple[int, int] = (MIN_SIDE, MAX_SIDE),
+    new_breed_index: int = 12,
+) -> bytes:
+    """One JPEG of the synthetic breeds as traffic to an endpoint: ``none`` (like the training images),
+    ``dark`` (pixels at 35 %), ``blur`` (Gaussian, radius 4 % of the short side) or ``new_breed`` (a
+    breed the model never saw: ``new_breed_index`` in :func:`make_breeds`' order)."""
+    import io
+
+    from PIL import ImageFilter
+
+    if shift not in SHIFTS:
+        raise ValueError(f"unknown shift {shift!r}: use one of {', '.join(SHIFTS)}")
+    index = new_breed_index if shift == "new_breed" else breed_index
+    image = render_image(make_breeds(index + 1)[index], rng, sides)
+    if shift == "dark":
+        image = Image.eval(image, lambda value: int(value * 0.35))
+    elif shift == "blur":
+        image = image.filter(ImageFilter.GaussianBlur(radius=max(2.0, 0.04 * min(image.size))))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()

@@ -11,7 +11,7 @@ from sagemaker.core.workflow.functions import Join
 from sagemaker.mlops.workflow.endpoint_step import EndpointConfigStep, EndpointStep
 from sagemaker.mlops.workflow.model_step import ModelStep
 
-from pipeline.config.deploy_names import VARIANT
+from pipeline.config.deploy_names import VARIANT, data_capture_request
 from steps.common import BuildContext, api_retry_policies
 from steps.register import model_step_arguments
 
@@ -38,6 +38,7 @@ def build_deploy(ctx: BuildContext, register: ModelStep) -> list:
                 "InstanceType": deploy.instance_type,
             }
         ],
+        data_capture_config_dict=data_capture_request(ctx.cfg),
     )
     # No RetryPolicies: the pipeline schema's EndpointConfig step has none.
     endpoint_config = EndpointConfigStep(name="EndpointConfig", step_args=config_args)

@@ -36,6 +36,7 @@ from pipeline.config.deploy_names import (
     LATEST_PACKAGE,
     PACKAGE_PARAMETER,
     VARIANT,
+    data_capture_request,
     deploy_stage,
     deployment_config,
     stage_endpoint,
@@ -130,18 +131,6 @@ def _production_variant(cfg: PipelineConfig, model_name: Any) -> dict[str, Any]:
     return variant
 
 
-def _data_capture(cfg: PipelineConfig, endpoint: str) -> dict[str, Any] | None:
-    capture = cfg.deploy.data_capture
-    if not capture.enabled:
-        return None
-    return {
-        "EnableCapture": True,
-        "InitialSamplingPercentage": capture.sampling_percentage,
-        "DestinationS3Uri": capture.s3_uri or f"{cfg.project.s3_root}/data-capture/{endpoint}",
-        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-    }
-
-
 def _async_inference(cfg: PipelineConfig) -> dict[str, Any] | None:
     options = cfg.deploy.async_inference
     if options is None:
@@ -169,7 +158,7 @@ def build_serving(ctx: BuildContext, package_arn: JsonGet) -> list[Any]:
     config_args = session.create_endpoint_config(
         name=Join(on="-", values=[endpoint, ExecutionVariables.PIPELINE_EXECUTION_ID]),
         production_variants=[_production_variant(cfg, model.properties.ModelName)],
-        data_capture_config_dict=_data_capture(cfg, endpoint),
+        data_capture_config_dict=data_capture_request(cfg),
         async_inference_config_dict=_async_inference(cfg),
     )
     # No RetryPolicies: the pipeline schema's EndpointConfig step has none.

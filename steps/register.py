@@ -27,6 +27,7 @@ from steps.evaluate import EVALUATION_FILE, EVALUATION_OUTPUT
 from steps.processing import output_uri
 from steps.train import tuned_hyperparameters
 from training_code.compare import REGISTRY_METADATA_KEYS
+from training_code.contract import BASELINE_FILE, DRIFT_BASELINE_KEY
 
 #: The inference toolkit loads ``code/inference.py`` from the unpacked model.tar.gz.
 SERVING_ENVIRONMENT = {
@@ -124,6 +125,13 @@ def build_register(
     metadata = lineage_metadata(ctx, train, debug_rules, tune)
     if comparison:
         metadata.update(comparison_metadata(*comparison))
+    # The version's drift baseline (Evaluate writes it beside evaluation.json): the registry's
+    # DriftCheckBaselines for Studio, and the metadata key the monitoring job and `dogpipe monitor` read.
+    baseline_uri = Join(on="/", values=[output_uri(evaluate, EVALUATION_OUTPUT), BASELINE_FILE])
+    metadata[DRIFT_BASELINE_KEY] = baseline_uri
+    drift_baselines = {
+        "ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": baseline_uri}}
+    }
     container = {
         "Image": inference_image(ctx),
         "ModelDataUrl": train.properties.ModelArtifacts.S3ModelArtifacts,
@@ -143,6 +151,7 @@ def build_register(
             model_metrics=metrics._to_request_dict(),
             approval_status=ctx.params.model_approval_status,
             customer_metadata_properties=metadata,
+            drift_check_baselines=drift_baselines,
         ),
     )
     return ModelStep(name="Register", step_args=step_args, retry_policies=api_retry_policies(ctx.cfg))

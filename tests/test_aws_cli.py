@@ -243,7 +243,7 @@ def test_new_approved_version_updates_the_endpoint_with_capture_and_scaling(conf
         "DataCaptureConfig"
     ]
     assert capture["InitialSamplingPercentage"] == 25
-    assert capture["DestinationS3Uri"] == f"s3://{BUCKET}/dp/data-capture/dogs-prod"
+    assert capture["DestinationS3Uri"] == f"s3://{BUCKET}/dp/data-capture"  # + <endpoint>/<variant>
     resource = "endpoint/dogs-prod/variant/AllTraffic"
     targets = clients.autoscaling.describe_scalable_targets(
         ServiceNamespace="sagemaker", ResourceIds=[resource]
@@ -329,6 +329,7 @@ def test_diff_reports_changed_step_and_added_parameter(config_file: Path, tmp_pa
         f"pipeline {PIPELINE}-deploy: unchanged",
         "approval rule dogpipe-test-deploy-on-approval: none (deploy.on_approval is off)",
         "schedule dogpipe-test-scheduled-build: none",
+        "monitoring schedule: none (deploy.data_capture captures no requests)",
     ]
 
 

@@ -30,7 +30,8 @@ from pipeline.local.endpoint_records import (
     server_alive,
     stop_endpoint,
 )
-from pipeline.local.endpoint_servers import smoke_prediction, start_endpoint
+from pipeline.local.endpoint_servers import start_endpoint
+from pipeline.local.endpoint_smoke import smoke_prediction
 from tests.serving_helpers import image_bytes, write_model_dir
 
 REPO = Path(__file__).resolve().parents[1]

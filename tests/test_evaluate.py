@@ -6,6 +6,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,3 +124,27 @@ def test_missing_model_fails_with_a_clear_message(preprocessed_dataset: Path, tm
     assert evaluate.main(argv) == 2
     assert "model.tar.gz" in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_writes_the_versions_drift_baseline(
+    model_archive: Path, preprocessed_dataset: Path, tmp_path: Path
+) -> None:
+    from training_code import drift
+
+    test_dir = preprocessed_dataset / "data" / "test"
+    argv = ["--model-dir", str(model_archive), "--test-dir", str(test_dir), "--output-dir", str(tmp_path),
+            "--num-workers", "1"]  # fmt: skip
+    assert evaluate.main(argv) == 0
+    baseline = json.loads((tmp_path / drift.BASELINE_FILE).read_text())
+    embeddings = np.load(tmp_path / drift.EMBEDDINGS_FILE)
+    assert baseline["num_images"] == 16 and sum(baseline["predicted_class_counts"]) == 16
+    assert len(baseline["confidence"]) == 16 and all(0 < c <= 1 for c in baseline["confidence"])
+    assert embeddings.shape == (16, 512)  # squeezenet's head input, pooled
+    assert baseline["embeddings"] == {"file": drift.EMBEDDINGS_FILE, "count": 16, "dim": 512}
+    # the per-image sizes are the files' own (48-96 px), not the model's 32 px
+    widths = baseline["inputs"]["width"]
+    assert min(widths) >= 48 and max(widths) <= 96 and len(set(widths)) > 1
+    assert 0 < baseline["summary"]["brightness_r"]["mean"] < 1
+    assert not (tmp_path / "no-baseline").exists()
+    assert evaluate.main([*argv[:5], str(tmp_path / "no-baseline"), "--no-baseline"]) == 0
+    assert not (tmp_path / "no-baseline" / drift.BASELINE_FILE).exists()

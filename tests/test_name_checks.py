@@ -34,6 +34,8 @@ NAME_COMMANDS: dict[tuple[str, str], list[str]] = {
     ("models compare", "first"): ["models", "compare", "NAME", "1"],
     ("models compare", "second"): ["models", "compare", "1", "NAME"],
     ("logs", "step"): ["logs", "20260101-000000-abcdef", "NAME"],
+    ("monitor run", "endpoint"): ["monitor", "run", "--endpoint", "NAME"],
+    ("monitor status", "endpoint"): ["monitor", "status", "--endpoint", "NAME"],
 }
 #: Parameter names that carry a name of a store object or AWS resource.
 NAME_PARAMETERS = {

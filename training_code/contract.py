@@ -27,6 +27,13 @@ PROCESSING_OUTPUT = f"{OPT_ML}/processing/output"
 #: Processing jobs learn their cluster from this file (training jobs from ``SM_HOSTS``/``SM_CURRENT_HOST``).
 PROCESSING_RESOURCE_CONFIG = f"{OPT_ML}/config/resourceconfig.json"
 DEFAULT_HOST = "algo-1"
+# A version's drift baseline (Evaluate writes it; Register, the monitoring job and the CLI read it) and
+# the monitoring job's thresholds (Model Monitor's ``baseline_constraints``).
+BASELINE_FILE = "baseline.json"
+EMBEDDINGS_FILE = "baseline_embeddings.npy"
+CONSTRAINTS_FILE = "constraints.json"
+#: The model package's metadata key holding its baseline.json URI (Register writes it).
+DRIFT_BASELINE_KEY = "drift_baseline"
 
 _TRUE = {"true", "1", "yes", "y", "on", "t"}
 _FALSE = {"false", "0", "no", "n", "off", "f", "none", ""}

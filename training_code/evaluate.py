@@ -11,6 +11,11 @@ carries image size, mean/std and the class order).
 each metric is ``{"value": v, "standard_deviation": "NaN"}`` (one test pass gives no spread), the
 confusion matrix is ``{actual: {predicted: count}}``. ``per_class`` adds precision, recall, F1 and
 support per breed. A class never predicted has precision 0 (scikit-learn's ``zero_division=0``).
+
+Beside it, the version's drift baseline (``drift.py``): ``baseline.json`` (the test split's per-image
+input statistics, predicted classes and confidences, with their summaries) and
+``baseline_embeddings.npy`` (penultimate-layer embeddings of up to 500 test images), which the
+monitoring job compares captured traffic with. Register points the model package at them.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 if __package__:  # imported as training_code.evaluate (tests)
-    from . import contract, dogdata, models
+    from . import contract, dogdata, drift, models
 else:  # run as a script inside the processing container
     import contract  # type: ignore[no-redef]
     import dogdata  # type: ignore[no-redef]
+    import drift  # type: ignore[no-redef]
     import models  # type: ignore[no-redef]
 
 MODEL_ARCHIVE = "model.tar.gz"
@@ -121,8 +128,30 @@ def predict(model: torch.nn.Module, loader: dogdata.ImageFolderLoader) -> tuple[
     return labels, predictions
 
 
-def evaluate(model_dir: Path, test_dir: Path, batch_size: int, num_workers: int) -> dict[str, Any]:
-    """Load the model, run the test split, and return the ``evaluation.json`` content."""
+def write_baseline(model: torch.nn.Module, info: dict[str, Any], test_dir: Path, output_dir: Path) -> Path:
+    """The drift baseline of the test split, measured as the monitoring job measures captured images."""
+    _, samples = dogdata.scan_split(test_dir)
+    embedder = drift.Embedder(model, info["mean"], info["std"])
+    found, refused = drift.measure(
+        embedder, ((path, Path(path).read_bytes()) for path, _ in samples), int(info["image_size"])
+    )
+    for path, reason in refused:
+        log.warning("baseline: skipped %s: %s", path, reason)
+    document, embeddings = drift.baseline_document(found, info)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    np.save(output_dir / drift.EMBEDDINGS_FILE, embeddings)
+    target = output_dir / drift.BASELINE_FILE
+    target.with_suffix(".tmp").write_text(json.dumps(document) + "\n")
+    target.with_suffix(".tmp").replace(target)
+    log.info("wrote %s (%d images, %d embeddings)", target, document["num_images"], len(embeddings))
+    return target
+
+
+def evaluate(
+    model_dir: Path, test_dir: Path, batch_size: int, num_workers: int, baseline_dir: Path | None = None
+) -> dict[str, Any]:
+    """Load the model, run the test split, and return the ``evaluation.json`` content; with
+    ``baseline_dir``, write the drift baseline there too."""
     with tempfile.TemporaryDirectory(prefix="dogpipe-model-") as scratch:
         model, info = models.load_trained_model(unpack_model(model_dir, Path(scratch)))
     classes = list(info["classes"])
@@ -143,6 +172,8 @@ def evaluate(model_dir: Path, test_dir: Path, batch_size: int, num_workers: int)
         len(classes),
     )
     labels, predictions = predict(model, loader)
+    if baseline_dir is not None:
+        write_baseline(model, info, test_dir, baseline_dir)
     return classification_metrics(labels, predictions, classes)
 
 
@@ -153,6 +184,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, default=Path(contract.processing_output("evaluation")))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=os.cpu_count() or 1, help="Decoding threads.")
+    parser.add_argument("--no-baseline", action="store_true", help="Skip the drift baseline.")
     return parser.parse_args(argv)
 
 
@@ -160,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     contract.configure_logging()
     args = parse_args(argv)
     try:
-        report = evaluate(args.model_dir, args.test_dir, args.batch_size, args.num_workers)
+        baseline_dir = None if args.no_baseline else args.output_dir
+        report = evaluate(args.model_dir, args.test_dir, args.batch_size, args.num_workers, baseline_dir)
     except KeyError as error:
         log.error("evaluation failed: %s lacks the key %s", models.MODEL_INFO_FILE, error)
         return 2

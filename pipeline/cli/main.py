@@ -18,6 +18,7 @@ from pipeline.cli.executions import executions
 from pipeline.cli.iam import iam_policy
 from pipeline.cli.logs import logs
 from pipeline.cli.models import MODEL_COMMANDS
+from pipeline.cli.monitor import monitor
 from pipeline.cli.options import (
     COMPLETION,
     CONFIG_RULE,
@@ -39,6 +40,7 @@ from pipeline.cli.options import (
 from pipeline.cli.output import Output, output_option
 from pipeline.cli.pipeline import PIPELINE_COMMANDS
 from pipeline.cli.run import run
+from pipeline.cli.serve import serve
 from pipeline.names import ENDPOINT, EXECUTION_REF
 
 
@@ -71,82 +73,18 @@ def sample_data(out_dir: Path, classes: int, per_class: int, seed: int, with_bad
     click.echo(summary)
 
 
-for _command in (*PIPELINE_COMMANDS, *MODEL_COMMANDS, run, executions, endpoints, logs, iam_policy):
+for _command in (
+    *PIPELINE_COMMANDS,
+    *MODEL_COMMANDS,
+    run,
+    serve,
+    executions,
+    endpoints,
+    monitor,
+    logs,
+    iam_policy,
+):
     cli.add_command(_command)
-
-
-@cli.command(
-    "serve",
-    epilog=examples("dogpipe serve /tmp/m --port 8080", "dogpipe serve dogpipe-dog-breeds/2 --workers 1"),
-)
-@click.argument("model")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
-)
-@click.option(
-    "--workers",
-    default=2,
-    show_default=True,
-    type=click.IntRange(1, 64),
-    help="Threads for requests running side by side (a request alone runs on one more, with every core); "
-    "1: one request at a time.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(1, 256),
-    help="Torch threads of a request running beside others (default: cores/workers; alone: all cores); "
-    "with --workers 1, of every request.",
-)
-@click.option(
-    "--optimize",
-    type=click.Choice(["onednn", "compile", "trace", "eager"]),  # training_code/model_optimize.py
-    default="onednn",
-    show_default=True,
-    help="How the model is prepared for serving (compile: +6-90 s at start, slower here than onednn).",
-)
-@click.option("--model-version", help="Version in replies (default: registry version or weights hash).")
-@click.option("--body-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds a client has to send its request body (then 408).")  # fmt: skip
-@click.option(
-    "--url-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the URL here once serving."
-)
-@config_option
-def serve(
-    model: str,
-    host: str,
-    port: int,
-    workers: int,
-    threads: int | None,
-    optimize: str,
-    model_version: str | None,
-    body_timeout: float,
-    url_file: Path | None,
-    config_path: Path | None,
-) -> None:
-    """Serve MODEL (a model.tar.gz, a model dir, or a registry group/version) over the SageMaker
-    inference protocol: GET /ping, POST /invocations. Limits come from the config's `deploy` section."""
-    from pipeline.serving.model_source import ModelSourceError
-    from pipeline.serving.server import ServeOptions, serve_model
-
-    cfg = read_config(config_path)
-    options = ServeOptions(
-        host=host,
-        port=port,
-        top_k=cfg.deploy.top_k,
-        max_payload_bytes=cfg.deploy.max_payload_bytes,
-        max_batch=cfg.deploy.max_batch,
-        workers=workers,
-        threads=threads,
-        optimize=optimize,
-        model_version=model_version,
-        body_timeout_s=body_timeout,
-        url_file=url_file,
-    )
-    try:
-        serve_model(model, cfg.local.root, options)
-    except (ModelSourceError, FileNotFoundError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
 
 
 @cli.command(

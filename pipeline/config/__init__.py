@@ -8,7 +8,6 @@ the local engine. Fields are documented where a reader would otherwise have to g
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from pipeline.config.deploy import (
     ServerlessConfig,
     check_schedule,
 )
+from pipeline.config.monitor import DataCaptureConfig, MonitorConfig, s3_uri
 from pipeline.config.tracking import TrackingConfig
 from pipeline.config.training import (
     DebuggerConfig,
@@ -44,9 +44,7 @@ class ConfigError(ValueError):
 
 
 def _s3_uri(value: str) -> str:
-    if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?", value):
-        raise ValueError(f"not an S3 URI (s3://bucket/key): {value!r}")
-    return value
+    return s3_uri(value)
 
 
 class SageMakerProjectConfig(_Strict):
@@ -152,19 +150,6 @@ class RegistryConfig(_Strict):
     inference_instance_types: list[str] = ["ml.m5.large", "ml.c5.xlarge"]
 
 
-class DataCaptureConfig(_Strict):
-    """Endpoint data capture (requests and responses to S3), the input of model monitoring."""
-
-    enabled: bool = False
-    sampling_percentage: int = Field(100, ge=0, le=100)
-    s3_uri: str | None = Field(None, description="Defaults to {project.s3_root}/data-capture/<endpoint>.")
-
-    @field_validator("s3_uri")
-    @classmethod
-    def _is_s3(cls, value: str | None) -> str | None:
-        return None if value is None else _s3_uri(value)
-
-
 class AutoscalingConfig(_Strict):
     """Target-tracking autoscaling of an endpoint's instance count on invocations per instance."""
 
@@ -263,6 +248,7 @@ class PipelineConfig(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
     deploy: DeployConfig = DeployConfig()
+    monitor: MonitorConfig = MonitorConfig()
     steps: StepsConfig = StepsConfig()
     local: LocalEngineConfig = LocalEngineConfig()
     tracking: TrackingConfig = TrackingConfig()

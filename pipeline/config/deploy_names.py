@@ -71,3 +71,49 @@ def deployment_config(cfg: PipelineConfig) -> dict[str, Any]:
         },
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarm_names(cfg)]},
     }
+
+
+def capture_prefix(cfg: PipelineConfig) -> str:
+    """Where an endpoint's captured records go: ``<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/``, the
+    endpoint and variant added by SageMaker (and by the local capture writer)."""
+    return (cfg.deploy.data_capture.s3_uri or f"{cfg.project.s3_root}/data-capture").rstrip("/")
+
+
+def data_capture_request(cfg: PipelineConfig) -> dict[str, Any] | None:
+    """CreateEndpointConfig's ``DataCaptureConfig`` (None when capture is off): the one declaration both
+    pipelines, ``dogpipe deploy`` and the local endpoint servers read."""
+    capture = cfg.deploy.data_capture
+    if not capture.enabled or not capture.modes():
+        return None
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": capture.sampling_percentage,
+        "DestinationS3Uri": capture_prefix(cfg),
+        "CaptureOptions": [{"CaptureMode": mode} for mode in capture.modes()],
+        # Replies kept as JSON text, not base64 (SageMaker's default), as the local writer keeps them.
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+    }
+
+
+def monitored_endpoint(cfg: PipelineConfig) -> str:
+    """The endpoint ``monitor.stage`` serves on: the one the monitoring schedule watches."""
+    return endpoint_name_for(cfg, cfg.monitor.stage)
+
+
+def monitoring_schedule_name(cfg: PipelineConfig) -> str:
+    return f"{monitored_endpoint(cfg)}-drift"
+
+
+def drift_alarm_name(cfg: PipelineConfig) -> str:
+    """The CloudWatch alarm on the monitoring job's ``drift_violations`` metric."""
+    return f"{monitored_endpoint(cfg)}-drift"
+
+
+def retrain_rule_name(cfg: PipelineConfig) -> str:
+    """The EventBridge rule that starts the build pipeline when the drift alarm goes into ALARM."""
+    return f"{cfg.project.name}-retrain-on-drift"
+
+
+def monitoring_prefix(cfg: PipelineConfig) -> str:
+    """``constraints.json`` and the monitoring job's reports (``<prefix>/<endpoint>/...``)."""
+    return f"{cfg.project.s3_root}/monitoring"

@@ -20,6 +20,9 @@ class EngineSettings:
     endpoint_host: str = "127.0.0.1"
     endpoint_port: int = 0
     max_parallel_trials: int | None = None
+    #: The local capture writer's bounds (``deploy.data_capture``); SageMaker manages its own files.
+    capture_max_file_bytes: int = 4 * 1024 * 1024
+    capture_max_total_bytes: int = 512 * 1024 * 1024
 
     @property
     def tracking_uri(self) -> str:

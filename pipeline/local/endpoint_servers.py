@@ -20,8 +20,6 @@ A deployer killed outright (SIGKILL) cleans nothing up, so a start is made safe 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import secrets
 import socket
@@ -37,6 +35,7 @@ from typing import Any
 
 import psutil
 
+from pipeline.local.endpoint_capture import LocalCapture
 from pipeline.local.endpoint_records import (
     TOKEN_VARIABLE,
     EndpointError,
@@ -135,6 +134,7 @@ def _launch(
     version: str | None,
     token: str,
     lifeline: Lifeline,
+    capture: LocalCapture | None = None,
 ) -> tuple[subprocess.Popen[bytes], str, Path]:
     url = f"http://{host}:{port}"
     log = endpoint_file(root, name, f".{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}.log")
@@ -145,6 +145,8 @@ def _launch(
     command = [sys.executable, "-m", "pipeline.serving", str(model_path), "--host", host, "--port", str(port)]
     if version:
         command += ["--model-version", version]
+    if capture is not None:
+        command += capture.arguments(name)
     with log.open("ab") as stream:
         process = subprocess.Popen(
             command,
@@ -176,8 +178,10 @@ def start_endpoint(
     host: str = "127.0.0.1",
     port: int = 0,
     smoke: SmokeCheck | None = None,
+    capture: LocalCapture | None = None,
 ) -> dict[str, Any]:
     """Serve ``model_path`` (model.tar.gz or folder) as endpoint ``name``; returns its new record.
+    ``capture``: record its traffic in SageMaker's capture format (``pipeline.serving.capture``).
 
     Blue/green under the name's lock: the new server starts beside the old one, must answer ``/ping``
     and pass ``smoke``, and only then is it promoted, replaces the record and the old server is stopped.
@@ -186,14 +190,19 @@ def start_endpoint(
     is stopped first.
     """
     version = model_version_of(model_package_arn)
-    details = {"model_data": model_data, "model_package_arn": model_package_arn, "model_version": version}
+    details = {
+        "model_data": model_data,
+        "model_package_arn": model_package_arn,
+        "model_version": version,
+        "capture_folder": str(capture.folder) if capture is not None else None,
+    }
     with endpoint_lock(root, name), terminating_signals_interrupt():
         settle_pending(root, name, keep=recorded_identity(root, name))
         if port:
             stop_unlocked(root, name)
         previous = recorded_process(read_endpoint(root, name)) if record_path(root, name).is_file() else None
         return _start_checked(
-            root, name, model_path, host, port or _free_port(host), smoke, details, previous
+            root, name, model_path, host, port or _free_port(host), smoke, details, previous, capture
         )
 
 
@@ -206,6 +215,7 @@ def _start_checked(
     smoke: SmokeCheck | None,
     details: dict[str, Any],
     previous: psutil.Process | None,
+    capture: LocalCapture | None = None,
 ) -> dict[str, Any]:
     """Launch, wait for ``/ping``, smoke-check, promote and record the new server, then stop
     ``previous`` (the caller holds the lock). Anything failing before the record stops the new server.
@@ -216,7 +226,7 @@ def _start_checked(
     lifeline, process, recorded = Lifeline(), None, False
     try:
         process, url, log = _launch(
-            root, name, model_path, host, port, details["model_version"], token, lifeline
+            root, name, model_path, host, port, details["model_version"], token, lifeline, capture
         )
         lifeline.launched()
         identity = ProcessIdentity(process.pid, psutil.Process(process.pid).create_time())
@@ -242,30 +252,3 @@ def _start_checked(
         lifeline.close()
     pending.unlink(missing_ok=True)
     return {**record, **details}
-
-
-def smoke_prediction(url: str) -> None:
-    """One prediction on a generated image: the server must answer with a top-k for it.
-
-    A server can answer ``/ping`` and still be unable to predict (wrong weights, a broken model), which
-    is what a health check before switching traffic is for.
-    """
-    import io
-
-    from PIL import Image
-
-    from pipeline.serving.client import PredictError, invoke_http
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), (120, 90, 60)).save(buffer, format="JPEG")
-    try:
-        reply = invoke_http(url, buffer.getvalue(), "image/jpeg", timeout=60)
-    except PredictError as error:
-        raise EndpointError(f"smoke prediction failed: {error}") from None
-    predictions = reply.get("predictions") or []
-    top_k = predictions[0].get("top_k") if predictions else None
-    if not top_k:
-        raise EndpointError(f"smoke prediction failed: no top-k in the reply {json.dumps(reply)[:300]}")
-    probabilities = [item.get("probability") for item in top_k]
-    if not all(isinstance(p, (int, float)) and math.isfinite(p) and 0 <= p <= 1 for p in probabilities):
-        raise EndpointError(f"smoke prediction failed: probabilities {probabilities} are not in [0, 1]")

@@ -13,7 +13,9 @@ from typing import Any
 
 from pipeline.local.container import job_name
 from pipeline.local.context import StepContext, arn
-from pipeline.local.endpoint_servers import smoke_prediction, start_endpoint
+from pipeline.local.endpoint_capture import LocalCapture
+from pipeline.local.endpoint_servers import start_endpoint
+from pipeline.local.endpoint_smoke import smoke_prediction
 from pipeline.local.executions import read_json, write_json
 from pipeline.names import RESOURCE, path_under
 from pipeline.registry import LocalRegistry
@@ -91,6 +93,12 @@ def serve_endpoint_config(ctx: StepContext, name: str, config_name: str) -> dict
     config = _read_control(ctx, "endpoint-configs", config_name, "endpoint configuration")
     model = _read_control(ctx, "models", str(config["ProductionVariants"][0]["ModelName"]), "model")
     model_data, package_arn = _model_data(ctx, model["PrimaryContainer"])
+    capture = LocalCapture.from_request(
+        config.get("DataCaptureConfig"),
+        ctx.store.path_for,
+        ctx.settings.capture_max_file_bytes,
+        ctx.settings.capture_max_total_bytes,
+    )
     ctx.echo(f"  [{ctx.name}] starting local endpoint {name} for {model_data}")
     record = start_endpoint(
         ctx.settings.root,
@@ -101,6 +109,8 @@ def serve_endpoint_config(ctx: StepContext, name: str, config_name: str) -> dict
         host=ctx.settings.endpoint_host,
         port=ctx.settings.endpoint_port,
         smoke=smoke_prediction,
+        capture=capture,
     )
-    ctx.echo(f"  [{ctx.name}] {name} serving at {record['url']}")
+    note = f", capturing {capture.sampling_percentage}% under {capture.folder}" if capture else ""
+    ctx.echo(f"  [{ctx.name}] {name} serving at {record['url']}{note}")
     return record

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.config import PipelineConfig
 from pipeline.engines import (
     EXECUTION_COLUMNS,
+    MONITOR_COLUMNS,
     RUNNING_STATUSES,
     EndpointSample,
     Listing,
     LogFeed,
+    MonitorReport,
     RunOutcome,
     StatusProbe,
 )
@@ -34,7 +37,7 @@ class LocalFacade:
     """The local engine as every command sees it."""
 
     name: ClassVar[str] = "local"
-    verbs: ClassVar[frozenset[str]] = frozenset({"run", "endpoints stop"})
+    verbs: ClassVar[frozenset[str]] = frozenset({"run", "endpoints stop", "monitor run", "monitor status"})
     instead: ClassVar[Mapping[str, str]] = {
         "executions stop": "Ctrl-C or kill the `dogpipe run`",
         "executions retry": "`dogpipe run --resume EXECUTION`",
@@ -246,16 +249,42 @@ class LocalFacade:
             names = [endpoint]
         return [(name, stop_endpoint(self.root, name)) for name in names]
 
+    # -- monitoring ---------------------------------------------------------------------------------
+
+    def monitor_run(
+        self, endpoint: str | None, since: datetime | None, config_path: Path, echo: Callable[[str], None]
+    ) -> MonitorReport:
+        from pipeline.local.monitoring import run_monitor
+
+        outcome = run_monitor(self.cfg, endpoint=endpoint, since=since, config_path=config_path, echo=echo)
+        return MonitorReport(outcome.record, outcome.summary, outcome.folder)
+
+    def monitor_status(self, endpoint: str | None) -> Listing:
+        from pipeline.local.monitoring import monitor_runs, monitoring_folder
+
+        rows = [
+            {**run, "violated": ", ".join(run.get("violated") or []) or "-"}
+            for run in monitor_runs(self.root, endpoint)
+        ]
+        return Listing(rows, MONITOR_COLUMNS, f"no monitoring runs under {monitoring_folder(self.root)}")
+
     def deploy(self, stage: str, package: ModelPackage, wait: bool) -> str:
         """Serve ``package`` on this machine, as the local engine's Endpoint step does (already
         serving when this returns, so ``wait`` changes nothing)."""
-        from pipeline.config.deploy_names import endpoint_name_for
-        from pipeline.local.endpoint_servers import smoke_prediction, start_endpoint
+        from pipeline.config.deploy_names import data_capture_request, endpoint_name_for
+        from pipeline.local.endpoint_capture import LocalCapture
+        from pipeline.local.endpoint_servers import start_endpoint
+        from pipeline.local.endpoint_smoke import smoke_prediction
         from pipeline.object_store import ObjectStore
 
         if not package.model_data_url:
             raise DogpipeError(f"model package {package.arn} has no model data to serve")
-        model_path = ObjectStore(self.root).path_for(package.model_data_url)
+        store = ObjectStore(self.root)
+        model_path = store.path_for(package.model_data_url)
+        capture = self.cfg.deploy.data_capture
+        local_capture = LocalCapture.from_request(
+            data_capture_request(self.cfg), store.path_for, capture.max_file_bytes, capture.max_total_bytes
+        )
         if not model_path.exists():
             raise DogpipeError(f"model data of {package.arn} is missing from the local store: {model_path}")
         record = start_endpoint(
@@ -267,6 +296,7 @@ class LocalFacade:
             host=self.cfg.local.endpoint_host,
             port=self.cfg.local.endpoint_port,
             smoke=smoke_prediction,
+            capture=local_capture,
         )
         return f"endpoint {record['name']} serving {record['model_package_arn']} at {record['url']}"
 

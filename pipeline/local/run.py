@@ -38,6 +38,8 @@ def executor_for(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> Lo
         endpoint_host=cfg.local.endpoint_host,
         endpoint_port=cfg.local.endpoint_port,
         max_parallel_trials=cfg.local.max_parallel_trials,
+        capture_max_file_bytes=cfg.deploy.data_capture.max_file_bytes,
+        capture_max_total_bytes=cfg.deploy.data_capture.max_total_bytes,
     )
     return LocalEngine(settings, echo=echo)
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from pipeline.config import PipelineConfig
-from pipeline.config.deploy_names import VARIANT, deployment_config, endpoint_name_for
+from pipeline.config.deploy_names import VARIANT, data_capture_request, deployment_config, endpoint_name_for
 from pipeline.errors import DogpipeError
 from pipeline.registry import ModelPackage
 from pipeline.sagemaker.aws import aws_errors, is_not_found
@@ -63,14 +63,9 @@ def endpoint_config_request(cfg: PipelineConfig, endpoint: str, model_name: str)
             }
         ]
     }
-    capture = cfg.deploy.data_capture
-    if capture.enabled:
-        request["DataCaptureConfig"] = {
-            "EnableCapture": True,
-            "InitialSamplingPercentage": capture.sampling_percentage,
-            "DestinationS3Uri": capture.s3_uri or f"{cfg.project.s3_root}/data-capture/{endpoint}",
-            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-        }
+    capture = data_capture_request(cfg)
+    if capture is not None:
+        request["DataCaptureConfig"] = capture
     return request
 
 

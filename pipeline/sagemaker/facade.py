@@ -36,6 +36,10 @@ class SageMakerFacade:
     )
     instead: ClassVar[Mapping[str, str]] = {
         "endpoints stop": "`dogpipe endpoints delete NAME --yes` (SageMaker endpoints bill until deleted)",
+        "monitor run": "the monitoring schedule `dogpipe upsert` creates (monitor.schedule), which runs the "
+        "same training_code/monitor.py",
+        "monitor status": "`aws sagemaker list-monitoring-executions` on the schedule `dogpipe upsert` "
+        "created (its reports under <s3_root>/monitoring/)",
     }
     cfg: PipelineConfig
 
@@ -210,8 +214,14 @@ class SageMakerFacade:
         lines: list[str] = []
         for name, wanted in ((self.cfg.project.name, build), (deploy_pipeline_name(self.cfg), deploy)):
             lines += _pipeline_diff(name, deployed_definition(self.clients.sagemaker, name), wanted)
+        from pipeline.definition.code import package_code
+        from pipeline.sagemaker.aws import require_role
+        from pipeline.sagemaker.monitoring import monitoring_diff
+
         events, scheduler = self.clients.client("events"), self.clients.client("scheduler")
-        return lines + trigger_diff(events, scheduler, self.cfg)
+        lines += trigger_diff(events, scheduler, self.cfg)
+        role = self.cfg.project.role_arn or require_role(self.cfg)
+        return lines + monitoring_diff(self.clients.sagemaker, events, self.cfg, package_code(), role)
 
     def iam_policies(self, definitions: list[str], role: str, events_role: str) -> dict[str, Any]:
         """The least-privilege policy documents by role (no AWS call)."""

@@ -52,6 +52,9 @@ SCRIPT_ACTIONS = (
     "sagemaker:DescribeModel",
     "sagemaker:CreateEndpoint",
     "sagemaker:UpdateEndpoint",
+    # training_code/monitor.py on a monitoring schedule: which version the endpoint serves
+    "sagemaker:DescribeEndpointConfig",
+    "sagemaker:DescribeModel",
 )
 #: The operator's actions, by what they are for.
 OPERATOR_ACTIONS: dict[str, tuple[str, ...]] = {
@@ -105,6 +108,11 @@ OPERATOR_ACTIONS: dict[str, tuple[str, ...]] = {
         "scheduler:DeleteSchedule",
         "cloudwatch:PutMetricAlarm",
         "cloudwatch:DescribeAlarms",
+        # watching the endpoint (pipeline/sagemaker/monitoring.py)
+        "sagemaker:DescribeMonitoringSchedule",
+        "sagemaker:CreateMonitoringSchedule",
+        "sagemaker:UpdateMonitoringSchedule",
+        "sagemaker:DeleteMonitoringSchedule",
     ),
     "storage": ("s3:ListBucket", "s3:GetObject", "s3:PutObject"),
     "logs": ("logs:FilterLogEvents",),  # dogpipe logs: the jobs' CloudWatch streams

@@ -167,12 +167,34 @@ def upsert_triggers(clients: AwsClients, cfg: PipelineConfig, build_arn: str, de
     ]
 
 
+def upsert_watch(
+    clients: AwsClients, cfg: PipelineConfig, archive: CodeArchive, role: str, build_arn: str
+) -> list[str]:
+    """The monitoring schedule, its drift alarm and the retrain rule (``pipeline.sagemaker.monitoring``)."""
+    from pipeline.sagemaker.monitoring import upsert_monitoring
+    from pipeline.sagemaker.triggers import events_role
+
+    return upsert_monitoring(
+        sagemaker=clients.sagemaker,
+        s3=clients.s3,
+        cloudwatch=clients.client("cloudwatch"),
+        events=clients.client("events"),
+        cfg=cfg,
+        code=archive,
+        role_arn=role,
+        events_role_arn=events_role(cfg) or role,
+        build_arn=build_arn,
+    )
+
+
 def check_events_role(clients: AwsClients, cfg: PipelineConfig) -> None:
     """The role EventBridge (approval rule) and Scheduler (schedule) assume must trust them; it defaults
     to the execution role, which usually trusts only SageMaker."""
+    from pipeline.sagemaker.monitoring import monitoring_wanted
     from pipeline.sagemaker.triggers import events_role
 
-    services = (("events.amazonaws.com",) if cfg.deploy.on_approval != "off" else ()) + (
+    retrains = monitoring_wanted(cfg) is None and cfg.monitor.on_drift == "retrain"
+    services = (("events.amazonaws.com",) if cfg.deploy.on_approval != "off" or retrains else ()) + (
         ("scheduler.amazonaws.com",) if cfg.schedule else ()
     )
     if services:
@@ -201,6 +223,7 @@ def upsert_pipeline(
             clients, cfg, deploy_pipeline_name(cfg), deploy_definition, role
         )
         triggers = upsert_triggers(clients, cfg, arn, deploy_arn)
+        triggers += upsert_watch(clients, cfg, archive, role, arn)
     total = len(archive.staging_plan(cfg))
     return UpsertResult(arn, action, staged, total - len(staged), deploy_arn, deploy_action, triggers)
 

@@ -36,6 +36,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from pipeline.serving.capture import CaptureWriter
 from pipeline.serving.model_threads import ModelThreads, shared_threads
 from training_code import inference, payloads
 
@@ -117,11 +118,16 @@ class InferenceService:
     """The loaded model, its threads and its limits: what the routes share."""
 
     def __init__(
-        self, model: inference.ServedModel, settings: ServingSettings, threads: ModelThreads
+        self,
+        model: inference.ServedModel,
+        settings: ServingSettings,
+        threads: ModelThreads,
+        capture: CaptureWriter | None = None,
     ) -> None:
         self.model = model
         self.settings = settings
         self.threads = threads
+        self.capture = capture
         # Requests between submission and reply, and when two last overlapped (monotonic seconds); read
         # and written on the event loop only.
         self.in_flight = 0
@@ -138,7 +144,10 @@ class InferenceService:
         return inference.predict(self.model, images, shared=shared), started, time.perf_counter()
 
     async def ping(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "model_version": self.model.version})
+        answer: dict[str, Any] = {"status": "ok", "model_version": self.model.version}
+        if self.capture is not None:
+            answer["capture"] = self.capture.stats()
+        return JSONResponse(answer)
 
     async def invocations(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -165,7 +174,10 @@ class InferenceService:
             f"body;dur={(received - started) * 1000:.3f}, queue;dur={(picked_up - received) * 1000:.3f}, "
             f"predict;dur={(predicted - picked_up) * 1000:.3f}, resume;dur={(resumed - predicted) * 1000:.3f}"
         )
-        return Response(json.dumps(reply), media_type=payloads.JSON_TYPE, headers={"Server-Timing": timing})
+        text = json.dumps(reply).encode()
+        if self.capture is not None:  # a queue put; the record is written on the capture thread
+            self.capture.offer(body, content_type, text, payloads.JSON_TYPE)
+        return Response(text, media_type=payloads.JSON_TYPE, headers={"Server-Timing": timing})
 
     async def _run(self, body: bytes, content_type: str | None) -> tuple[dict[str, Any], float, float]:
         """``classify`` on the solo thread, or on a shared one when the server is under load (two
@@ -191,18 +203,24 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 
 def create_app(
-    model: inference.ServedModel, settings: ServingSettings | None = None, threads: ModelThreads | None = None
+    model: inference.ServedModel,
+    settings: ServingSettings | None = None,
+    threads: ModelThreads | None = None,
+    capture: CaptureWriter | None = None,
 ) -> Starlette:
     """The ASGI application serving ``model`` (already loaded, so ``/ping`` is 200 from the start) on
-    ``threads`` (the ones that loaded it, ideally: see ``model_threads``; new ones by default)."""
+    ``threads`` (the ones that loaded it, ideally: see ``model_threads``; new ones by default), recording
+    sampled requests with ``capture`` (``pipeline.serving.capture``) when given."""
     settings = settings or ServingSettings()
     threads = threads or ModelThreads(settings.workers, shared_threads(settings.workers))
-    service = InferenceService(model, settings, threads)
+    service = InferenceService(model, settings, threads, capture)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         threads.close()
+        if capture is not None:
+            capture.close()
 
     app = Starlette(
         routes=[

@@ -12,10 +12,14 @@ import logging
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from pipeline.files import write_atomic
+
+if TYPE_CHECKING:
+    from pipeline.serving.capture import CaptureSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,7 @@ class ServeOptions:
     model_version: str | None = None
     url_file: Path | None = None
     log_level: str = "info"
+    capture: CaptureSettings | None = None
 
 
 def connection_limit(wanted: int = MAX_CONCURRENT_CONNECTIONS) -> int:
@@ -107,8 +112,16 @@ def serve_model(model: str, registry_root: Path, options: ServeOptions) -> None:
             shared_threads=shared if options.workers > 1 else None,
         )
         log.info("loaded %s (%s, %d classes)", served.version, served.optimized, len(served.classes))
+        capture = None
+        if options.capture is not None:
+            from pipeline.serving.capture import CaptureWriter
+
+            capture = CaptureWriter(options.capture)
+            stack.callback(capture.close)  # idempotent after the app's shutdown closed it
+            log.info("capturing %g%% of requests under %s", options.capture.sampling_percentage,
+                     options.capture.endpoint_folder)  # fmt: skip
         config = uvicorn.Config(
-            create_app(served, settings, threads),
+            create_app(served, settings, threads, capture),
             host=options.host,
             port=options.port,
             log_level=options.log_level,
