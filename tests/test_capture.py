@@ -16,7 +16,8 @@ import pytest
 from pipeline.config import LOCAL_CONFIG, load_config
 from pipeline.config.deploy_names import data_capture_request
 from pipeline.local.endpoint_capture import LocalCapture
-from pipeline.local.endpoint_servers import list_endpoints, start_endpoint, stop_endpoint
+from pipeline.local.endpoint_records import list_endpoints, stop_endpoint
+from pipeline.local.endpoint_servers import start_endpoint
 from pipeline.serving.capture import CaptureSettings, CaptureWriter
 from pipeline.serving.client import invoke_http
 from tests.serving_helpers import image_bytes, write_model_dir

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from pipeline.local.endpoint_servers import EndpointError
+from pipeline.local.endpoint_records import EndpointError
 
 
 def smoke_prediction(url: str) -> None:

@@ -29,7 +29,7 @@ from pipeline.config import PipelineConfig
 from pipeline.config.deploy_names import capture_prefix, endpoint_name_for
 from pipeline.errors import DogpipeError
 from pipeline.local.container import Container
-from pipeline.local.endpoint_servers import EndpointError, read_endpoint
+from pipeline.local.endpoint_records import EndpointError, read_endpoint
 from pipeline.object_store import ObjectStore, StoreError
 from pipeline.registry import LocalRegistry, RegistryError
 from training_code.contract import BASELINE_FILE, CONSTRAINTS_FILE, DRIFT_BASELINE_KEY, EMBEDDINGS_FILE

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from pipeline.cli.main import cli
 from pipeline.config import LOCAL_CONFIG
-from pipeline.local.endpoint_servers import read_endpoint, stop_endpoint
+from pipeline.local.endpoint_records import read_endpoint, stop_endpoint
 from pipeline.sample_data import shifted_jpeg, write_sample_data
 from pipeline.serving.client import invoke_http
 
