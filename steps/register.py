@@ -101,6 +101,28 @@ def lineage_metadata(
     return metadata
 
 
+def _model_metrics(
+    evaluate: ProcessingStep, comparison: tuple[ProcessingStep, PropertyFile] | None
+) -> ModelMetrics:
+    """evaluation.json as the model-quality statistics; comparison.json, where Compare ran, as its
+    constraints (the check against production this version passed)."""
+    evaluation_uri = Join(on="/", values=[output_uri(evaluate, EVALUATION_OUTPUT), EVALUATION_FILE])
+    return ModelMetrics(
+        model_statistics=MetricsSource(s3_uri=evaluation_uri, content_type="application/json"),
+        model_constraints=(
+            MetricsSource(s3_uri=comparison_uri(comparison[0]), content_type="application/json")
+            if comparison
+            else None
+        ),
+    )
+
+
+def _drift_baselines(baseline_uri: Join) -> dict[str, Any]:
+    """The version's drift baseline (Evaluate writes it beside evaluation.json) as the registry's
+    DriftCheckBaselines, for Studio; the monitoring job and `dogpipe monitor` read the metadata key."""
+    return {"ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": baseline_uri}}}
+
+
 def build_register(
     ctx: BuildContext,
     train: TrainingStep,
@@ -113,25 +135,12 @@ def build_register(
     Compare step and its property file), comparison.json as the model-quality constraints: the check
     against production this version passed (botocore's ModelMetrics has no freer slot that Studio shows
     beside the statistics), with its verdict in the customer metadata."""
-    evaluation_uri = Join(on="/", values=[output_uri(evaluate, EVALUATION_OUTPUT), EVALUATION_FILE])
-    metrics = ModelMetrics(
-        model_statistics=MetricsSource(s3_uri=evaluation_uri, content_type="application/json"),
-        model_constraints=(
-            MetricsSource(s3_uri=comparison_uri(comparison[0]), content_type="application/json")
-            if comparison
-            else None
-        ),
-    )
+    metrics = _model_metrics(evaluate, comparison)
     metadata = lineage_metadata(ctx, train, debug_rules, tune)
     if comparison:
         metadata.update(comparison_metadata(*comparison))
-    # The version's drift baseline (Evaluate writes it beside evaluation.json): the registry's
-    # DriftCheckBaselines for Studio, and the metadata key the monitoring job and `dogpipe monitor` read.
     baseline_uri = Join(on="/", values=[output_uri(evaluate, EVALUATION_OUTPUT), BASELINE_FILE])
     metadata[DRIFT_BASELINE_KEY] = baseline_uri
-    drift_baselines = {
-        "ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": baseline_uri}}
-    }
     container = {
         "Image": inference_image(ctx),
         "ModelDataUrl": train.properties.ModelArtifacts.S3ModelArtifacts,
@@ -151,7 +160,7 @@ def build_register(
             model_metrics=metrics._to_request_dict(),
             approval_status=ctx.params.model_approval_status,
             customer_metadata_properties=metadata,
-            drift_check_baselines=drift_baselines,
+            drift_check_baselines=_drift_baselines(baseline_uri),
         ),
     )
     return ModelStep(name="Register", step_args=step_args, retry_policies=api_retry_policies(ctx.cfg))
