@@ -147,6 +147,21 @@ def write_baseline(model: torch.nn.Module, info: dict[str, Any], test_dir: Path,
     return target
 
 
+def test_loader(test_dir: Path, info: dict[str, Any], batch_size: int, num_workers: int) -> Any:
+    """The test split in a fixed order, as the model in ``info`` (``model_info.json``) was trained to
+    see it: its classes, image size and normalisation (Evaluate and Compare score the same way)."""
+    return dogdata.make_loader(
+        test_dir,
+        list(info["classes"]),
+        int(info["image_size"]),
+        info["mean"],
+        info["std"],
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+    )
+
+
 def evaluate(
     model_dir: Path, test_dir: Path, batch_size: int, num_workers: int, baseline_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -155,16 +170,7 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="dogpipe-model-") as scratch:
         model, info = models.load_trained_model(unpack_model(model_dir, Path(scratch)))
     classes = list(info["classes"])
-    loader = dogdata.make_loader(
-        test_dir,
-        classes,
-        int(info["image_size"]),
-        info["mean"],
-        info["std"],
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-    )
+    loader = test_loader(test_dir, info, batch_size, num_workers)
     log.info(
         "evaluating %s on %d test images in %d classes",
         info["architecture"],

@@ -25,12 +25,16 @@ from typing import Any
 import torch
 
 if __package__:  # imported as training_code.model_comparison (tests, dogpipe models compare)
-    from . import dogdata, models
-    from .evaluate import classification_metrics, predict, unpack_model
+    from . import models
+    from .evaluate import classification_metrics, predict, test_loader, unpack_model
 else:  # run from the job's code folder
-    import dogdata  # type: ignore[no-redef]
     import models  # type: ignore[no-redef]
-    from evaluate import classification_metrics, predict, unpack_model  # type: ignore[no-redef]
+    from evaluate import (  # type: ignore[no-redef]
+        classification_metrics,
+        predict,
+        test_loader,
+        unpack_model,
+    )
 
 STATUSES = ("compared", "no_production", "not_comparable")
 LATENCY_RUNS = 10
@@ -81,16 +85,7 @@ def score_model(model_dir: Path, test_dir: Path, batch_size: int = 64, num_worke
         model_bytes = (unpacked / models.MODEL_WEIGHTS_FILE).stat().st_size
         model, info = models.load_trained_model(unpacked)
     classes = list(info["classes"])
-    loader = dogdata.make_loader(
-        test_dir,
-        classes,
-        int(info["image_size"]),
-        info["mean"],
-        info["std"],
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-    )
+    loader = test_loader(test_dir, info, batch_size, num_workers)
     labels, predictions = predict(model, loader)
     first_image = next(iter(loader))[0][0]
     return ScoredModel(classes, labels, predictions, model_bytes, single_image_latency_ms(model, first_image))

@@ -12,7 +12,8 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,25 @@ def metric_values(line: str, definitions: Sequence[Mapping[str, str]]) -> dict[s
             except ValueError:
                 continue
     return found
+
+
+def run_on_every_host(count: int, run_host: Callable[[int], None]) -> None:
+    """``run_host(i)`` for each of ``count`` instances at once (the first in this thread, as the one whose
+    Ctrl-C the engine sees); every instance runs to its end, then the first failure is raised, as a
+    SageMaker job with several instances fails when one of them does."""
+    errors: list[BaseException] = []
+
+    def guarded(index: int) -> None:
+        try:
+            run_host(index)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(index,), daemon=True) for index in range(1, count)]
+    for thread in threads:
+        thread.start()
+    guarded(0)
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]

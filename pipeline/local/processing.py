@@ -13,12 +13,11 @@ uploads every instance's folder to the one S3Uri. The job completes when every i
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from pipeline.console_progress import JobLines
-from pipeline.local.container import Container, job_name, max_runtime_seconds
+from pipeline.local.container import Container, job_name, max_runtime_seconds, run_on_every_host
 from pipeline.local.context import StepContext, arn
 from pipeline.local.deploy_job import is_deploy_job, run_deploy_job
 from pipeline.local.endpoint_records import endpoints_folder
@@ -151,7 +150,6 @@ def _run_instances(
     hosts: list[str],
 ) -> None:
     """Every instance's process at once, each with its own log; raises the first failure after all end."""
-    errors: list[BaseException] = []
 
     def run_host(index: int) -> None:
         container = containers[index]
@@ -167,21 +165,10 @@ def _run_instances(
                 on_line=_echo_prefixed(shown),
                 max_runtime_s=max_runtime_seconds(arguments),
             )
-        except BaseException as error:
-            errors.append(error)
         finally:
             shown.close()
 
-    threads = [
-        threading.Thread(target=run_host, args=(index,), daemon=True) for index in range(1, len(hosts))
-    ]
-    for thread in threads:
-        thread.start()
-    run_host(0)
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    run_on_every_host(len(hosts), run_host)
 
 
 def _job_environment(ctx: StepContext, container: Container, arguments: dict[str, Any]) -> dict[str, str]:

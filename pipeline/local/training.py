@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.console_progress import StepProgress
-from pipeline.local.container import Container, job_name, max_runtime_seconds, metric_values
+from pipeline.local.container import (
+    Container,
+    job_name,
+    max_runtime_seconds,
+    metric_values,
+    run_on_every_host,
+)
 from pipeline.local.context import StepContext, arn
 from pipeline.local.job_process import JobFailed, run_logged
 from pipeline.object_store import ObjectStore
@@ -254,33 +260,20 @@ class TrainingJob:
         """Run every host to completion, upload the artifacts, return DescribeTrainingJob properties."""
         master_port = _free_port()
         prepared = [self._prepare_host(host, rank, master_port) for rank, host in enumerate(self.hosts)]
-        errors: list[BaseException] = []
 
         def run_host(index: int) -> None:
             container, argv, env = prepared[index]
             watch = self._watch_metrics(on_metrics) if index == 0 else None
-            try:
-                run_logged(
-                    argv,
-                    env,
-                    container.path("/opt/ml/code") if self.program else container.job_dir,
-                    log_dir / f"{self.name}-{self.hosts[index]}.log",
-                    on_line=watch,
-                    max_runtime_s=max_runtime_seconds(self.request),
-                )
-            except BaseException as error:
-                errors.append(error)
+            run_logged(
+                argv,
+                env,
+                container.path("/opt/ml/code") if self.program else container.job_dir,
+                log_dir / f"{self.name}-{self.hosts[index]}.log",
+                on_line=watch,
+                max_runtime_s=max_runtime_seconds(self.request),
+            )
 
-        threads = [
-            threading.Thread(target=run_host, args=(index,), daemon=True) for index in range(1, len(prepared))
-        ]
-        for thread in threads:
-            thread.start()
-        run_host(0)
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
+        run_on_every_host(len(prepared), run_host)
         return self._upload(prepared[0][0])
 
     def _upload(self, primary: Container) -> dict[str, Any]:
