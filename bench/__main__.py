@@ -24,6 +24,7 @@ BENCHMARKS = {
     "scale": "bench.scale_bench",
     "preprocess": "bench.preprocess_scale_bench",
     "monitor": "bench.monitor_bench",
+    "train_phases": "bench.train_phases_bench",
 }
 #: Run only when named with ``--only``: the whole pipeline at dogImages scale takes ~15 minutes.
 ON_REQUEST = {"scale"}

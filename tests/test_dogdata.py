@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -205,6 +206,58 @@ def test_augmented_batches_are_reproducible_and_vary_by_epoch(sample_dataset: Pa
     assert first_batch(0).shape == (4, 3, 32, 32)
     assert torch.equal(first_batch(0), first_batch(0))
     assert not torch.equal(first_batch(0), first_batch(1))
+
+
+def _epochs(loader: dogdata.ImageFolderLoader, epochs: int) -> list[torch.Tensor]:
+    batches = []
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        batches.extend(images for images, _ in loader)
+    return batches
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_cached_epochs_give_the_same_batches_without_reading_the_files_again(
+    sample_dataset: Path, tmp_path: Path, augment: bool
+) -> None:
+    """Epoch 2 from the cache equals epoch 2 decoded again, bit for bit; the files are gone by then."""
+    copy = tmp_path / "split"
+    shutil.copytree(sample_dataset / "valid", copy)
+    _, samples = dogdata.scan_split(copy)
+    options = {"batch_size": 4, "shuffle": True, "augment": augment, "seed": 3, "num_workers": 2}
+    plain = dogdata.ImageFolderLoader(samples, 24, MEAN, STD, **options)
+    cached = dogdata.ImageFolderLoader(samples, 24, MEAN, STD, cache_bytes=64 * 2**20, **options)
+    expected = _epochs(plain, 2)
+    got = _epochs(cached, 1)
+    assert len(cached.cache) == len(samples)
+    shutil.rmtree(copy)
+    cached.set_epoch(1)
+    got.extend(images for images, _ in cached)
+    assert len(got) == len(expected) and all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    with pytest.raises(Exception, match=r"No such file|not found|cannot"):
+        _epochs(plain, 1)
+
+
+def test_the_cache_keeps_no_more_than_its_budget(sample_dataset: Path) -> None:
+    _, samples = dogdata.scan_split(sample_dataset / "valid")
+    one_image = 3 * 24 * 24
+    loader = dogdata.ImageFolderLoader(samples, 24, MEAN, STD, batch_size=4, shuffle=False,
+                                       cache_bytes=3 * one_image + 1)  # fmt: skip
+    _epochs(loader, 2)
+    assert len(loader.cache) == 3 and loader.cache.used_bytes == 3 * one_image
+
+
+def test_loader_threads_leave_the_training_thread_its_intra_op_threads(sample_dataset: Path) -> None:
+    """Loader threads decode on one torch thread each; the thread that trains keeps its own count."""
+    _, samples = dogdata.scan_split(sample_dataset / "valid")
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    loader = dogdata.ImageFolderLoader(samples[:4], 24, MEAN, STD, batch_size=2, shuffle=False, num_workers=2)
+    load = loader._load
+    loader._load = lambda index: (seen.append(torch.get_num_threads()), load(index))[1]  # type: ignore[method-assign]
+    _epochs(loader, 1)
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before
 
 
 def test_drop_last_drops_only_the_partial_batch(sample_dataset: Path) -> None:

@@ -342,3 +342,29 @@ def test_script_rejects_a_bad_rules_config_and_writes_nothing(
     assert debug_rules.main(argv) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_frozen_backbone_saves_only_the_parameters_it_trains(tmp_path: Path) -> None:
+    """Weights and biases of frozen layers are the pretrained file's at every step: not saved; the
+    trained head's are, and gradients and losses as before."""
+    from training_code.models import build_model
+
+    model = build_model("squeezenet1_1", 3, pretrained=False, freeze="features")
+    criterion = nn.CrossEntropyLoss()
+    settings = HookSettings(
+        out_dir=tmp_path / "trace", save_interval=1, collections=("losses", "gradients", "weights", "biases")
+    )
+    debugger = create_debugger(model, criterion, enabled=True, config_path=None, settings=settings)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    debugger.set_mode("train")
+    for _ in range(2):
+        optimizer.zero_grad()
+        criterion(model(torch.randn(2, 3, 32, 32)), torch.tensor([0, 1])).backward()
+        optimizer.step()
+    debugger.close()
+    trial = create_trial(str(tmp_path / "trace"))
+    trained = {f"SqueezeNet_{name}" for name, p in model.named_parameters() if p.requires_grad}
+    assert trained == {"SqueezeNet_classifier.1.weight", "SqueezeNet_classifier.1.bias"}
+    saved = {*trial.tensor_names(collection="weights"), *trial.tensor_names(collection="biases")}
+    assert saved == trained
+    assert trial.tensor_names(regex=["gradient/.*"]) and trial.tensor_names(collection="losses")

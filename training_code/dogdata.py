@@ -23,8 +23,9 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,13 @@ import torchdata.nodes as tn
 import torchvision.transforms.v2.functional as F
 from PIL import Image, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_jpeg
+
+if __package__:  # imported as training_code.dogdata (tests)
+    from .image_cache import ImageCache
+    from .thread_map import map_node
+else:  # in the containers, beside image_cache.py
+    from image_cache import ImageCache  # type: ignore[no-redef]
+    from thread_map import map_node  # type: ignore[no-redef]
 
 # fmt: off
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff",
@@ -146,10 +154,15 @@ def decode_image(source: str | os.PathLike[str] | bytes, image_size: int | None 
     return image if image_size is None else resize_center_crop(image, image_size)
 
 
-def _augmented(path: str, image_size: int, generator: torch.Generator) -> torch.Tensor:
-    data, name = _read_source(path)
+def augment_base(source: str | os.PathLike[str] | bytes, image_size: int) -> torch.Tensor:
+    """What augmentation crops from: the image with its short side at ``AUGMENT_SCALE * image_size``."""
+    data, name = _read_source(source)
     scaled = math.ceil(AUGMENT_SCALE * image_size)
-    image = resize_short_side(_decode(data, name, scaled), scaled)
+    return resize_short_side(_decode(data, name, scaled), scaled)
+
+
+def random_crop_flip(image: torch.Tensor, image_size: int, generator: torch.Generator) -> torch.Tensor:
+    """A random ``image_size`` square of ``image`` (from :func:`augment_base`), flipped with p=0.5."""
     height, width = image.shape[-2:]
     top = int(torch.randint(0, height - image_size + 1, (1,), generator=generator))
     left = int(torch.randint(0, width - image_size + 1, (1,), generator=generator))
@@ -157,6 +170,10 @@ def _augmented(path: str, image_size: int, generator: torch.Generator) -> torch.
     if bool(torch.rand((), generator=generator) < 0.5):
         image = image.flip(-1)
     return image.contiguous()
+
+
+def _augmented(path: str, image_size: int, generator: torch.Generator) -> torch.Tensor:
+    return random_crop_flip(augment_base(path, image_size), image_size, generator)
 
 
 # --------------------------------------------------------------------------------------------- folders
@@ -257,7 +274,9 @@ class ImageFolderLoader:
 
     Built on ``torchdata.nodes``: decoding runs in ``num_workers`` threads (``ParallelMapper``; decoding
     and resizing release the GIL, and threads measured faster than processes here), in order, so a fixed
-    seed gives the same batches. Call ``set_epoch`` before each epoch to reshuffle.
+    seed gives the same batches. Call ``set_epoch`` before each epoch to reshuffle. Decoded images are
+    kept across epochs up to ``cache_bytes`` (``image_cache.py``): the same batches, without decoding
+    the same files again.
     """
 
     def __init__(
@@ -276,6 +295,7 @@ class ImageFolderLoader:
         rank: int = 0,
         world_size: int = 1,
         equal_shards: bool | None = None,
+        cache_bytes: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -292,6 +312,7 @@ class ImageFolderLoader:
         self.rank = rank
         self.world_size = world_size
         self.equal_shards = shuffle if equal_shards is None else equal_shards
+        self.cache = ImageCache(cache_bytes)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -322,9 +343,10 @@ class ImageFolderLoader:
     def _load(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         if self.augment:
+            base = self.cache.get(index, lambda: augment_base(path, self.image_size))
             generator = torch.Generator().manual_seed(_sample_seed(self.seed, self.epoch, index))
-            return _augmented(path, self.image_size, generator), label
-        return decode_image(path, self.image_size), label
+            return random_crop_flip(base, self.image_size, generator), label
+        return self.cache.get(index, lambda: decode_image(path, self.image_size)), label
 
     def _collate(self, batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         images = normalize(torch.stack([image for image, _ in batch]), self.mean, self.std)
@@ -344,31 +366,16 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return images.to(torch.float32).div(255.0).sub(mean).div(std)
 
 
-def map_node(source: tn.BaseNode, fn: Callable, num_workers: int) -> tn.BaseNode:
-    """``fn`` over ``source`` in ``num_workers`` threads, in order; inline when ``num_workers`` is 0."""
-    if num_workers <= 0:
-        return tn.Mapper(source, fn)
-    return tn.ParallelMapper(source, fn, num_workers=num_workers, method="thread", in_order=True)
-
-
 def make_loader(
     split_dir: str | os.PathLike[str],
     classes: Sequence[str],
     image_size: int,
     mean: Sequence[float],
     std: Sequence[float],
-    *,
-    batch_size: int,
-    shuffle: bool,
-    seed: int = 0,
-    num_workers: int = 0,
-    augment: bool = False,
-    drop_last: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-    equal_shards: bool | None = None,
+    **options: Any,
 ) -> ImageFolderLoader:
-    """A loader over an ImageFolder split whose labels follow ``classes`` (from ``classes.json``).
+    """A loader over an ImageFolder split whose labels follow ``classes`` (from ``classes.json``);
+    ``options`` are :class:`ImageFolderLoader`'s.
 
     A class folder that ``classes`` does not know is an error (its label would be wrong); a class with
     no folder in this split is allowed (a small test split may lack one). ``equal_shards`` defaults to
@@ -381,18 +388,4 @@ def make_loader(
         raise ValueError(f"{split_dir}: class folders not in classes.json: {', '.join(unknown)}")
     label_of = {name: index for index, name in enumerate(classes)}
     samples = [(path, label_of[split_classes[label]]) for path, label in split_samples]
-    return ImageFolderLoader(
-        samples,
-        image_size,
-        mean,
-        std,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        num_workers=num_workers,
-        augment=augment,
-        drop_last=drop_last,
-        rank=rank,
-        world_size=world_size,
-        equal_shards=equal_shards,
-    )
+    return ImageFolderLoader(samples, image_size, mean, std, **options)

@@ -18,10 +18,11 @@ import torch
 import torchdata.nodes as tn
 
 if __package__:  # imported as training_code.pixel_stats (tests)
-    from . import dogdata, forked_sums
+    from . import dogdata, forked_sums, thread_map
 else:  # run inside the processing container, beside dogdata.py
     import dogdata  # type: ignore[no-redef]
     import forked_sums  # type: ignore[no-redef]
+    import thread_map  # type: ignore[no-redef]
 
 
 @contextmanager
@@ -65,7 +66,7 @@ def _chunk_histogram(paths: Sequence[str], image_size: int) -> torch.Tensor:
 def _histograms_in_threads(
     paths: list[str], image_size: int, num_workers: int
 ) -> Iterator[tuple[torch.Tensor, int]]:
-    node = dogdata.map_node(
+    node = thread_map.map_node(
         tn.IterableWrapper(paths), lambda path: _channel_histogram(path, image_size), num_workers
     )
     for histogram in tn.Loader(node):

@@ -34,7 +34,7 @@ import torchdata.nodes as tn
 from PIL import Image
 
 if __package__:  # imported as training_code.preprocess (tests)
-    from . import contract, dogdata, pixel_stats, preprocess_merge, progress
+    from . import contract, dogdata, pixel_stats, preprocess_merge, progress, thread_map
     from .image_sources import (
         IGNORED_NAMES,
         SPLITS,
@@ -50,6 +50,7 @@ else:  # run as a script inside the processing container
     import pixel_stats  # type: ignore[no-redef]
     import preprocess_merge  # type: ignore[no-redef]
     import progress  # type: ignore[no-redef]
+    import thread_map  # type: ignore[no-redef]
     from image_sources import (  # type: ignore[no-redef]
         IGNORED_NAMES,
         SPLITS,
@@ -213,7 +214,7 @@ def process_all(
 ) -> list[Outcome]:
     """Verify and write every candidate in ``num_workers`` threads, in input order, showing progress (a
     bar in a terminal, a line every ``PROGRESS_EVERY`` files in a log)."""
-    node = dogdata.map_node(
+    node = thread_map.map_node(
         tn.IterableWrapper(candidates), lambda item: process_file(item, source, output_dir), num_workers
     )
     outcomes: list[Outcome] = []

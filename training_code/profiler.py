@@ -136,6 +136,12 @@ class TrainingProfiler:
         self._phases = {}
         self._step_started = None
 
+    def drop_step(self) -> None:
+        """Forget the step begun but not ended (e.g. the data wait that found the loader empty), so its
+        time is not counted in the next step's wall time."""
+        self._phases = {}
+        self._step_started = None
+
     def update_meta(self, **fields: Any) -> None:
         """Add facts known only after the profiler started (e.g. ``init_seconds``); written on exit."""
         self._meta.update(fields)
@@ -145,6 +151,7 @@ class TrainingProfiler:
         if not self.enabled:
             return self
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.drop_step()
         self._t0 = time.perf_counter()
         self._wall_t0 = time.time()
         self._steps_file = open(self.out_dir / STEPS_FILE, "w", buffering=1 << 16)

@@ -30,6 +30,7 @@ if __package__:  # imported as training_code.train (tests, the local engine's in
     from . import contract, dogdata, tracking
     from .debugger_hook import Debugger, HookSettings, create_debugger
     from .distributed import World, device_for, init_distributed, launch, leave_distributed
+    from .image_cache import MIB, ImageCache
     from .models import MODEL_INFO_FILE, MODEL_WEIGHTS_FILE, build_model
     from .package_serving_code import CODE_DIR, write_serving_code
     from .profiler import TrainingProfiler
@@ -41,6 +42,7 @@ else:  # inside the training container: the source dir is the working directory
     import tracking  # type: ignore[no-redef]
     from debugger_hook import Debugger, HookSettings, create_debugger  # type: ignore[no-redef]
     from distributed import World, device_for, init_distributed, launch, leave_distributed  # type: ignore[no-redef]
+    from image_cache import MIB, ImageCache  # type: ignore[no-redef]
     from models import MODEL_INFO_FILE, MODEL_WEIGHTS_FILE, build_model  # type: ignore[no-redef]
     from package_serving_code import CODE_DIR, write_serving_code  # type: ignore[no-redef]
     from profiler import TrainingProfiler  # type: ignore[no-redef]
@@ -112,9 +114,17 @@ def _loaders(
     valid_loader = dogdata.make_loader(
         args.valid, classes, args.image_size, mean, std, batch_size=args.batch_size, shuffle=False, **options,
     )  # fmt: skip
+    _share_cache(args.cache_mb * MIB, train_loader, valid_loader)
     if len(train_loader) == 0:
         raise ValueError(f"train split {args.train} has no images for rank {world.rank}")
     return train_loader, valid_loader
+
+
+def _share_cache(budget: int, *loaders: dogdata.ImageFolderLoader) -> None:
+    """Split the decoded-image budget between the loaders by their number of images."""
+    total = sum(loader.num_samples for loader in loaders) or 1
+    for loader in loaders:
+        loader.cache = ImageCache(budget * loader.num_samples // total)
 
 
 def _instruments(
@@ -135,7 +145,10 @@ def _instruments(
         ),
         pretrained=args.pretrained,
     )
-    meta = {name: getattr(args, name) for name in ("architecture", "batch_size", "num_workers", "image_size")}
+    meta = {
+        name: getattr(args, name)
+        for name in ("architecture", "batch_size", "num_workers", "cache_mb", "image_size")
+    }
     meta.update(device=str(device), world_size=world.world_size, torch_threads=torch.get_num_threads())
     profiler = TrainingProfiler(
         output_dir / "profiler",

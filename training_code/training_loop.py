@@ -180,6 +180,7 @@ class Trainer:
             with self.profiler.phase("data"):
                 batch = next(batches, None)
             if batch is None:
+                self.profiler.drop_step()  # the wait that found the split done is no step
                 break
             images, labels = self._to_device(*batch)
             with self.profiler.phase("forward_backward"):

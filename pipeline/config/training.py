@@ -71,6 +71,7 @@ class Hyperparameters(StrictModel):
     weight_decay: declared("weight_decay")
     patience: declared("patience")
     num_workers: declared("num_workers")
+    cache_mb: declared("cache_mb")
     seed: declared("seed")
     max_steps_per_epoch: declared("max_steps_per_epoch")
 
