@@ -28,6 +28,7 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import queue
 import random
 import threading
@@ -124,6 +125,15 @@ def capture_record(
     }
 
 
+def _yield_the_cores() -> None:
+    """Run the calling thread at the lowest CPU priority (Linux schedules threads, so ``nice`` applies
+    to this thread alone): the model's intra-op threads use every core, and a record written beside
+    them preempted one, which held the whole parallel region back (measured: p50 1.14x with capture at
+    100% on 2 cores at normal priority)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 class CaptureWriter:
     """Samples requests on the caller's thread, writes their records on its own (see the module doc)."""
 
@@ -180,6 +190,7 @@ class CaptureWriter:
     # -- the writer thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        _yield_the_cores()
         while True:
             item = self._queue.get()
             batch = [item]
