@@ -207,7 +207,7 @@ def _skip_frozen_parameters(hook, model: nn.Module, collections: list[str]) -> N
 
     A frozen backbone's parameters are the pretrained file's (its sha256 is in the lineage), identical at
     every save; written anyway, they were most of what a save step wrote (mobilenet_v2's 2.2M frozen
-    against 0.2M trained values) and cost the demo's Train 17% of its steady epochs at save interval 10
+    against 0.17M trained values) and cost the demo's Train 17% of its steady epochs at save interval 10
     (``bench/train_phases_bench.py``). No rule reads them. smdebug names a parameter
     ``<model class>_<parameter name>``.
     """
