@@ -34,6 +34,7 @@ from torch import nn
 
 from bench.harness import Report, Row, Timing
 from bench.scale_bench import decode_limit, forward_backward_limit
+from bench.train_bench import CachedBatches
 from pipeline.config import LOCAL_CONFIG, PipelineConfig, parse_config
 from pipeline.sample_data import write_sample_data
 
@@ -56,23 +57,6 @@ CASES = {
     "free_data": ("hook and profiler off, batches decoded beforehand", False, False, False, True),
 }
 EPOCHS = 3  # the first fills the cache; the others are the steady epochs
-
-
-class DecodedBatches:
-    """The loader interface ``Trainer`` uses, over one pass of the real loader kept in memory."""
-
-    def __init__(self, loader: dogdata.ImageFolderLoader, steps: int) -> None:
-        batches = iter(loader)
-        self.batches = [next(batches) for _ in range(min(steps, len(loader)))]
-
-    def set_epoch(self, epoch: int) -> None:
-        del epoch
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self):
-        return iter(self.batches)
 
 
 def bench_config(quick: bool) -> PipelineConfig:
@@ -117,7 +101,8 @@ def make_trainer(cfg: PipelineConfig, case: str, data: Path, out_dir: Path, step
     train_loader, valid_loader = train._loaders(args, world, classes, mean, std)
     steps = len(train_loader)
     if decoded:
-        train_loader = DecodedBatches(train_loader, steps)
+        batches = iter(train_loader)
+        train_loader = CachedBatches([next(batches) for _ in range(steps)])  # one pass, kept
     criterion = nn.CrossEntropyLoss()
     debugger = debugger_hook.create_debugger(
         model,
