@@ -29,8 +29,9 @@ test: typecheck
 	$(BIN)/python -m pytest -q
 
 # The fast lane while working: every module's tests but the whole-pipeline runs (marked slow), on two
-# workers (pytest-xdist: tests keep to their own folders and ports). 101 s on 2 idle cores
-# vs 133 s serially (2026-12-07); CI runs the full suite serially, as timing-sensitive tests expect.
+# workers (pytest-xdist: tests keep to their own folders and ports). 88 s on 2 idle cores
+# (101 s in an earlier run; 133 s serially, 2026-12-07); CI runs the full suite serially, as
+# timing-sensitive tests expect.
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m "not slow" -n 2
 
