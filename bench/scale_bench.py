@@ -136,7 +136,7 @@ def decode_limit(train_dir: Path, image_size: int, quick: bool) -> float:
     def decode_all() -> None:
         with pixel_stats.single_intra_op_thread():
             for path in paths:
-                dogdata._augmented(path, image_size, generator)
+                dogdata.random_crop_flip(dogdata.augment_base(path, image_size), image_size, generator)
 
     timing = measure(decode_all, repeats=1 if quick else 3)
     return len(paths) / timing.median * (os.cpu_count() or 1)

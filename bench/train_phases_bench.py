@@ -99,10 +99,8 @@ def make_trainer(cfg: PipelineConfig, case: str, data: Path, out_dir: Path, step
     )
     world = distributed.world_from_env()
     train_loader, valid_loader = train._loaders(args, world, classes, mean, std)
-    steps = len(train_loader)
     if decoded:
-        batches = iter(train_loader)
-        train_loader = CachedBatches([next(batches) for _ in range(steps)])  # one pass, kept
+        train_loader = CachedBatches(list(train_loader))  # one pass, kept
     criterion = nn.CrossEntropyLoss()
     debugger = debugger_hook.create_debugger(
         model,

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from training_code import dogdata, pixel_stats
+from training_code.image_cache import ImageCache
 
 
 def jpeg_bytes(image: Image.Image, fmt: str = "JPEG") -> bytes:
@@ -226,7 +227,7 @@ def test_cached_epochs_give_the_same_batches_without_reading_the_files_again(
     _, samples = dogdata.scan_split(copy)
     options = {"batch_size": 4, "shuffle": True, "augment": augment, "seed": 3, "num_workers": 2}
     plain = dogdata.ImageFolderLoader(samples, 24, MEAN, STD, **options)
-    cached = dogdata.ImageFolderLoader(samples, 24, MEAN, STD, cache_bytes=64 * 2**20, **options)
+    cached = dogdata.ImageFolderLoader(samples, 24, MEAN, STD, cache=ImageCache(64 * 2**20), **options)
     expected = _epochs(plain, 2)
     got = _epochs(cached, 1)
     assert len(cached.cache) == len(samples)
@@ -242,7 +243,7 @@ def test_the_cache_keeps_no_more_than_its_budget(sample_dataset: Path) -> None:
     _, samples = dogdata.scan_split(sample_dataset / "valid")
     one_image = 3 * 24 * 24
     loader = dogdata.ImageFolderLoader(samples, 24, MEAN, STD, batch_size=4, shuffle=False,
-                                       cache_bytes=3 * one_image + 1)  # fmt: skip
+                                       cache=ImageCache(3 * one_image + 1))  # fmt: skip
     _epochs(loader, 2)
     assert len(loader.cache) == 3 and loader.cache.used_bytes == 3 * one_image
 

@@ -172,10 +172,6 @@ def random_crop_flip(image: torch.Tensor, image_size: int, generator: torch.Gene
     return image.contiguous()
 
 
-def _augmented(path: str, image_size: int, generator: torch.Generator) -> torch.Tensor:
-    return random_crop_flip(augment_base(path, image_size), image_size, generator)
-
-
 # --------------------------------------------------------------------------------------------- folders
 
 
@@ -275,8 +271,8 @@ class ImageFolderLoader:
     Built on ``torchdata.nodes``: decoding runs in ``num_workers`` threads (``ParallelMapper``; decoding
     and resizing release the GIL, and threads measured faster than processes here), in order, so a fixed
     seed gives the same batches. Call ``set_epoch`` before each epoch to reshuffle. Decoded images are
-    kept across epochs up to ``cache_bytes`` (``image_cache.py``): the same batches, without decoding
-    the same files again.
+    kept across epochs in ``cache`` (``image_cache.py``): the same batches, without decoding the same
+    files again.
     """
 
     def __init__(
@@ -295,7 +291,7 @@ class ImageFolderLoader:
         rank: int = 0,
         world_size: int = 1,
         equal_shards: bool | None = None,
-        cache_bytes: int = 0,
+        cache: ImageCache | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -312,7 +308,7 @@ class ImageFolderLoader:
         self.rank = rank
         self.world_size = world_size
         self.equal_shards = shuffle if equal_shards is None else equal_shards
-        self.cache = ImageCache(cache_bytes)
+        self.cache = cache if cache is not None else ImageCache(0)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -343,10 +339,10 @@ class ImageFolderLoader:
     def _load(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         if self.augment:
-            base = self.cache.get(index, lambda: augment_base(path, self.image_size))
+            base = self.cache.get((path, "augment"), lambda: augment_base(path, self.image_size))
             generator = torch.Generator().manual_seed(_sample_seed(self.seed, self.epoch, index))
             return random_crop_flip(base, self.image_size, generator), label
-        return self.cache.get(index, lambda: decode_image(path, self.image_size)), label
+        return self.cache.get((path, "centre"), lambda: decode_image(path, self.image_size)), label
 
     def _collate(self, batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         images = normalize(torch.stack([image for image, _ in batch]), self.mean, self.std)

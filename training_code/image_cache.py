@@ -10,7 +10,7 @@ and flips it with the epoch's own random numbers. Images past the budget are dec
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import torch
 
@@ -19,18 +19,18 @@ MIB = 1 << 20
 
 class ImageCache:
     """``key -> uint8 tensor``, filled by :meth:`get` until ``budget_bytes`` are used; safe across the
-    loader's threads. Callers must not modify a returned tensor in place (the loader copies it into
-    the batch)."""
+    loader's threads, and shared by a job's loaders (keys name the file and what was made of it).
+    Callers must not modify a returned tensor in place (the loader copies it into the batch)."""
 
     def __init__(self, budget_bytes: int) -> None:
         if budget_bytes < 0:
             raise ValueError(f"cache budget must be >= 0 bytes, got {budget_bytes}")
         self.budget_bytes = budget_bytes
         self.used_bytes = 0
-        self._images: dict[int, torch.Tensor] = {}
+        self._images: dict[Hashable, torch.Tensor] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: int, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def get(self, key: Hashable, make: Callable[[], torch.Tensor]) -> torch.Tensor:
         """The image kept for ``key``, else ``make()``, kept when it fits in what is left."""
         image = self._images.get(key)
         if image is not None:

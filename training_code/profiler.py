@@ -133,12 +133,11 @@ class TrainingProfiler:
             self._steps_file.write(json.dumps(record) + "\n")
         self._steps += 1
         self._mode_steps[mode] = mode_step + 1
-        self._phases = {}
-        self._step_started = None
+        self.drop_step()
 
     def drop_step(self) -> None:
-        """Forget the step begun but not ended (e.g. the data wait that found the loader empty), so its
-        time is not counted in the next step's wall time."""
+        """Forget the step begun and not ended (also what ``end_step`` does after writing it), so that,
+        e.g., the data wait that found the loader empty is not counted in the next step's wall time."""
         self._phases = {}
         self._step_started = None
 

@@ -106,7 +106,8 @@ def _loaders(
     args: argparse.Namespace, world: World, classes: list[str], mean: list[float], std: list[float]
 ) -> tuple[dogdata.ImageFolderLoader, dogdata.ImageFolderLoader]:
     """This rank's shard of the train split (shuffled, augmented) and of the valid split."""
-    options = {"rank": world.rank, "world_size": world.world_size, "num_workers": args.num_workers}
+    options = {"rank": world.rank, "world_size": world.world_size, "num_workers": args.num_workers,
+               "cache": ImageCache(args.cache_mb * MIB)}  # one budget for both splits  # fmt: skip
     train_loader = dogdata.make_loader(
         args.train, classes, args.image_size, mean, std, batch_size=args.batch_size, shuffle=True,
         seed=args.seed, augment=True, **options,
@@ -114,17 +115,9 @@ def _loaders(
     valid_loader = dogdata.make_loader(
         args.valid, classes, args.image_size, mean, std, batch_size=args.batch_size, shuffle=False, **options,
     )  # fmt: skip
-    _share_cache(args.cache_mb * MIB, train_loader, valid_loader)
     if len(train_loader) == 0:
         raise ValueError(f"train split {args.train} has no images for rank {world.rank}")
     return train_loader, valid_loader
-
-
-def _share_cache(budget: int, *loaders: dogdata.ImageFolderLoader) -> None:
-    """Split the decoded-image budget between the loaders by their number of images."""
-    total = sum(loader.num_samples for loader in loaders) or 1
-    for loader in loaders:
-        loader.cache = ImageCache(budget * loader.num_samples // total)
 
 
 def _instruments(
