@@ -13,9 +13,18 @@ in files laid out as SageMaker lays them out: ``<folder>/<endpoint>/<variant>/yy
 <mm>-<ss>-<ms>-<uuid>.jsonl`` (UTC hour of the first record). JSON bodies are kept as text
 (``"JSON"``, what ``CaptureContentTypeHeader.JsonContentTypes`` asks of SageMaker), anything else base64.
 
-Off the request's path: the request only draws the sample and puts a reference to its body and reply
-on a bounded queue (microseconds); a writer thread encodes and appends. A full queue drops the record
-and counts it (``dropped``); a write that fails is counted (``errors``) and never reaches the request.
+Off the request's path, and out of the server's process: the request only draws the sample and puts a
+reference to its body and reply on a bounded queue (microseconds). A feeder thread hands the raw bytes,
+framed (:func:`frame`), through a pipe to a writer child (``python -m pipeline.serving.capture_child``,
+plain Python without torch, at nice 19), which encodes and appends; it reports its ``written`` and
+``errors`` totals back on its stdout, read by a thread here. Encoding a ~30 KB image (base64, JSON) on a
+thread of the server held the GIL the request threads wait for, and a thread at nice 19 that the
+kernel descheduled while holding it held them back longer (p50 1.03-1.07x at 100 % on 2 cores); the
+child shares neither the GIL nor the server's priority. A full queue drops the record and counts it
+(``dropped``); a record the child fails to write, or loses by dying, is counted (``errors``) and never
+reaches the request: a dead child costs the records, never the server. The child ends with the server
+(end of file on its stdin: it writes what it was given and exits) and ignores the terminal's and the
+process group's SIGINT/SIGTERM so that a stopping server's queued records still get written.
 Bounded on disk: a file is closed at ``max_file_bytes`` or when the hour changes (rotation), and the
 oldest files of this endpoint are deleted once its folder exceeds ``max_total_bytes``. Lines are appended
 whole and flushed after each batch, so a reader sees complete records (a last partial line, while
@@ -31,14 +40,17 @@ import logging
 import os
 import queue
 import random
+import struct
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +58,17 @@ VARIANT = "AllTraffic"
 JSON_CONTENT_TYPES = ("application/json",)
 EVENT_VERSION = "0"
 _STOP = object()
+#: The writer child's module: it imports only the standard library and this module.
+CHILD_MODULE = "pipeline.serving.capture_child"
+#: The frames on the child's stdin: a record (:data:`RECORD_HEADER`, then its four byte strings) or a
+#: flush (write out the batch, report the totals).
+RECORD = b"R"
+FLUSH = b"F"
+#: A record's header after its tag: inference epoch seconds, then the lengths of body, content type,
+#: reply, reply type (content types as UTF-8; no content type is an empty one, as SageMaker reads it).
+RECORD_HEADER = struct.Struct("!dIIII")
+#: The pipe's size asked of Linux (default 64 KiB: two images): fewer wake-ups of the feeder.
+PIPE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,15 @@ class CaptureSettings:
     @property
     def endpoint_folder(self) -> Path:
         return self.folder / self.endpoint / self.variant
+
+    def to_json(self) -> str:
+        """These settings as the child's argument (the folder absolute: the child may run elsewhere)."""
+        return json.dumps({**asdict(self), "folder": str(self.folder.absolute())})
+
+    @classmethod
+    def from_json(cls, text: str) -> CaptureSettings:
+        fields = json.loads(text)
+        return cls(**{**fields, "folder": Path(fields["folder"])})
 
 
 def _media_type(content_type: str | None) -> str:
@@ -125,17 +157,30 @@ def capture_record(
     }
 
 
+def frame(epoch_s: float, body: bytes, content_type: str | None, reply: bytes, reply_type: str) -> bytes:
+    """One record as the writer child reads it (:data:`RECORD`, :data:`RECORD_HEADER`, the bytes)."""
+    sent_type = (content_type or "").encode("utf-8", "surrogatepass")
+    answered_type = reply_type.encode("utf-8", "surrogatepass")
+    header = RECORD_HEADER.pack(epoch_s, len(body), len(sent_type), len(reply), len(answered_type))
+    return b"".join((RECORD, header, body, sent_type, reply, answered_type))
+
+
 def _yield_the_cores() -> None:
-    """Run the calling thread at the lowest CPU priority (Linux schedules threads, so ``nice`` applies
-    to this thread alone): the model's intra-op threads use every core, and a record written beside
-    them preempted one, which held the whole parallel region back (measured: p50 1.14x with capture at
-    100% on 2 cores at normal priority)."""
+    """Run the calling process (the writer child: one thread) at the lowest CPU priority: the model's
+    intra-op threads use every core, and a record written beside them at normal priority preempted
+    one, which held the whole parallel region back (measured: p50 1.14x with capture at 100 % on 2
+    cores, when the writer was a thread of the server at normal priority)."""
     with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+
+
+def _package_root() -> str:
+    return str(Path(__file__).resolve().parents[2])
 
 
 class CaptureWriter:
-    """Samples requests on the caller's thread, writes their records on its own (see the module doc)."""
+    """Samples requests on the caller's thread and feeds their bytes to a writer child that writes the
+    records (see the module doc). ``python`` is the child's interpreter."""
 
     def __init__(
         self,
@@ -143,21 +188,43 @@ class CaptureWriter:
         *,
         clock: Callable[[], float] = time.time,
         draw: Callable[[], float] = random.random,
+        python: str = sys.executable,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.draw = draw
         self.captured = 0  # records put on the queue
         self.dropped = 0  # records refused by a full queue
-        self.written = 0  # records appended to a file
-        self.errors = 0  # records lost to a failed write
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=settings.queue_size)
-        self._file: IO[bytes] | None = None
-        self._file_path: Path | None = None
-        self._file_hour: str | None = None
-        self._file_bytes = 0
+        self._lock = threading.Lock()  # the feeder's write and count against the reader's settling
+        self._sent = 0  # records handed whole to the child
+        self._child_written = 0  # the child's totals, as it last reported them
+        self._child_errors = 0
+        self._lost = 0  # records that never reached the child or that it died holding
+        self._dead = False  # the child is gone (or never started): records are counted lost
+        self._closed = False
+        self._process = self._start_child(python)
+        self._reader: threading.Thread | None = None
+        if self._process is not None:
+            self._reader = threading.Thread(target=self._read_reports, name="dogpipe-capture-reports",
+                                            daemon=True)  # fmt: skip
+            self._reader.start()
         self._thread = threading.Thread(target=self._run, name="dogpipe-capture", daemon=True)
         self._thread.start()
+
+    @property
+    def written(self) -> int:
+        """Records appended to a file (the child's count)."""
+        return self._child_written
+
+    @property
+    def errors(self) -> int:
+        """Records lost to a failed write, or to a writer child that died or never started."""
+        return self._child_errors + self._lost
+
+    @property
+    def child_pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
 
     def offer(self, body: bytes, content_type: str | None, reply: bytes, reply_type: str) -> bool:
         """Record this request if it is sampled and the queue has room; never blocks, never raises."""
@@ -180,17 +247,68 @@ class CaptureWriter:
         }
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued, close the file, stop the thread (again: nothing)."""
-        if not self._thread.is_alive():
+        """Write what is queued, let the child finish and exit, stop the threads (again: nothing)."""
+        if self._closed:
             return
+        self._closed = True
+        deadline = time.monotonic() + timeout_s
         with contextlib.suppress(queue.Full):
             self._queue.put(_STOP, timeout=timeout_s)
-        self._thread.join(timeout_s)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(max(0.0, deadline - time.monotonic()))
+        if self._reader is not None:
+            self._reader.join(max(0.0, deadline - time.monotonic()))
 
-    # -- the writer thread ----------------------------------------------------------------------------
+    # -- the child ------------------------------------------------------------------------------------
+
+    def _start_child(self, python: str) -> subprocess.Popen[bytes] | None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
+        try:
+            process = subprocess.Popen(
+                [python, "-m", CHILD_MODULE, self.settings.to_json()],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,
+                env=env,
+                close_fds=True,  # only this process holds the stdin's write end: its exit is the EOF
+            )
+        except OSError:
+            log.warning("capture: could not start the writer child; records will be counted as errors",
+                        exc_info=True)  # fmt: skip
+            self._dead = True
+            return None
+        assert process.stdin is not None
+        with contextlib.suppress(OSError, AttributeError):
+            import fcntl
+
+            fcntl.fcntl(process.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        return process
+
+    def _read_reports(self) -> None:
+        """The child's totals, one ``<written> <errors>`` line after each batch; at its end, what it
+        held unwritten is counted lost."""
+        assert self._process is not None and self._process.stdout is not None
+        stdout = self._process.stdout.fileno()
+        with contextlib.suppress(OSError, ValueError), open(stdout, "rb", closefd=False) as lines:
+            for line in lines:  # buffered: the raw pipe would read a byte at a time
+                written, errors = line.split()
+                self._child_written, self._child_errors = int(written), int(errors)
+        with contextlib.suppress(OSError):
+            self._process.stdout.close()
+        code = self._process.wait()
+        with self._lock:
+            self._dead = True
+            lost = self._sent - self._child_written - self._child_errors
+            self._lost += max(0, lost)
+        if lost or (code and not self._closed):
+            log.warning("capture: the writer child exited (code %s), %d records lost", code, max(0, lost))
+
+    # -- the feeder thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        _yield_the_cores()
         while True:
             item = self._queue.get()
             batch = [item]
@@ -203,64 +321,44 @@ class CaptureWriter:
             for entry in batch:
                 if entry is not _STOP:
                     self._write(entry)
-            self._flush()
+            self._send(FLUSH)
             if batch[-1] is _STOP:
-                self._close_file()
+                self._end_child()
                 return
 
     def _write(self, entry: tuple[float, bytes, str | None, bytes, str]) -> None:
-        epoch_s, body, content_type, reply, reply_type = entry
         try:
-            record = capture_record(self.settings, epoch_s, body, content_type, reply, reply_type)
-            line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-            handle = self._file_for(epoch_s, len(line))
-            handle.write(line)
-            self._file_bytes += len(line)
-            self.written += 1
-        except Exception:  # a full disk or a removed folder must cost records, never the server
-            self.errors += 1
-            log.debug("capture write failed", exc_info=True)
-            self._close_file()
+            data = frame(*entry)
+        except Exception:  # a content type that cannot be framed costs its record only
+            log.debug("capture frame failed", exc_info=True)
+            with self._lock:
+                self._lost += 1
+            return
+        with self._lock:
+            if self._send_locked(data):
+                self._sent += 1
+            else:
+                self._lost += 1
 
-    def _file_for(self, epoch_s: float, size: int) -> IO[bytes]:
-        moment = datetime.fromtimestamp(epoch_s, timezone.utc)
-        hour = moment.strftime("%Y/%m/%d/%H")
-        full = self._file_bytes and self._file_bytes + size > self.settings.max_file_bytes
-        if self._file is None or hour != self._file_hour or full:
-            self._close_file()
-            name = f"{moment:%M-%S}-{moment.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
-            path = self.settings.endpoint_folder / hour / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("ab")
-            self._file_path, self._file_hour, self._file_bytes = path, hour, 0
-            self._enforce_total()
-        assert self._file is not None
-        return self._file
+    def _send(self, data: bytes) -> None:
+        with self._lock:
+            self._send_locked(data)
 
-    def _flush(self) -> None:
-        if self._file is not None:
-            try:
-                self._file.flush()
-            except OSError:
-                self.errors += 1
-                self._close_file()
+    def _send_locked(self, data: bytes) -> bool:
+        """Write all of ``data`` to the child (the lock held); False once the child is gone."""
+        if self._dead or self._process is None or self._process.stdin is None:
+            return False
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self._process.stdin.write(view) or 0 :]
+        except (OSError, ValueError):  # EPIPE: the child died; a record half sent is lost with it
+            self._dead = True
+            return False
+        return True
 
-    def _close_file(self) -> None:
-        if self._file is not None:
+    def _end_child(self) -> None:
+        """End of file on the child's stdin: it writes what it holds, reports, exits."""
+        if self._process is not None and self._process.stdin is not None:
             with contextlib.suppress(OSError):
-                self._file.close()
-        self._file = None
-
-    def _enforce_total(self) -> None:
-        """Delete this endpoint's oldest capture files (never the open one) beyond ``max_total_bytes``."""
-        files = sorted(self.settings.endpoint_folder.rglob("*.jsonl"), key=lambda path: str(path))
-        sizes = {path: path.stat().st_size for path in files if path.exists()}
-        total = sum(sizes.values())
-        for path in files:
-            if total <= self.settings.max_total_bytes:
-                break
-            if path == self._file_path:
-                continue
-            with contextlib.suppress(OSError):
-                path.unlink()
-                total -= sizes.get(path, 0)
+                self._process.stdin.close()
