@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +22,7 @@ from pipeline.config.deploy_names import data_capture_request
 from pipeline.local.endpoint_capture import LocalCapture
 from pipeline.local.endpoint_records import list_endpoints, stop_endpoint
 from pipeline.local.endpoint_servers import start_endpoint
-from pipeline.serving.capture import CaptureSettings, CaptureWriter
+from pipeline.serving.capture import CaptureSettings, CaptureWriter, capture_record
 from pipeline.serving.client import invoke_http
 from tests.serving_helpers import image_bytes, write_model_dir
 
@@ -164,3 +168,140 @@ def test_a_local_endpoint_records_what_it_served(engine_root: Path, tmp_path: Pa
     with urllib.request.urlopen(record["url"] + "/ping") as response:
         ping = json.loads(response.read())
     assert ping["capture"]["written"] == 3 and ping["capture"]["dropped"] == 0
+
+
+# -- the writer child: a process of its own ---------------------------------------------------------------
+
+
+def test_records_written_through_the_child_are_the_records_of_capture_record(tmp_path: Path) -> None:
+    """Byte for byte what the server's own thread wrote before the child (the same ``capture_record``
+    and compact JSON), image and JSON bodies, odd content types and no content type included."""
+    settings = CaptureSettings(folder=tmp_path / "relative-or-not", endpoint="dogs", variant="AllTraffic")
+    moment = 1_796_610_941.25
+    writer = CaptureWriter(settings, clock=lambda: moment)
+    assert writer.child_pid is not None
+    sent = [
+        (image_bytes((10, 200, 30)), "image/jpeg"),
+        (b'{"instances": [1, 2]}', "application/json; charset=utf-8"),
+        (b"\x00\xff raw", None),
+        ("caf\u00e9".encode(), "text/plain; name=caf\u00e9"),
+    ]
+    for body, content_type in sent:
+        assert writer.offer(body, content_type, REPLY_BYTES, "application/json")
+    writer.close()
+    assert writer.stats() == {"captured": 4, "dropped": 0, "written": 4, "errors": 0}
+
+    (path,) = tmp_path.rglob("*.jsonl")
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 4
+    for line, (body, content_type) in zip(lines, sent, strict=True):
+        event_id = json.loads(line)["eventMetadata"]["eventId"]
+        expected = capture_record(
+            settings, moment, body, content_type, REPLY_BYTES, "application/json", event_id=event_id
+        )
+        assert line == (json.dumps(expected, separators=(",", ":")) + "\n").encode()
+
+
+def test_the_child_imports_neither_torch_nor_the_server() -> None:
+    found = subprocess.run(
+        [sys.executable, "-c", "import sys, pipeline.serving.capture_child; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout
+    modules = set(found.strip().strip("[]").replace("'", "").split(", "))
+    assert not {"torch", "numpy", "starlette", "uvicorn", "pipeline.serving.app"} & modules
+    assert {name for name in modules if name.startswith("pipeline")} == {
+        "pipeline",
+        "pipeline.serving",
+        "pipeline.serving.capture",
+        "pipeline.serving.capture_child",
+    }
+
+
+def test_a_writer_child_that_cannot_start_costs_the_records_only(tmp_path: Path) -> None:
+    writer = CaptureWriter(CaptureSettings(folder=tmp_path, endpoint="e"), python=str(tmp_path / "no-python"))
+    assert writer.child_pid is None
+    assert all(writer.offer(b"img", "image/jpeg", REPLY_BYTES, "application/json") for _ in range(3))
+    writer.close()
+    assert writer.stats() == {"captured": 3, "dropped": 0, "written": 0, "errors": 3}
+
+
+def _capturing_endpoint(engine_root: Path, tmp_path: Path, name: str) -> tuple[dict, Path, psutil.Process]:
+    """A real local endpoint server capturing at 100 %, and its writer child."""
+    model = write_model_dir(tmp_path / "model")
+    engine_root.mkdir(parents=True, exist_ok=True)
+    link = engine_root / f"model-{name}"
+    link.symlink_to(model)
+    capture = LocalCapture(
+        folder=engine_root / "capture",
+        sampling_percentage=100,
+        modes=("Input", "Output"),
+        max_file_bytes=1 << 20,
+        max_total_bytes=1 << 24,
+    )
+    record = start_endpoint(engine_root, name, link, model_data=f"file://{model}", capture=capture)
+    server = psutil.Process(record["pid"])
+    (child,) = [
+        process
+        for process in server.children()
+        if "pipeline.serving.capture_child" in " ".join(process.cmdline())
+    ]
+    assert child.nice() == 19
+    return record, capture.folder, child
+
+
+def _ping(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/ping") as response:
+        return json.loads(response.read())
+
+
+def _gone(process: psutil.Process, within_s: float) -> bool:
+    """Exited (a zombie counts: whoever adopted it may not reap it at once) within ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_writer_child_ends_when_the_server_is_sigkilled(engine_root: Path, tmp_path: Path) -> None:
+    record, folder, child = _capturing_endpoint(engine_root, tmp_path, "dogs")
+    images = [image_bytes((60 * index, 30, 90)) for index in range(2)]
+    for image in images:
+        invoke_http(record["url"], image, "image/jpeg")
+    deadline = time.monotonic() + 10  # (a record still on the server's queue dies with the server)
+    while time.monotonic() < deadline and _ping(record["url"])["capture"]["written"] < len(images):
+        time.sleep(0.05)
+    os.kill(record["pid"], signal.SIGKILL)
+    assert _gone(child, within_s=10), "the writer child outlived its SIGKILLed server"
+    records = read_records(folder)  # what was written stays, whole lines
+    assert [base64.b64decode(r["captureData"]["endpointInput"]["data"]) for r in records] == images
+
+
+def test_a_killed_writer_child_costs_records_not_the_server(engine_root: Path, tmp_path: Path) -> None:
+    record, folder, child = _capturing_endpoint(engine_root, tmp_path, "dogs")
+    invoke_http(record["url"], image_bytes((200, 30, 30)), "image/jpeg")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _ping(record["url"])["capture"]["written"] < 1:
+        time.sleep(0.05)
+    child.kill()
+    assert _gone(child, within_s=10)
+
+    replies = [invoke_http(record["url"], image_bytes((30, 30, 200)), "image/jpeg") for _ in range(3)]
+    assert all(reply["predictions"] for reply in replies)  # answered, as if nothing had happened
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _ping(record["url"])["capture"]["errors"] < 3:
+        time.sleep(0.05)
+    ping = _ping(record["url"])
+    assert ping["status"] == "ok"
+    assert ping["capture"] == {"captured": 4, "dropped": 0, "written": 1, "errors": 3}
+    assert len(read_records(folder)) == 1
+    assert psutil.Process(record["pid"]).is_running()
