@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from training_code import launch
 
 
@@ -40,3 +42,27 @@ def test_runs_the_script_as_main_with_its_arguments_and_siblings(tmp_path: Path)
     )
     assert result.returncode == 3
     assert "sibling ['--flag', 'x']" in result.stdout
+
+
+def test_processing_installs_the_files_own_requirements_not_its_includes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-r tracking-requirements.txt`` is the training jobs' (MLflow): a processing job's pip run, when
+    one is needed, installs the lines of requirements.txt itself and nothing it includes."""
+    (tmp_path / "extra.txt").write_text("dogpipe-extra==1\n")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("dogpipe-no-such-package==1  # missing\n-r extra.txt\n")
+    commands: list[list[str]] = []
+    monkeypatch.setattr(launch.subprocess, "run", lambda command, check: commands.append(command) or
+                        subprocess.CompletedProcess(command, 0))  # fmt: skip
+    launch.install(requirements)
+    (command,) = commands
+    assert command[1:] == ["-m", "pip", "install", "--no-cache-dir", "dogpipe-no-such-package==1"]
+
+
+def test_the_training_jobs_tracking_requirements_are_included_and_met_here() -> None:
+    tracking = launch.REQUIREMENTS.parent / "tracking-requirements.txt"
+    assert "-r tracking-requirements.txt" in launch.REQUIREMENTS.read_text().splitlines()
+    assert {line.split(">")[0].split("<")[0] for line in launch.read_requirements(tracking)} == {
+        "mlflow-skinny", "sagemaker-mlflow", "opentelemetry-proto"}  # fmt: skip
+    assert launch.missing_requirements(tracking) == []

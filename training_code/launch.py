@@ -63,8 +63,10 @@ def missing_requirements(path: Path = REQUIREMENTS) -> list[str]:
 
 
 def install(path: Path = REQUIREMENTS) -> None:
-    """pip-install ``path`` into this interpreter; a failure stops the job with pip's exit status."""
-    command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "-r", str(path)]
+    """pip-install ``path``'s own requirements into this interpreter; a failure stops the job with pip's
+    exit status. Its ``-r`` includes are left out: they are the training jobs' (MLflow, which no
+    processing job uses), and the check above did not look at them either."""
+    command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", *read_requirements(path)]
     log.info("installing %s: %s", path.name, " ".join(command))
     result = subprocess.run(command, check=False)
     if result.returncode != 0:

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,3 +147,118 @@ def test_two_hosts_train_together_under_the_toolkit(
     history = json.loads((bases["algo-1"] / "output" / "data" / "history.json").read_text())
     assert history["world_size"] == 2
     assert not any((bases["algo-2"] / "model").iterdir())
+
+
+SERVER_ARN = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/dogpipe"
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real ``mlflow server`` (SQLite store) on 127.0.0.1, standing where the managed server's
+    endpoint stands: the ``sagemaker-mlflow`` plugin is pointed at it by its
+    ``SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT``, signs its requests with the (fake) credentials as it would sign
+    them for SageMaker, and this server ignores the signature."""
+    port = _unused_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(tmp_path / "artifacts"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.25)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_training_job_logs_its_run_through_the_managed_servers_arn(
+    tmp_path: Path, channels: dict[str, Path], source_archive: Path, mlflow_server: str
+) -> None:
+    """On SageMaker the image has no MLflow client: the toolkit's pip run of ``requirements.txt`` (with
+    its ``-r tracking-requirements.txt``) must bring one that works beside smdebug's protobuf 3.20,
+    and the job must log through the plugin's ARN scheme (SigV4 over HTTP to the server's REST API)."""
+    hyperparameters = {**train_step_hyperparameters(str(source_archive)), "epochs": "2"}
+    base = tmp_path / "ml"
+    write_job(base, hyperparameters, channels, "algo-1", ["algo-1"])
+    code, log = run_toolkit(
+        base,
+        TRAINING_JOB_NAME="train-tracked-1",
+        DOGPIPE_TRACKING_EXPERIMENT="dogpipe-toolkit",
+        DOGPIPE_TRACKING_KIND="train",
+        MLFLOW_TRACKING_URI=SERVER_ARN,
+        SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT=mlflow_server,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    assert code == 0, log[-4000:]
+    assert "tracking:" in log and "untracked" not in log, log[-4000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("dogpipe-toolkit")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "train-tracked-1" and run.info.status == "FINISHED"
+    assert run.data.tags["dogpipe.job_name"] == "train-tracked-1" and run.data.tags["dogpipe.kind"] == "train"
+    assert run.data.params["lr"] == TRIAL["lr"] and run.data.params["epochs"] == "2"
+    curve = client.get_metric_history(run.info.run_id, "valid_loss")
+    assert sorted(point.step for point in curve) == [1, 2]
+
+
+@pytest.mark.slow
+def test_a_managed_server_that_does_not_answer_costs_the_job_one_warning(
+    tmp_path: Path, channels: dict[str, Path], quick_archive: Path
+) -> None:
+    """The same ARN with nothing listening behind it: one warning line, the job trains and succeeds."""
+    base = tmp_path / "ml"
+    write_job(base, train_step_hyperparameters(str(quick_archive)), channels, "algo-1", ["algo-1"])
+    code, log = run_toolkit(
+        base,
+        TRAINING_JOB_NAME="train-untracked-1",
+        DOGPIPE_TRACKING_EXPERIMENT="dogpipe-toolkit",
+        MLFLOW_TRACKING_URI=SERVER_ARN,
+        SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT=f"http://127.0.0.1:{_unused_port()}",
+        MLFLOW_HTTP_REQUEST_TIMEOUT="3",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    assert code == 0, log[-4000:]
+    warnings = [line for line in log.splitlines() if "goes on untracked" in line]
+    assert len(warnings) == 1, log[-4000:]
+    assert_trained(base, log)
