@@ -189,6 +189,35 @@ def test_validate_names_every_derived_name_over_its_aws_limit(tmp_path: Path) ->
     assert CliRunner().invoke(cli, ["validate", "--config", str(DEFAULT_CONFIG)]).exit_code == 0
 
 
+def test_validate_names_run_time_uris_that_would_outgrow_their_fields(tmp_path: Path) -> None:
+    """A long ``project.prefix`` passes every pattern, but the Compare job's ``--test-data-uri`` and the
+    registry entry's report URIs (256 characters each) would be refused only at the run's last steps."""
+    import yaml
+
+    from pipeline.config import DEFAULT_CONFIG
+
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw["project"]["prefix"] = "/".join(["a" * 52] * 4)  # 211 characters: S3 takes keys of 1,024
+    config = tmp_path / "long-prefix.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(cli, ["validate", "--config", str(config), "-o", "json"])
+    assert result.exit_code == 1, result.output
+    problems = json.loads(result.stdout)["problems"]
+    paths = {(problem["step"], problem["path"].rsplit(".Arguments.", 1)[-1]) for problem in problems}
+    arguments = _step(_golden(), "Compare")["Arguments"]["AppSpecification"]["ContainerArguments"]
+    test_data = arguments.index("--test-data-uri") + 1
+    assert ("Compare", f"AppSpecification.ContainerArguments[{test_data}]") in paths, problems
+    assert {"comparison_report", "rules_report", "drift_baseline"} <= {
+        path.split("'")[1] for step, path in paths if "CustomerMetadataProperties" in path
+    }, problems
+    message = next(p["message"] for p in problems if p["step"] == "Compare")
+    assert "characters at run time" in message and "over the limit of 256" in message
+    assert "project.prefix" in message
+    raw["project"]["prefix"] = "/".join(["a" * 60] * 2)  # 121: every URI fits
+    config.write_text(yaml.safe_dump(raw))
+    assert CliRunner().invoke(cli, ["validate", "--config", str(config)]).exit_code == 0
+
+
 def test_validate_says_when_the_approval_rule_would_assume_the_execution_role(tmp_path: Path) -> None:
     import yaml
 

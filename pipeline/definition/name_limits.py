@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from pipeline.config import PipelineConfig
 from pipeline.config.deploy_names import alarm_names, approval_rule_name, deploy_pipeline_name, schedule_name
-
-#: A SageMaker pipeline execution id (the suffix of every per-execution endpoint config name).
-EXECUTION_ID_LENGTH = 12
+from pipeline.definition.run_time_length import EXECUTION_ID_LENGTH  # every endpoint config's suffix
 
 
 def derived_names(cfg: PipelineConfig) -> list[tuple[str, str, int]]:

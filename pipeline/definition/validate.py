@@ -37,6 +37,7 @@ from pipeline.definition.reader import (
     step_of_reference,
     steps_of,
 )
+from pipeline.definition.run_time_length import RunTimeLength
 from pipeline.definition.schema import schema_problems
 from training_code.hyperparameters import unknown_message, unknown_names
 
@@ -143,11 +144,17 @@ def _check_scalar(shape: Shape, value: Any, path: str) -> list[tuple[str, str]]:
 
 
 def check_shape(
-    shape: Shape, value: Any, path: str, exempt: frozenset[str] = frozenset()
+    shape: Shape,
+    value: Any,
+    path: str,
+    exempt: frozenset[str] = frozenset(),
+    lengths: RunTimeLength | None = None,
 ) -> list[tuple[str, str]]:
-    """Type-check ``value`` against a botocore shape; ``exempt`` lists top-level required names to skip."""
+    """Type-check ``value`` against a botocore shape; ``exempt`` lists top-level required names to skip.
+    An expression is checked only for the longest string it can become (``lengths``), where a limit
+    applies and the definition fixes its parts."""
     if is_expression(value):
-        return []
+        return _check_run_time_length(shape, value, path, lengths)
     if isinstance(shape, StructureShape):
         if not isinstance(value, dict):
             return [(path, f"expected an object ({shape.name}), got {type(value).__name__}")]
@@ -160,7 +167,7 @@ def check_shape(
             if key not in shape.members:
                 problems.append((where, f"unknown field for {shape.name}"))
             else:
-                problems.extend(check_shape(shape.members[key], item, where))
+                problems.extend(check_shape(shape.members[key], item, where, lengths=lengths))
         return problems
     if isinstance(shape, ListShape):
         if not isinstance(value, list):
@@ -172,7 +179,7 @@ def check_shape(
         if "max" in metadata and len(value) > metadata["max"]:
             problems.append((path, f"more than {metadata['max']} items"))
         for index, item in enumerate(value):
-            problems.extend(check_shape(shape.member, item, f"{path}[{index}]"))
+            problems.extend(check_shape(shape.member, item, f"{path}[{index}]", lengths=lengths))
         return problems
     if isinstance(shape, MapShape):
         if not isinstance(value, dict):
@@ -180,19 +187,30 @@ def check_shape(
         problems = []
         for key, item in value.items():
             problems.extend(check_shape(shape.key, key, f"{path}[{key!r}]"))
-            problems.extend(check_shape(shape.value, item, f"{path}[{key!r}]"))
+            problems.extend(check_shape(shape.value, item, f"{path}[{key!r}]", lengths=lengths))
         return problems
     return _check_scalar(shape, value, path)
 
 
-def check_arguments(node: StepNode) -> list[Problem]:
+def _check_run_time_length(
+    shape: Shape, value: Any, path: str, lengths: RunTimeLength | None
+) -> list[tuple[str, str]]:
+    limit = shape.metadata.get("max") if shape.type_name == "string" else None
+    longest = lengths.of(value) if lengths is not None and limit is not None else None
+    if longest is None or limit is None or longest <= limit:
+        return []
+    return [(path, f"can be {longest} characters at run time (parameters at their defaults), over the "
+                   f"limit of {limit}: shorten project.prefix or data.s3_uri")]  # fmt: skip
+
+
+def check_arguments(node: StepNode, lengths: RunTimeLength | None = None) -> list[Problem]:
     """The step's ``Arguments`` against the request shape of its create API."""
     create, _ = STEP_APIS[node.type]
     shape = _operation(create).input_shape
     base = f"{node.path}.Arguments"
     return [
         Problem(node.name, f"{base}.{path}" if path else base, f"{create}: {message}")
-        for path, message in check_shape(shape, node.raw.get("Arguments"), "", RUNTIME_NAMES)
+        for path, message in check_shape(shape, node.raw.get("Arguments"), "", RUNTIME_NAMES, lengths)
     ]
 
 
@@ -298,9 +316,10 @@ def validate_definition(json_text: str) -> list[Problem]:
     nodes = steps_of(definition)
     problems = _dag_problems(definition, nodes)
     problems.extend(Problem(node.name, path, message) for node, path, message in schema_problems(nodes))
+    lengths = RunTimeLength(definition, {node.name: node.raw for node in nodes})
     for node in nodes:
         if node.type in STEP_APIS:
-            problems.extend(check_arguments(node))
+            problems.extend(check_arguments(node, lengths))
         if node.type in ("Training", "Tuning"):
             problems.extend(check_hyperparameters(node))
     return problems
