@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from botocore.awsrequest import AWSResponse
 from click.testing import CliRunner, Result
 
 from pipeline.cli.main import cli
@@ -567,3 +568,52 @@ def test_models_show_reads_the_lineage_and_evaluation_back_from_sagemaker(config
     assert record["accuracy"] == 0.9 and record["weighted_f1"] == 0.88 and record["test_images"] == 5
     assert record["hyperparameters"] == "lr=0.001" and record["data_uri"] == f"s3://{BUCKET}/data/"
     assert record["rules"][0]["rule"] == "overfit" and record["rules_blocking"] == 0
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_start_wait_records_the_ended_executions_mlflow_run(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SageMaker execution followed to its end by ``start --wait`` is an MLflow run in the configured
+    store (a SQLite file here, a managed server's ARN in use), as ``dogpipe report`` records it."""
+    import mlflow
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    raw = yaml.safe_load(config_file.read_text())
+    raw["tracking"] = {"uri": store, "experiment": "dogpipe-aws"}
+    config_file.write_text(yaml.safe_dump(raw))
+    definition = write_definition(tmp_path / "definition.json", make_definition(config_file))
+    upserted = dogpipe("upsert", "--config", str(config_file), "--definition", str(definition),
+                       "--role-arn", ROLE_ARN)  # fmt: skip
+    assert upserted.exit_code == 0, upserted.output
+    unrecorded = dogpipe("start", "--config", str(config_file), "--wait", "--poll", "0.1")
+    assert unrecorded.exit_code == 0, unrecorded.output  # moto lacks ListPipelineExecutionSteps: no report
+    assert "tracking: execution run not recorded (cannot report on" in unrecorded.output
+    assert "`dogpipe report` records it" in unrecorded.output
+
+    def no_steps(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        return AWSResponse("", 200, {}, None), {"PipelineExecutionSteps": []}
+
+    with_steps = AwsClients.for_config  # moto lacks ListPipelineExecutionSteps: answered before the call
+
+    def clients(cfg: Any) -> AwsClients:
+        made = with_steps(cfg)
+        made.sagemaker.meta.events.register("before-call.sagemaker.ListPipelineExecutionSteps", no_steps)
+        return made
+
+    monkeypatch.setattr(AwsClients, "for_config", clients)
+    started = dogpipe("start", "--config", str(config_file), "--wait", "--poll", "0.1")
+    assert started.exit_code == 0, started.output
+    arn = started.output.splitlines()[0]
+    recorded = [line for line in started.output.splitlines() if line.startswith("tracking: execution run ")]
+    assert len(recorded) == 1, started.output
+    client = mlflow.MlflowClient(store)
+    experiment = client.get_experiment_by_name("dogpipe-aws")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    (run,) = runs  # the first execution's record failed: one run, the second's
+    assert run.info.run_id == recorded[0].rsplit(" ", 1)[-1]
+    assert arn.endswith(run.data.tags["dogpipe.execution_id"]), run.data.tags
+    assert "report.html" in {
+        artifact.path for artifact in mlflow.MlflowClient(store).list_artifacts(run.info.run_id)
+    }

@@ -89,11 +89,25 @@ def start(
 ) -> None:
     """Start an execution of the deployed pipeline and print its ARN."""
     engine = cast("SageMakerVerbs", open_engine(config_path, region, bucket, verb="start"))
+    from pipeline.engines import RUNNING_STATUSES
+
     arn = engine.start(params)
     click.echo(arn)
     if wait:
         status = engine.watch(arn, click.echo, timeout_s=timeout, poll_s=poll)
         click.echo(f"status: {status}")
+        if status not in RUNNING_STATUSES:  # ended (not a --timeout): its MLflow run, as `report` records it
+            from pipeline.errors import DogpipeError
+
+            try:
+                run_id = engine.record_run(arn)
+            except DogpipeError as error:  # the execution ended as it did; its record can come later
+                click.echo(
+                    f"tracking: execution run not recorded ({error}); `dogpipe report` records it", err=True
+                )
+            else:
+                if run_id:
+                    click.echo(f"tracking: execution run {run_id}")
         if status != "Succeeded":
             raise click.exceptions.Exit(1)
 

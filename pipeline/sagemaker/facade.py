@@ -170,7 +170,26 @@ class SageMakerFacade:
 
     def write_report(self, execution: str | None, output: Path | None) -> Path:
         """Fetch the execution's artifacts from SageMaker and S3 into a scratch folder and write the
-        report (default ``./report.html``)."""
+        report (default ``./report.html``), and record the execution's MLflow run when tracking.uri
+        names a store."""
+        path = output or Path("report.html")
+        self._tracked_report(execution, path)
+        return path
+
+    def record_run(self, execution: str) -> str | None:
+        """The ended execution's MLflow run, with its report as an artifact (written to a scratch
+        folder, not the caller's): what ``start --wait`` does when it sees the end, so an execution
+        followed to its end is tracked without a ``dogpipe report``. None when tracking is off or the
+        store failed (said in one warning line by the evidence)."""
+        if self.tracking_uri is None:
+            return None
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="dogpipe-run-report-") as scratch:
+            return self._tracked_report(execution, Path(scratch) / "report.html")
+
+    def _tracked_report(self, execution: str | None, output: Path) -> str | None:
+        """Write the report to ``output``; the execution's run id (None: tracking off or failed)."""
         import tempfile
 
         from pipeline.report import build_report
@@ -181,9 +200,7 @@ class SageMakerFacade:
         with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch:
             inputs = inputs_from_sagemaker_execution(self.clients, self.cfg, execution, Path(scratch))
             evidence.enrich(inputs)
-            path = build_report(inputs, output or Path("report.html"))
-            evidence.record(inputs, path)  # the execution's MLflow run, when tracking.uri names one
-            return path
+            return evidence.record(inputs, build_report(inputs, output))
 
     # -- pipelines (SageMaker only) -----------------------------------------------------------------
 
