@@ -202,6 +202,25 @@ def test_records_written_through_the_child_are_the_records_of_capture_record(tmp
         assert line == (json.dumps(expected, separators=(",", ":")) + "\n").encode()
 
 
+def test_the_feeder_waits_for_a_lull_but_not_past_a_half_full_queue_or_close(tmp_path: Path) -> None:
+    settings = CaptureSettings(folder=tmp_path, endpoint="e", queue_size=4)
+    writer = CaptureWriter(settings, quiet_s=60, hold_s=120)  # no lull comes within the test
+    assert writer.offer(b"one", "image/jpeg", REPLY_BYTES, "application/json")
+    time.sleep(0.3)
+    assert writer.written == 0  # held: the server might be in a burst
+    for body in (b"two", b"three"):  # 2 waiting = half the queue: handed over now
+        assert writer.offer(body, "image/jpeg", REPLY_BYTES, "application/json")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and writer.written < 3:
+        time.sleep(0.02)
+    assert writer.written == 3
+    assert writer.offer(b"four", "image/jpeg", REPLY_BYTES, "application/json")
+    started = time.monotonic()
+    writer.close()  # does not wait for the lull
+    assert time.monotonic() - started < 10
+    assert writer.stats() == {"captured": 4, "dropped": 0, "written": 4, "errors": 0}
+
+
 def test_the_child_imports_neither_torch_nor_the_server() -> None:
     found = subprocess.run(
         [sys.executable, "-c", "import sys, pipeline.serving.capture_child; print(sorted(sys.modules))"],

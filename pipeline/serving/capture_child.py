@@ -16,7 +16,6 @@ the records the stopping server still hands over; SIGKILL and the end of its std
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -31,7 +30,7 @@ from pipeline.serving.capture import (
     RECORD_HEADER,
     CaptureSettings,
     _yield_the_cores,
-    capture_record,
+    capture_line,
 )
 
 log = logging.getLogger(__name__)
@@ -53,11 +52,11 @@ class CaptureFiles:
         self, epoch_s: float, body: bytes, content_type: str | None, reply: bytes, reply_type: str
     ) -> None:
         try:
-            record = capture_record(self.settings, epoch_s, body, content_type, reply, reply_type)
-            line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-            handle = self._file_for(epoch_s, len(line))
-            handle.write(line)
-            self._file_bytes += len(line)
+            parts = capture_line(self.settings, epoch_s, body, content_type, reply, reply_type)
+            size = sum(map(len, parts))
+            handle = self._file_for(epoch_s, size)
+            handle.writelines(parts)
+            self._file_bytes += size
             self.written += 1
         except Exception:  # a full disk or a removed folder must cost records, never the writer
             self.errors += 1
