@@ -136,3 +136,9 @@ def test_the_printed_events_role_trusts_what_upsert_checks_for(tmp_path: Path) -
         "scheduler.amazonaws.com",
     }
     assert printed["policy"]["Statement"][0]["Action"] == ["sagemaker:StartPipelineExecution"]
+    # Everything upsert hands this role to: the approval rule, the schedule and the monitor's retrain rule.
+    assert printed["used_by"] == [
+        "dogpipe-deploy-on-approval",
+        "dogpipe-scheduled-build",
+        "dogpipe-retrain-on-drift",
+    ]

@@ -5,8 +5,9 @@
   themselves (ResolvePackage, Deploy and Compare call the registry and the endpoint API), the S3
   prefix, ECR pulls, CloudWatch Logs and metrics, ``cloudwatch:DescribeAlarms`` (the deployment
   guardrails read the rollback alarms) and ``iam:PassRole`` on itself (jobs run as it).
-- **events**: what EventBridge (approval rule) and EventBridge Scheduler (schedule) assume to start the
-  pipelines; its trust policy names both services (``upsert`` checks it).
+- **events**: what EventBridge (the approval rule, and with ``monitor.on_drift: retrain`` the monitor's
+  retrain rule) and EventBridge Scheduler (schedule) assume to start the pipelines; its trust policy
+  names both services (``upsert`` checks it).
 - **operator**: whoever runs ``upsert``, ``start``, ``status``, the listings, approvals and ``deploy``.
 
 With ``tracking.uri`` naming a SageMaker managed MLflow tracking server, the execution role (the
@@ -25,7 +26,12 @@ import json
 from typing import Any
 
 from pipeline.config import PipelineConfig
-from pipeline.config.deploy_names import approval_rule_name, deploy_pipeline_name, schedule_name
+from pipeline.config.deploy_names import (
+    approval_rule_name,
+    deploy_pipeline_name,
+    retrain_rule_name,
+    schedule_name,
+)
 
 #: Step type → the SageMaker actions Pipelines calls, as the execution role, to run the step.
 STEP_ACTIONS: dict[str, tuple[str, ...]] = {
@@ -231,7 +237,9 @@ def policies(
         "events": {
             "policy": events_role_policy(cfg),
             "trust": events_trust_policy(),
-            "used_by": [approval_rule_name(cfg), schedule_name(cfg)],
+            # The retrain rule exists with monitor.on_drift: retrain (and capture on); the role is the
+            # one upsert passes to its target, starting the build pipeline.
+            "used_by": [approval_rule_name(cfg), schedule_name(cfg), retrain_rule_name(cfg)],
         },
         "operator": {"policy": operator_policy(cfg, [role_arn, events_role_arn])},
     }
