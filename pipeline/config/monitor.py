@@ -93,7 +93,11 @@ class MonitorConfig(_Strict):
     enabled: bool = True
     stage: Literal["prod", "staging"] = Field("staging", description="The stage whose endpoint is watched.")
     window_hours: float = Field(1.0, gt=0, description="`monitor run` reads the last this many hours.")
-    min_records: int = Field(30, ge=5, description="Fewer captured images: the window is not judged.")
+    min_records: int = Field(
+        30,
+        ge=5,
+        description="Fewer captured images: not judged (the summary says how many more).",
+    )
     checks: MonitorChecks = MonitorChecks()
     on_drift: OnDrift = Field(
         "alert", description="retrain: a violation starts the build pipeline (locally `dogpipe run`)."
