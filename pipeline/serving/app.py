@@ -175,7 +175,7 @@ class InferenceService:
             f"predict;dur={(predicted - picked_up) * 1000:.3f}, resume;dur={(resumed - predicted) * 1000:.3f}"
         )
         text = json.dumps(reply).encode()
-        if self.capture is not None:  # a queue put; the record is written on the capture thread
+        if self.capture is not None:  # a queue put; the writer child encodes and writes it
             self.capture.offer(body, content_type, text, payloads.JSON_TYPE)
         return Response(text, media_type=payloads.JSON_TYPE, headers={"Server-Timing": timing})
 
