@@ -143,7 +143,8 @@ def offer_cost(folder: Path, payload: bytes, calls: int) -> float:
     feeder thread and the writer child running; the rest of the record's cost is theirs."""
     import time
 
-    from pipeline.serving.capture import CaptureSettings, CaptureWriter
+    from pipeline.serving.capture import CaptureWriter
+    from pipeline.serving.capture_format import CaptureSettings
 
     writer = CaptureWriter(CaptureSettings(folder=folder, endpoint="bench", queue_size=calls + 1))
     reply = b'{"predictions": [{"top_k": [{"breed": "001.breed", "probability": 0.9}]}]}'

@@ -22,7 +22,8 @@ from pipeline.config.deploy_names import data_capture_request
 from pipeline.local.endpoint_capture import LocalCapture
 from pipeline.local.endpoint_records import list_endpoints, stop_endpoint
 from pipeline.local.endpoint_servers import start_endpoint
-from pipeline.serving.capture import CaptureSettings, CaptureWriter, capture_record
+from pipeline.serving.capture import CaptureWriter
+from pipeline.serving.capture_format import CaptureSettings, capture_record
 from pipeline.serving.client import invoke_http
 from tests.serving_helpers import image_bytes, write_model_dir
 
@@ -234,7 +235,7 @@ def test_the_child_imports_neither_torch_nor_the_server() -> None:
     assert {name for name in modules if name.startswith("pipeline")} == {
         "pipeline",
         "pipeline.serving",
-        "pipeline.serving.capture",
+        "pipeline.serving.capture_format",
         "pipeline.serving.capture_child",
     }
 

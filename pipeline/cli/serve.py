@@ -15,7 +15,7 @@ from pipeline.config import PipelineConfig
 from pipeline.names import ENDPOINT
 
 if TYPE_CHECKING:
-    from pipeline.serving.capture import CaptureSettings
+    from pipeline.serving.capture_format import CaptureSettings
 
 
 @click.command(
@@ -130,7 +130,7 @@ def _capture_settings(
     max_total_bytes: int | None,
 ) -> CaptureSettings:
     """--capture-*, with the config's ``deploy.data_capture`` for what they leave out."""
-    from pipeline.serving.capture import CaptureSettings
+    from pipeline.serving.capture_format import CaptureSettings
 
     defaults = cfg.deploy.data_capture
     return CaptureSettings(

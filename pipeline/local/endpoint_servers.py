@@ -181,7 +181,7 @@ def start_endpoint(
     capture: LocalCapture | None = None,
 ) -> dict[str, Any]:
     """Serve ``model_path`` (model.tar.gz or folder) as endpoint ``name``; returns its new record.
-    ``capture``: record its traffic in SageMaker's capture format (``pipeline.serving.capture``).
+    ``capture``: record its traffic in SageMaker's capture format (``pipeline.serving.capture_format``).
 
     Blue/green under the name's lock: the new server starts beside the old one, must answer ``/ping``
     and pass ``smoke``, and only then is it promoted, replaces the record and the old server is stopped.

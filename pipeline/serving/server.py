@@ -19,7 +19,7 @@ import uvicorn
 from pipeline.files import write_atomic
 
 if TYPE_CHECKING:
-    from pipeline.serving.capture import CaptureSettings
+    from pipeline.serving.capture_format import CaptureSettings
 
 log = logging.getLogger(__name__)
 

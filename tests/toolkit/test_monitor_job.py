@@ -28,7 +28,7 @@ from pipeline.definition.code import package_code
 from pipeline.local.container import Container
 from pipeline.sagemaker.monitoring import monitoring_schedule_request
 from pipeline.sample_data import shifted_jpeg
-from pipeline.serving.capture import CaptureSettings, capture_record
+from pipeline.serving.capture_format import CaptureSettings, capture_record
 from tests.moto_server import BUCKET, REGION, ROLE_ARN, aws_env, moto_endpoint  # noqa: F401
 from tests.serving_helpers import write_model_dir
 from training_code import evaluate, models
