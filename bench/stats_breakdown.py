@@ -18,6 +18,8 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
+
 from bench.harness import measure_interleaved
 from bench.photos import write_photos
 from bench.stats_bench import IMAGE_SIZE, one_core_decode_resize, pixel_stats, seed_style_stats
@@ -30,7 +32,7 @@ def traced_stats(paths: list[Path], log: Path, parts: dict[str, list[float]]) ->
     ``log``; after each call its parts in ms go to ``parts``."""
     original = pixel_stats._chunk_histogram
 
-    def piece(names: Sequence[str], image_size: int):  # type: ignore[no-untyped-def]
+    def piece(names: Sequence[str], image_size: int) -> torch.Tensor:
         start = time.perf_counter()
         total = original(names, image_size)
         with log.open("a") as handle:
