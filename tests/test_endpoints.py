@@ -53,12 +53,15 @@ def root(tmp_path: Path) -> Iterator[Path]:
 
 
 def _servers_of(root: Path) -> list[psutil.Process]:
-    """Live server processes whose log lives under ``root`` (each test's own servers)."""
+    """Live server processes whose log lives under ``root`` (each test's own servers; not their capture
+    writer children, ``-m pipeline.serving.capture_child``, which end with them)."""
     found = []
     for process in psutil.process_iter(["cmdline", "open_files"]):
         try:
-            cmdline = " ".join(process.info["cmdline"] or [])
-            if "pipeline.serving" in cmdline and str(root) in cmdline and process.status() != "zombie":
+            arguments = process.info["cmdline"] or []
+            cmdline = " ".join(arguments)
+            server = "pipeline.serving" in arguments  # `python -m pipeline.serving ...`
+            if server and str(root) in cmdline and process.status() != "zombie":
                 found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

@@ -4,6 +4,7 @@ later, and a worker that ends without saying it is done counted as failed (its s
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
 from collections.abc import Sequence
 
@@ -37,34 +38,50 @@ def test_the_sum_and_progress_in_steps_of_a_chunk() -> None:
     assert done == [7] * (1000 // 7) + [1000 % 7]
 
 
-def _zombie_children() -> list[int]:
+def _zombies(pids: Sequence[int]) -> list[int]:
+    """Those of ``pids`` that have exited but were not reaped (state Z in /proc)."""
     zombies = []
-    for entry in os.listdir("/proc"):
+    for pid in pids:
         try:
-            with open(f"/proc/{entry}/stat") as handle:
+            with open(f"/proc/{pid}/stat") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
-            continue
+            continue  # reaped: gone
         if fields[0] == "Z" and int(fields[1]) == os.getpid():
-            zombies.append(int(entry))
+            zombies.append(pid)
     return zombies
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
-def test_workers_that_are_done_are_reaped_later_not_left_as_zombies() -> None:
+def test_workers_that_are_done_are_reaped_later_not_left_as_zombies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the workers these calls forked are looked at: other tests' children are not this one's."""
+    forked: list[int] = []
+    fork = os.fork
+
+    def recording_fork() -> int:
+        pid = fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", recording_fork)
     forked_sums._reap_exiting()
     for _ in range(3):
         forked_sums.sum_in_forks(list(range(64)), _sum, 2, 3, 4)  # each call reaps what has exited
     forked_sums._reap_exiting()  # what the interpreter's exit does
-    assert not forked_sums._exiting and not _zombie_children()
+    assert len(forked) >= 3  # a worker per call at least
+    assert not forked_sums._exiting and not _zombies(forked)
 
 
 def test_a_worker_that_exits_without_its_sums_fails_the_call() -> None:
     caller = os.getpid()
+    took_a_piece = multiprocessing.get_context("fork").Event()
 
     def vanishing(part: Sequence[int]) -> torch.Tensor:
         if os.getpid() != caller:
+            took_a_piece.set()
             os._exit(0)  # a clean exit code, but no "done": its share of the sum never arrived
+        assert took_a_piece.wait(60), "the worker never took a piece"  # else this process sums them all
         return _sum(part)
 
     with pytest.raises(forked_sums.WorkerFailed, match="before its sums"):
