@@ -170,6 +170,8 @@ class CaptureWriter:
             self._dead = True
             return None
         assert process.stdin is not None
+        with contextlib.suppress(OSError, AttributeError):  # at once, not after the child's imports
+            os.setpriority(os.PRIO_PROCESS, process.pid, 19)  # the child sets it too (another start)
         with contextlib.suppress(OSError, AttributeError):
             import fcntl
 
