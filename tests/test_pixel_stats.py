@@ -22,7 +22,7 @@ def _recording_pids(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
     each taking at least 5 ms, so a worker forked a few ms late still finds chunks left."""
     original = pixel_stats._channel_histogram
 
-    def recorded(path: str, image_size: int) -> torch.Tensor:
+    def recorded(path: str, image_size: int) -> list[int]:
         with log.open("a") as handle:
             handle.write(f"{os.getpid()}\n")
         time.sleep(0.005)
@@ -73,7 +73,7 @@ def test_a_failing_worker_is_raised_with_its_error_after_every_worker_ended(
     original = pixel_stats._channel_histogram
     worker = tmp_path / "worker"
 
-    def failing_elsewhere(path: str, image_size: int) -> torch.Tensor:
+    def failing_elsewhere(path: str, image_size: int) -> list[int]:
         time.sleep(0.005)
         if os.getpid() != caller:
             worker.write_text(str(os.getpid()))
@@ -86,3 +86,19 @@ def test_a_failing_worker_is_raised_with_its_error_after_every_worker_ended(
         pixel_stats.compute_stats(paths, 24, num_workers=2, processes=True)
     with pytest.raises(ChildProcessError):  # the worker was waited for: not running, not a zombie
         os.waitpid(int(worker.read_text()), os.WNOHANG)
+
+
+@pytest.mark.parametrize("layout", ["landscape crop", "portrait crop", "contiguous CHW", "one pixel"])
+def test_image_histogram_counts_exactly_what_bincount_counts(layout: str) -> None:
+    """PIL's histogram reads the crop's rows in place through their stride: the counts must be
+    ``torch.bincount``'s per channel, whatever the layout."""
+    generator = torch.Generator().manual_seed(7)
+    hwc = torch.randint(0, 256, (60, 90, 3), dtype=torch.uint8, generator=generator)
+    image = {
+        "landscape crop": hwc.permute(2, 0, 1)[:, 5:45, 17:57],
+        "portrait crop": hwc.permute(2, 0, 1)[:, 3:58, :40],
+        "contiguous CHW": hwc.permute(2, 0, 1)[:, 10:30, 20:50].contiguous(),
+        "one pixel": hwc.permute(2, 0, 1)[:, 59:, 89:],
+    }[layout]
+    expected = torch.cat([torch.bincount(channel.flatten(), minlength=256) for channel in image])
+    assert pixel_stats.image_histogram(image) == expected.tolist()
