@@ -23,7 +23,7 @@ from pipeline.local.endpoint_capture import LocalCapture
 from pipeline.local.endpoint_records import list_endpoints, stop_endpoint
 from pipeline.local.endpoint_servers import start_endpoint
 from pipeline.serving.capture import CaptureWriter
-from pipeline.serving.capture_format import CaptureSettings, capture_record
+from pipeline.serving.capture_format import CaptureSettings, Exchange, capture_record
 from pipeline.serving.client import invoke_http
 from tests.serving_helpers import image_bytes, write_model_dir
 
@@ -197,9 +197,8 @@ def test_records_written_through_the_child_are_the_records_of_capture_record(tmp
     assert len(lines) == 4
     for line, (body, content_type) in zip(lines, sent, strict=True):
         event_id = json.loads(line)["eventMetadata"]["eventId"]
-        expected = capture_record(
-            settings, moment, body, content_type, REPLY_BYTES, "application/json", event_id=event_id
-        )
+        exchange = Exchange(moment, body, content_type, REPLY_BYTES, "application/json")
+        expected = capture_record(settings, exchange, event_id=event_id)
         assert line == (json.dumps(expected, separators=(",", ":")) + "\n").encode()
 
 

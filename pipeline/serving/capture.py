@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.serving.capture_format import FLUSH, CaptureSettings, frame
+from pipeline.serving.capture_format import FLUSH, CaptureSettings, Exchange, frame
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class CaptureWriter:
             return False
         self._last_offer = time.monotonic()  # before the put: the feeder may take the record at once
         try:
-            self._queue.put_nowait((self.clock(), body, content_type, reply, reply_type))
+            self._queue.put_nowait(Exchange(self.clock(), body, content_type, reply, reply_type))
         except queue.Full:
             self.dropped += 1
             return False
@@ -235,9 +235,9 @@ class CaptureWriter:
             if left <= 0 or self._wake.wait(left):
                 return
 
-    def _write(self, entry: tuple[float, bytes, str | None, bytes, str]) -> None:
+    def _write(self, entry: Exchange) -> None:
         try:
-            data = frame(*entry)
+            data = frame(entry)
         except Exception:  # a content type that cannot be framed costs its record only
             log.debug("capture frame failed", exc_info=True)
             with self._lock:

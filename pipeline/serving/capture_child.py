@@ -25,7 +25,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from pipeline.serving.capture_format import FLUSH, RECORD, RECORD_HEADER, CaptureSettings, capture_line
+from pipeline.serving.capture_format import (
+    FLUSH,
+    RECORD,
+    RECORD_HEADER,
+    CaptureSettings,
+    Exchange,
+    capture_line,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +58,11 @@ class CaptureFiles:
         self._file_hour: str | None = None
         self._file_bytes = 0
 
-    def write(
-        self, epoch_s: float, body: bytes, content_type: str | None, reply: bytes, reply_type: str
-    ) -> None:
+    def write(self, exchange: Exchange) -> None:
         try:
-            parts = capture_line(self.settings, epoch_s, body, content_type, reply, reply_type)
+            parts = capture_line(self.settings, exchange)
             size = sum(map(len, parts))
-            handle = self._file_for(epoch_s, size)
+            handle = self._file_for(exchange.epoch_s, size)
             handle.writelines(parts)
             self._file_bytes += size
             self.written += 1
@@ -140,13 +145,8 @@ def serve(settings: CaptureSettings, source: BinaryIO, report: BinaryIO) -> Capt
         if any(part is None for part in parts):
             break
         body, sent_type, reply, answered_type = (part or b"" for part in parts)
-        files.write(
-            epoch_s,
-            body,
-            sent_type.decode("utf-8", "surrogatepass") or None,
-            reply,
-            answered_type.decode("utf-8", "surrogatepass"),
-        )
+        sent = sent_type.decode("utf-8", "surrogatepass") or None
+        files.write(Exchange(epoch_s, body, sent, reply, answered_type.decode("utf-8", "surrogatepass")))
     files.flush()
     files.close()
     tell()

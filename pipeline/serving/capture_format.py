@@ -25,7 +25,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 VARIANT = "AllTraffic"
 JSON_CONTENT_TYPES = ("application/json",)
@@ -37,6 +37,17 @@ FLUSH = b"F"
 #: A record's header after its tag: inference epoch seconds, then the lengths of body, content type,
 #: reply, reply type (content types as UTF-8; no content type is an empty one, as SageMaker reads it).
 RECORD_HEADER = struct.Struct("!dIIII")
+
+
+class Exchange(NamedTuple):
+    """One request and its answer as captured: the one value every stage passes on (the server's queue,
+    the frame to the child, the record)."""
+
+    epoch_s: float  # the inference time
+    body: bytes
+    content_type: str | None  # None: the request had none
+    reply: bytes
+    reply_type: str
 
 
 @dataclass(frozen=True)
@@ -110,41 +121,32 @@ def inference_time(epoch_s: float) -> str:
 
 def capture_record(
     settings: CaptureSettings,
-    epoch_s: float,
-    body: bytes,
-    content_type: str | None,
-    reply: bytes,
-    reply_type: str,
+    exchange: Exchange,
     event_id: str | None = None,
     spliced: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if settings.capture_input:
-        data["endpointInput"] = capture_entry(body, content_type, "INPUT", spliced)
+        data["endpointInput"] = capture_entry(exchange.body, exchange.content_type, "INPUT", spliced)
     if settings.capture_output:
-        data["endpointOutput"] = capture_entry(reply, reply_type, "OUTPUT", spliced)
+        data["endpointOutput"] = capture_entry(exchange.reply, exchange.reply_type, "OUTPUT", spliced)
     return {
         "captureData": data,
-        "eventMetadata": {"eventId": event_id or str(uuid.uuid4()), "inferenceTime": inference_time(epoch_s)},
+        "eventMetadata": {
+            "eventId": event_id or str(uuid.uuid4()),
+            "inferenceTime": inference_time(exchange.epoch_s),
+        },
         "eventVersion": EVENT_VERSION,
     }
 
 
-def capture_line(
-    settings: CaptureSettings,
-    epoch_s: float,
-    body: bytes,
-    content_type: str | None,
-    reply: bytes,
-    reply_type: str,
-    event_id: str | None = None,
-) -> list[bytes]:
+def capture_line(settings: CaptureSettings, exchange: Exchange, event_id: str | None = None) -> list[bytes]:
     """The record's JSON Line, ``json.dumps(capture_record(...), separators=(",", ":")) + "\\n"`` to
     the byte, in parts to write one after the other: the base64 data are spliced in, not scanned by the
     JSON encoder (their alphabet needs no escaping), which more than halves the cost of a photo's record
     (95 KB JPEG: 445 -> ~130 us)."""
     spliced: dict[str, bytes] = {}
-    record = capture_record(settings, epoch_s, body, content_type, reply, reply_type, event_id, spliced)
+    record = capture_record(settings, exchange, event_id, spliced)
     rest = json.dumps(record, separators=(",", ":")) + "\n"
     parts = []
     for marker, encoded in spliced.items():  # in the order they appear: the record's key order
@@ -156,8 +158,9 @@ def capture_line(
     return parts
 
 
-def frame(epoch_s: float, body: bytes, content_type: str | None, reply: bytes, reply_type: str) -> bytes:
+def frame(exchange: Exchange) -> bytes:
     """One record as the writer child reads it (:data:`RECORD`, :data:`RECORD_HEADER`, the bytes)."""
+    epoch_s, body, content_type, reply, reply_type = exchange
     sent_type = (content_type or "").encode("utf-8", "surrogatepass")
     answered_type = reply_type.encode("utf-8", "surrogatepass")
     header = RECORD_HEADER.pack(epoch_s, len(body), len(sent_type), len(reply), len(answered_type))

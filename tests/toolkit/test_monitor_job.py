@@ -28,7 +28,7 @@ from pipeline.definition.code import package_code
 from pipeline.local.container import Container
 from pipeline.sagemaker.monitoring import monitoring_schedule_request
 from pipeline.sample_data import shifted_jpeg
-from pipeline.serving.capture_format import CaptureSettings, capture_record
+from pipeline.serving.capture_format import CaptureSettings, Exchange, capture_record
 from tests.moto_server import BUCKET, REGION, ROLE_ARN, aws_env, moto_endpoint  # noqa: F401
 from tests.serving_helpers import write_model_dir
 from training_code import evaluate, models
@@ -103,11 +103,18 @@ def _captured(folder: Path, shift: str, when: datetime, count: int = 30) -> None
     rng = np.random.default_rng(7)
     hour = folder / ENDPOINT / "AllTraffic" / when.strftime("%Y/%m/%d/%H")
     hour.mkdir(parents=True, exist_ok=True)
-    lines = [
-        json.dumps(capture_record(settings, when.timestamp() + i, shifted_jpeg(i % 4, shift, rng, (48, 96)),
-                                  "image/jpeg", b'{"predictions": []}', "application/json"))
+    reply = b'{"predictions": []}'
+    exchanges = [
+        Exchange(
+            when.timestamp() + i,
+            shifted_jpeg(i % 4, shift, rng, (48, 96)),
+            "image/jpeg",
+            reply,
+            "application/json",
+        )
         for i in range(count)
-    ]  # fmt: skip
+    ]
+    lines = [json.dumps(capture_record(settings, exchange)) for exchange in exchanges]
     (hour / f"00-00-000-{shift}.jsonl").write_text("\n".join(lines) + "\n")
 
 
