@@ -183,13 +183,11 @@ class SageMakerFacade:
         store failed (said in one warning line by the evidence)."""
         if self.tracking_uri is None:
             return None
-        import tempfile
+        return self._tracked_report(execution, None)
 
-        with tempfile.TemporaryDirectory(prefix="dogpipe-run-report-") as scratch:
-            return self._tracked_report(execution, Path(scratch) / "report.html")
-
-    def _tracked_report(self, execution: str | None, output: Path) -> str | None:
-        """Write the report to ``output``; the execution's run id (None: tracking off or failed)."""
+    def _tracked_report(self, execution: str | None, output: Path | None) -> str | None:
+        """Write the report to ``output`` (None: beside the fetched files, gone afterwards); the
+        execution's run id (None: tracking off or failed)."""
         import tempfile
 
         from pipeline.report import build_report
@@ -200,7 +198,8 @@ class SageMakerFacade:
         with tempfile.TemporaryDirectory(prefix="dogpipe-report-") as scratch:
             inputs = inputs_from_sagemaker_execution(self.clients, self.cfg, execution, Path(scratch))
             evidence.enrich(inputs)
-            return evidence.record(inputs, build_report(inputs, output))
+            report = build_report(inputs, output or Path(scratch) / "report.html")
+            return evidence.record(inputs, report)
 
     # -- pipelines (SageMaker only) -----------------------------------------------------------------
 
