@@ -278,6 +278,14 @@ def _ping(url: str) -> dict:
         return json.loads(response.read())
 
 
+def _wait_for_capture(url: str, key: str, count: int, within_s: float = 10) -> None:
+    """Until the server's ``/ping`` counts ``count`` capture ``key`` (written, errors) or ``within_s``
+    pass; the assertions that follow say which."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and _ping(url)["capture"][key] < count:
+        time.sleep(0.05)
+
+
 def _gone(process: psutil.Process, within_s: float) -> bool:
     """Exited (a zombie counts: whoever adopted it may not reap it at once) within ``within_s``."""
     deadline = time.monotonic() + within_s
@@ -296,9 +304,7 @@ def test_the_writer_child_ends_when_the_server_is_sigkilled(engine_root: Path, t
     images = [image_bytes((60 * index, 30, 90)) for index in range(2)]
     for image in images:
         invoke_http(record["url"], image, "image/jpeg")
-    deadline = time.monotonic() + 10  # (a record still on the server's queue dies with the server)
-    while time.monotonic() < deadline and _ping(record["url"])["capture"]["written"] < len(images):
-        time.sleep(0.05)
+    _wait_for_capture(record["url"], "written", len(images))  # (one still queued dies with the server)
     os.kill(record["pid"], signal.SIGKILL)
     assert _gone(child, within_s=10), "the writer child outlived its SIGKILLed server"
     records = read_records(folder)  # what was written stays, whole lines
@@ -308,17 +314,13 @@ def test_the_writer_child_ends_when_the_server_is_sigkilled(engine_root: Path, t
 def test_a_killed_writer_child_costs_records_not_the_server(engine_root: Path, tmp_path: Path) -> None:
     record, folder, child = _capturing_endpoint(engine_root, tmp_path, "dogs")
     invoke_http(record["url"], image_bytes((200, 30, 30)), "image/jpeg")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _ping(record["url"])["capture"]["written"] < 1:
-        time.sleep(0.05)
+    _wait_for_capture(record["url"], "written", 1)
     child.kill()
     assert _gone(child, within_s=10)
 
     replies = [invoke_http(record["url"], image_bytes((30, 30, 200)), "image/jpeg") for _ in range(3)]
     assert all(reply["predictions"] for reply in replies)  # answered, as if nothing had happened
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _ping(record["url"])["capture"]["errors"] < 3:
-        time.sleep(0.05)
+    _wait_for_capture(record["url"], "errors", 3)
     ping = _ping(record["url"])
     assert ping["status"] == "ok"
     assert ping["capture"] == {"captured": 4, "dropped": 0, "written": 1, "errors": 3}
