@@ -20,15 +20,15 @@ pytestmark = pytest.mark.skipif(
 def _recording_pids(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
     """Make every histogram append the pid that computed it to ``log`` (forked workers inherit this),
     each taking at least 5 ms, so a worker forked a few ms late still finds chunks left."""
-    original = pixel_stats._channel_histogram
+    original = pixel_stats._decoded
 
-    def recorded(path: str, image_size: int) -> list[int]:
+    def recorded(path: str, image_size: int) -> torch.Tensor:
         with log.open("a") as handle:
             handle.write(f"{os.getpid()}\n")
         time.sleep(0.005)
         return original(path, image_size)
 
-    monkeypatch.setattr(pixel_stats, "_channel_histogram", recorded)
+    monkeypatch.setattr(pixel_stats, "_decoded", recorded)
 
 
 def test_process_workers_give_exactly_the_thread_result(
@@ -70,17 +70,17 @@ def test_a_failing_worker_is_raised_with_its_error_after_every_worker_ended(
     _, samples = dogdata.scan_split(sample_dataset / "train")
     paths = [path for path, _ in samples]
     caller = os.getpid()
-    original = pixel_stats._channel_histogram
+    original = pixel_stats._decoded
     worker = tmp_path / "worker"
 
-    def failing_elsewhere(path: str, image_size: int) -> list[int]:
+    def failing_elsewhere(path: str, image_size: int) -> torch.Tensor:
         time.sleep(0.005)
         if os.getpid() != caller:
             worker.write_text(str(os.getpid()))
             raise dogdata.ImageDecodeError(f"cannot decode {Path(path).name}")
         return original(path, image_size)
 
-    monkeypatch.setattr(pixel_stats, "_channel_histogram", failing_elsewhere)
+    monkeypatch.setattr(pixel_stats, "_decoded", failing_elsewhere)
     failed = pixel_stats.forked_sums.WorkerFailed
     with pytest.raises(failed, match=r"ImageDecodeError: cannot decode .*\.jpg"):
         pixel_stats.compute_stats(paths, 24, num_workers=2, processes=True)
@@ -102,3 +102,18 @@ def test_image_histogram_counts_exactly_what_bincount_counts(layout: str) -> Non
     }[layout]
     expected = torch.cat([torch.bincount(channel.flatten(), minlength=256) for channel in image])
     assert pixel_stats.image_histogram(image) == expected.tolist()
+
+
+def test_images_histogram_in_batches_counts_what_each_image_counts() -> None:
+    """Crops copied side by side and counted at once: the sum of each image's own counts, across
+    batch boundaries, a short last batch, and images of another size (which start a new batch)."""
+    generator = torch.Generator().manual_seed(11)
+    photos = [torch.randint(0, 256, (50, 70, 3), dtype=torch.uint8, generator=generator) for _ in range(8)]
+    images = [photo.permute(2, 0, 1)[:, 3:43, 15:55] for photo in photos[:5]]  # strided 40 px crops
+    images += [photos[5].permute(2, 0, 1)[:, :30, :20].contiguous(), photos[6].permute(2, 0, 1)[:, 1:41, :40]]
+    images.append(photos[7].permute(2, 0, 1)[:, 5:45, 20:60])
+    expected = sum(torch.tensor(pixel_stats.image_histogram(image)) for image in images)
+    assert isinstance(expected, torch.Tensor)
+    for batch in (1, 3, 16):
+        assert pixel_stats.images_histogram(images, batch=batch).tolist() == expected.tolist()
+    assert pixel_stats.images_histogram([]).tolist() == [0] * 768
