@@ -261,6 +261,22 @@ def test_the_cache_keeps_no_more_than_its_budget(sample_dataset: Path) -> None:
     assert len(loader.cache) == 3 and loader.cache.used_bytes == 3 * one_image
 
 
+def test_the_cache_keeps_a_centre_crop_without_the_image_it_was_cut_from(tmp_path: Path) -> None:
+    """A landscape photo's crop is a view into its whole resize; the cache keeps only the crop's bytes,
+    the same pixels in the same (channels-last) order, and a compact image as it is."""
+    photo = tmp_path / "wide.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(photo)
+    crop = dogdata.decode_image(photo, 24)
+    assert crop.untyped_storage().nbytes() > crop.numel()  # the view this is about
+    cache = ImageCache(2**20)
+    kept = cache.get("crop", lambda: crop)
+    assert torch.equal(kept, crop) and kept.stride() == (1, 24 * 3, 3)
+    assert kept.untyped_storage().nbytes() == kept.numel() == cache.used_bytes == 3 * 24 * 24
+    assert cache.get("crop", lambda: pytest.fail("made again")) is kept
+    dense = torch.zeros(3, 24, 24, dtype=torch.uint8)
+    assert cache.get("dense", lambda: dense) is dense
+
+
 def test_loader_threads_leave_the_training_thread_its_intra_op_threads(sample_dataset: Path) -> None:
     """Loader threads decode on one torch thread each; the thread that trains keeps its own count."""
     _, samples = dogdata.scan_split(sample_dataset / "valid")

@@ -5,6 +5,10 @@ resize, in the loader's thread beside the training step) held a step a third of 
 train_phases_bench.py``). Kept after the first epoch, the decoded, resized uint8 image is what the next
 epoch would have computed again, bit for bit, so caching changes no batch: augmentation still crops
 and flips it with the epoch's own random numbers. Images past the budget are decoded each time.
+
+A centre crop is a view into its whole resized image (a 4:3 photo's is 1.33x the crop), so the cache
+keeps a compact copy of such a view, in the same dimension order: the budget then counts what stays in
+memory, and the whole image is freed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,16 @@ from collections.abc import Callable, Hashable
 import torch
 
 MIB = 1 << 20
+
+
+def compact(image: torch.Tensor) -> torch.Tensor:
+    """``image`` when its storage holds only its own elements, else a copy of just them with the same
+    dimension order (a channels-last view stays channels-last, so reading it costs what it did)."""
+    if image.untyped_storage().nbytes() == image.numel() * image.element_size():
+        return image
+    order = sorted(range(image.dim()), key=lambda dim: -image.stride(dim))  # outermost first
+    inverse = sorted(range(image.dim()), key=order.__getitem__)
+    return image.permute(order).contiguous().permute(inverse)
 
 
 class ImageCache:
@@ -31,13 +45,14 @@ class ImageCache:
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, make: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """The image kept for ``key``, else ``make()``, kept when it fits in what is left."""
+        """The image kept for ``key``, else ``make()``, kept (:func:`compact`) if it fits in what is left."""
         image = self._images.get(key)
         if image is not None:
             return image
         image = make()
         size = image.numel() * image.element_size()
         if self.used_bytes + size <= self.budget_bytes:
+            image = compact(image)
             with self._lock:
                 if key not in self._images and self.used_bytes + size <= self.budget_bytes:
                     self._images[key] = image
