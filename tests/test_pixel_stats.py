@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 def _recording_pids(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
     """Make every histogram append the pid that computed it to ``log`` (forked workers inherit this),
     each taking at least 5 ms, so a worker forked a few ms late still finds chunks left."""
-    original = pixel_stats._decoded
+    original = pixel_stats.dogdata.decode_image
 
     def recorded(path: str, image_size: int) -> torch.Tensor:
         with log.open("a") as handle:
@@ -28,7 +28,7 @@ def _recording_pids(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
         time.sleep(0.005)
         return original(path, image_size)
 
-    monkeypatch.setattr(pixel_stats, "_decoded", recorded)
+    monkeypatch.setattr(pixel_stats.dogdata, "decode_image", recorded)
 
 
 def test_process_workers_give_exactly_the_thread_result(
@@ -70,7 +70,7 @@ def test_a_failing_worker_is_raised_with_its_error_after_every_worker_ended(
     _, samples = dogdata.scan_split(sample_dataset / "train")
     paths = [path for path, _ in samples]
     caller = os.getpid()
-    original = pixel_stats._decoded
+    original = pixel_stats.dogdata.decode_image
     worker = tmp_path / "worker"
 
     def failing_elsewhere(path: str, image_size: int) -> torch.Tensor:
@@ -80,7 +80,7 @@ def test_a_failing_worker_is_raised_with_its_error_after_every_worker_ended(
             raise dogdata.ImageDecodeError(f"cannot decode {Path(path).name}")
         return original(path, image_size)
 
-    monkeypatch.setattr(pixel_stats, "_decoded", failing_elsewhere)
+    monkeypatch.setattr(pixel_stats.dogdata, "decode_image", failing_elsewhere)
     failed = pixel_stats.forked_sums.WorkerFailed
     with pytest.raises(failed, match=r"ImageDecodeError: cannot decode .*\.jpg"):
         pixel_stats.compute_stats(paths, 24, num_workers=2, processes=True)

@@ -59,14 +59,9 @@ def image_histogram(image: torch.Tensor) -> list[int]:
     return Image.frombuffer("RGB", (width, height), rows, "raw", "RGB", row, 1).histogram()
 
 
-def _decoded(path: str, image_size: int) -> torch.Tensor:
-    """One image at the training geometry: the one per-image step of every path here (tests wrap it)."""
-    return dogdata.decode_image(path, image_size)
-
-
 def _channel_histogram(path: str, image_size: int) -> list[int]:
     """One image's 3x256 counts at the training geometry."""
-    return image_histogram(_decoded(path, image_size))
+    return image_histogram(dogdata.decode_image(path, image_size))
 
 
 #: Crops that ``images_histogram`` copies side by side before one PIL histogram counts them all.
@@ -117,7 +112,7 @@ PROCESS_CHUNK = 32
 
 
 def _chunk_histogram(paths: Sequence[str], image_size: int) -> torch.Tensor:
-    images = (_decoded(path, image_size) for path in paths)
+    images = (dogdata.decode_image(path, image_size) for path in paths)
     return torch.from_numpy(images_histogram(images, batch=min(HISTOGRAM_BATCH, len(paths))))
 
 
