@@ -74,6 +74,9 @@ def test_ctrl_c_exits_130(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As a terminal's foreground job: a suite started in the background by a non-interactive shell
+        # inherits SIGINT ignored (POSIX, for `cmd &`), and Python keeps an ignored SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while True:  # opening the write end succeeds only once the command has the FIFO open for reading
